@@ -1,0 +1,1 @@
+"""Data, metrics, training, testing and prediction for artery/vein segmentation."""

@@ -1,0 +1,208 @@
+"""One dataset class for DRIVE_AV, LES-AV, HRF-AV and any folder in the same layout (SPEC 2-3).
+
+Layout: ``<data_root>/<name>/<split>/{images,1st_manual,mask}/``. Decoded and resized arrays are
+cached per process, so each file is read once per run and augmentation works from memory.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from scripts.augment import augment, normalise, resize_image, resize_nearest
+from scripts.config import DATA_HELP, UNIFORM_SIZE, dataset_info
+from scripts.images import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    derive_fov,
+    image_size,
+    load_label,
+    load_mask,
+    load_photo,
+    open_image,
+)
+
+log = logging.getLogger("avseg")
+MASK_EXTENSIONS = (".gif", ".png", ".tif", ".tiff", ".jpg", ".bmp")
+
+
+@dataclass(frozen=True)
+class Item:
+    """Files of one image id."""
+
+    id: str
+    image: Path
+    label: Path
+    mask: Path | None
+
+
+def check_model_size(size: Sequence[int], what: str = "--image-size") -> tuple[int, int]:
+    """Validate a (W, H) model size: two positive multiples of 16."""
+    if len(size) != 2 or any(int(s) <= 0 or int(s) % 16 for s in size):
+        raise ValueError(f"{what} must be two positive multiples of 16 (width height), got {list(size)}")
+    return int(size[0]), int(size[1])
+
+
+def _find(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None:
+    for ext in extensions:
+        for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def find_items(split_dir: Path, label_suffixes: Sequence[str]) -> list[Item]:
+    """List image ids (sorted) with their label and mask files; raise on anything missing."""
+    images_dir = split_dir / "images"
+    if not images_dir.is_dir():
+        raise DataError(f"image folder not found: {images_dir}. {DATA_HELP}")
+    files = sorted(p for p in images_dir.iterdir() if not p.name.startswith("."))
+    others = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if others:
+        log.warning("%s: ignoring %d non-image file(s): %s", images_dir, len(others), ", ".join(others[:5]))
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    if not images:
+        raise DataError(f"no images in {images_dir} (expected .tif/.png/.jpg files). {DATA_HELP}")
+    items = []
+    for img in images:
+        stem = img.stem
+        label = next((p for s in label_suffixes if (p := _find(split_dir / "1st_manual", stem + s, (".png",)))), None)
+        if label is None:
+            tried = ", ".join(str(split_dir / "1st_manual" / f"{stem}{s}.png") for s in label_suffixes)
+            raise DataError(f"{img}: no label found (looked for {tried}); add the label or remove the image")
+        mask = _find(split_dir / "mask", f"{stem}_mask", MASK_EXTENSIONS) or _find(split_dir / "mask", stem, MASK_EXTENSIONS)
+        items.append(Item(stem, img, label, mask))
+    return items
+
+
+def _check_sizes(item: Item) -> None:
+    size = image_size(item.image)
+    for kind, path in (("label", item.label), ("mask", item.mask)):
+        if path is not None and (other := image_size(path)) != size:
+            raise DataError(f"{path}: {kind} size {other[0]}x{other[1]} differs from image {item.image} size {size[0]}x{size[1]}")
+
+
+def split_ids(n: int, val_percent: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded train/validation split of indices 0..n-1 (``random_split`` on sorted ids).
+
+    At least one validation image when ``val_percent`` > 0 and n >= 2.
+    """
+    n_val = int(n * val_percent / 100)
+    if val_percent > 0 and n >= 2:
+        n_val = max(n_val, 1)
+    train, val = torch.utils.data.random_split(range(n), [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))
+    return list(train.indices), list(val.indices)
+
+
+class AVDataset(Dataset):
+    """Artery/vein dataset.
+
+    ``train=True`` items: ``image`` (3, H, W) float normalised, ``target`` (3, H, W) float 0/1 and
+    ``mask`` (1, H, W), augmented at the model size. ``train=False`` items: ``image`` at the model
+    size, ``label`` (3, Hr, Wr) uint8 0/1 and ``mask`` (Hr, Wr) bool at the raw size, ``raw_size``
+    (Hr, Wr) and ``id``. Indexing with ``(index, seed)`` (see :class:`EpochSampler`) makes the
+    augmentation reproducible whatever the number of DataLoader workers.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        split: str = "training",
+        data_root: Path | str = "data",
+        train: bool = False,
+        image_size: Sequence[int] | None = None,
+        uniform: bool = False,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self.name, self.split, self.train = name, split, train
+        info = dataset_info(name)
+        root = Path(data_root) / name
+        if not root.is_dir():
+            raise DataError(f"dataset folder not found: {root.resolve()}. {DATA_HELP}")
+        split_dir = root / split
+        if not split_dir.is_dir():
+            raise DataError(f"split folder not found: {split_dir.resolve()}; this copy of {name} has no '{split}' split")
+        size = image_size or (UNIFORM_SIZE if uniform else info.model_size)
+        self.model_size = check_model_size(size)
+        all_items = find_items(split_dir, info.label_suffixes)
+        self.items = [all_items[i] for i in indices] if indices is not None else all_items
+        for item in self.items:
+            _check_sizes(item)
+        modes = Counter("index" if open_image(it.label).mode in ("L", "I", "I;16", "1") else "rgb" for it in self.items)
+        log.info("%s/%s: %d images; label encoding: %s", name, split, len(self.items), dict(modes))
+        missing = [it.id for it in self.items if it.mask is None]
+        if missing:
+            log.warning("%s/%s: no FOV mask for %s; deriving the FOV from the image", name, split, missing[:5])
+        self._cache: dict[int, tuple] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _load(self, index: int) -> tuple:
+        """Decoded arrays: (model-size image, model-size label, model-size mask, raw label, raw mask)."""
+        if index not in self._cache:
+            item = self.items[index]
+            photo = load_photo(item.image)
+            label, _ = load_label(item.label)
+            mask = load_mask(item.mask) if item.mask is not None else derive_fov(photo, item.image)
+            small = resize_image(photo, self.model_size)
+            if self.train:
+                self._cache[index] = (small, resize_nearest(label, self.model_size), resize_nearest(mask, self.model_size))
+            else:
+                self._cache[index] = (small, label, mask)
+        return self._cache[index]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, seed = key if isinstance(key, tuple) else (key, key)
+        if self.train:
+            image, label, mask = self._load(index)
+            image, label, mask = augment(image, label, mask, np.random.default_rng(seed))
+            return {
+                "image": torch.from_numpy(normalise(image)),
+                "target": torch.from_numpy(np.ascontiguousarray(label.transpose(2, 0, 1))).float(),
+                "mask": torch.from_numpy(mask[None]).float(),
+            }
+        image, label, mask = self._load(index)
+        return {
+            "image": torch.from_numpy(normalise(image)),
+            "label": torch.from_numpy(np.ascontiguousarray(label.transpose(2, 0, 1))).to(torch.uint8),
+            "mask": torch.from_numpy(mask),
+            "raw_size": tuple(mask.shape),
+            "id": self.items[index].id,
+        }
+
+
+class EpochSampler(Sampler):
+    """Yields ``(index, augmentation seed)``; order and seeds depend only on (seed, epoch).
+
+    Call :meth:`set_epoch` before each epoch; a resumed run then sees the same data.
+    """
+
+    def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
+        seeds = torch.randint(0, 2**62, (self.n,), generator=g)
+        return iter(zip(order.tolist(), seeds.tolist()))
+
+
+def eval_collate(batch: list[dict]) -> dict:
+    """Collate evaluation items (raw sizes differ): stack images, keep the rest as lists."""
+    return {
+        "image": torch.stack([b["image"] for b in batch]),
+        **{k: [b[k] for b in batch] for k in ("label", "mask", "raw_size", "id")},
+    }

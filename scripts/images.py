@@ -1,0 +1,91 @@
+"""Reading photographs, labels and FOV masks from disk, with errors that name the file."""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
+
+from scripts.labels import label_to_channels
+
+log = logging.getLogger("avseg")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file or folder and what to do."""
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open an image file (lazily: the header only), raising :class:`DataError` if unreadable."""
+    try:
+        img = Image.open(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"{path}: cannot be read as an image ({err}); replace or remove the file") from None
+    return img
+
+
+def _decode(path: Path) -> Image.Image:
+    img = open_image(path)
+    try:
+        img.load()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"{path}: the image data is corrupt or truncated ({err}); replace the file") from None
+    return img
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """Any PIL image (grey, RGB, RGBA, palette, 8- or 16-bit) -> (H, W, 3) uint8."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max()
+        arr = arr / (65535.0 if top > 255 and top <= 65535 else max(top, 1.0)) * 255.0
+        grey = np.clip(arr, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if np.asarray(img).dtype == np.uint16:  # 16-bit RGB read by some plugins
+        return (np.asarray(img) // 257).astype(np.uint8)
+    return np.asarray(img.convert("RGB"))
+
+
+def load_photo(path: Path) -> np.ndarray:
+    """A photograph as (H, W, 3) uint8 RGB."""
+    return to_rgb8(_decode(path))
+
+
+def load_label(path: Path) -> tuple[np.ndarray, str]:
+    """A label file as (H, W, 3) bool channels plus its encoding ("rgb" or "index")."""
+    return label_to_channels(_decode(path), path)
+
+
+def load_mask(path: Path) -> np.ndarray:
+    """An FOV mask (0/1 or 0/255, one or three channels, any palette) as (H, W) bool."""
+    arr = np.asarray(_decode(path))
+    if arr.ndim == 3:
+        arr = arr.max(axis=2)
+    top = arr.max()
+    if top == 0:
+        raise DataError(f"{path}: the FOV mask is empty (all zero); fix the mask or remove it to derive one")
+    return arr > top / 2
+
+
+def derive_fov(image: np.ndarray, source: Path | str = "image") -> np.ndarray:
+    """FOV estimated from a photograph: brightness above 8 % of its 99th percentile, holes filled."""
+    warnings.warn(f"{source}: no FOV mask; deriving one from the image brightness", stacklevel=2)
+    grey = image.astype(np.float32).mean(axis=2)
+    fov = grey > 0.08 * max(np.percentile(grey, 99), 1.0)
+    fov = ndimage.binary_opening(fov, iterations=2)
+    fov = ndimage.binary_fill_holes(fov)
+    if not fov.any():
+        return np.ones(grey.shape, dtype=bool)
+    return fov
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file header."""
+    with open_image(path) as img:
+        return img.size

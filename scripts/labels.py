@@ -1,0 +1,68 @@
+"""Label encodings, class decoding and colour maps (SPEC section 1).
+
+Channel order everywhere: 0 = artery (red), 1 = uncertain/crossing (green), 2 = vein (blue).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+CLASSES = ("artery", "vein", "uncertain")
+# For each class of CLASSES, the channel whose probability scores it (threshold-free AUCs).
+CLASS_CHANNEL = {"artery": 0, "vein": 2, "uncertain": 1}
+INDEX_TO_RGB = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1]], dtype=bool)  # bg, A, V, uncertain
+# RGB label values must be near 0 or 255: anything in between is not a label colour.
+_LOW, _HIGH = 64, 191
+
+
+class LabelError(ValueError):
+    """A label file that is not an A/V label in a known encoding."""
+
+
+def label_to_channels(img: Image.Image, path: Path | str) -> tuple[np.ndarray, str]:
+    """Convert a label image to a (H, W, 3) bool array of channels; also return the encoding.
+
+    RGB (or palette) labels: channel on = value > 127. One-channel labels are index maps
+    (0 background, 1 artery, 2 vein, 3 uncertain). Anything else raises :class:`LabelError`.
+    """
+    if img.mode in ("L", "I", "I;16", "1"):
+        idx = np.asarray(img)
+        values = np.unique(idx)
+        bad = values[(values < 0) | (values > 3)]
+        if bad.size:
+            raise LabelError(
+                f"{path}: one-channel label with values {values[:10].tolist()}; an index-map label may only "
+                "hold 0 (background), 1 (artery), 2 (vein), 3 (uncertain). Save RGB labels as RGB PNGs."
+            )
+        return INDEX_TO_RGB[idx.astype(np.int64)], "index"
+    rgb = np.asarray(img.convert("RGB"))
+    ambiguous = (rgb > _LOW) & (rgb < _HIGH)
+    if ambiguous.any():
+        cols, counts = np.unique(rgb[ambiguous.any(axis=2)], axis=0, return_counts=True)
+        top = cols[np.argsort(-counts)[:5]]
+        raise LabelError(
+            f"{path}: {int(ambiguous.any(axis=2).sum())} pixels have colours that are not label colours, "
+            f"e.g. {[tuple(int(v) for v in c) for c in top]}; labels must use red (artery), blue (vein), "
+            "green (crossing), white (uncertain) and black, saved losslessly (PNG, not JPEG)."
+        )
+    return rgb > 127, "rgb"
+
+
+def decode_classes(binary: torch.Tensor) -> torch.Tensor:
+    """Decode a (..., 3, H, W) bool map into (..., 3, H, W) class masks ordered as ``CLASSES``.
+
+    The paper protocol: pixels with channels 0 and 1 on become (0,1,0); then artery = ch0 and not
+    ch1, vein = ch2 and not ch1, uncertain = ch1 and not ch0. After the reset, ch1 implies not ch0,
+    so uncertain reduces to ch1. Magenta counts as artery and vein, cyan as uncertain.
+    """
+    ch0, ch1, ch2 = binary.unbind(dim=-3)
+    return torch.stack([ch0 & ~ch1, ch2 & ~ch1, ch1], dim=-3)
+
+
+def colour_map(binary: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(3, H, W) channel map -> (H, W, 3) uint8 image: red artery, green uncertain, blue vein."""
+    arr = binary.detach().cpu().numpy() if isinstance(binary, torch.Tensor) else np.asarray(binary)
+    return (np.moveaxis(arr > 0.5 if arr.dtype != bool else arr, 0, -1) * 255).astype(np.uint8)

@@ -1,0 +1,175 @@
+"""Paper metrics (SPEC section 6) from confusion counts, plus threshold-free AUCs.
+
+All per-pixel work is vectorised torch on the tensors' own device; only 3 x 4 counts per image
+come back to the host, where the ratios are formed in float64.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from scripts.labels import CLASS_CHANNEL, CLASSES, decode_classes
+
+PAPER_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "g_mean", "f1", "iou", "mse", "roc", "pr")
+PROB_METRICS = ("roc_auc_prob", "pr_auc_prob")  # threshold-free, not the paper's "ROC"/"PR"
+AVERAGE = "average"
+_AUC_BINS = 65536  # probabilities are quantised to 16 bits; exact for 8-bit maps (k/255 -> k*257)
+
+
+def _as_tensor(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+    return x
+
+
+def validate_inputs(prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Check shapes and dtypes; return the FOV mask as a (H, W) bool tensor."""
+    if prob.dim() != 3 or prob.shape[0] != 3:
+        raise ValueError(f"prob must have shape (3, H, W), got {tuple(prob.shape)} ({prob.dtype})")
+    if not prob.is_floating_point():
+        raise ValueError(f"prob must be a floating-point probability map in [0, 1], got dtype {prob.dtype}")
+    if label.shape != prob.shape:
+        raise ValueError(f"label shape {tuple(label.shape)} differs from prob shape {tuple(prob.shape)}")
+    if label.is_floating_point() and not bool(((label == 0) | (label == 1)).all()):
+        raise ValueError(f"label must be binary (0/1 or bool), got dtype {label.dtype} with other values")
+    if mask.dim() == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if tuple(mask.shape) != tuple(prob.shape[1:]):
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match the image size {tuple(prob.shape[1:])}")
+    return mask.bool()
+
+
+def confusion_counts(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) bool pred/target and (H, W) bool mask -> (C, 4) int64 counts [tp, fp, fn, tn] in the mask."""
+    p, t = pred & mask, target & mask
+    tp = (p & t).sum(dim=(-2, -1))
+    fp = (p & ~t).sum(dim=(-2, -1))
+    fn = (~p & t).sum(dim=(-2, -1))
+    n = mask.sum()
+    return torch.stack([tp, fp, fn, n - tp - fp - fn], dim=-1)
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else math.nan
+
+
+def metrics_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    """The paper's binary metrics from one confusion matrix; NaN where a ratio is 0/0.
+
+    "roc" and "pr" are sklearn's ``roc_auc_score`` and ``auc(precision_recall_curve)`` of the
+    *binary* prediction, in closed form: a binary score gives a two-point curve.
+    """
+    n, pos = tp + fp + fn + tn, tp + fn
+    sens, spec = _ratio(tp, pos), _ratio(tn, tn + fp)
+    prec = _ratio(tp, tp + fp)
+    prevalence = _ratio(pos, n)
+    if pos == 0 or pos == n:
+        roc = math.nan  # one class only: ROC AUC undefined (sklearn raises)
+    else:
+        roc = (sens + spec) / 2
+    if pos == 0:
+        pr = math.nan
+    elif tp + fp == 0:  # nothing predicted: curve (1, prevalence) -> (0, 1)
+        pr = (prevalence + 1) / 2
+    else:  # (1, prevalence) -> (recall, precision) -> (0, 1); exact also when recall is 1
+        pr = (1 - sens) * (prevalence + prec) / 2 + sens * (prec + 1) / 2
+    return {
+        "accuracy": _ratio(tp + tn, n),
+        "sensitivity": sens,
+        "specificity": spec,
+        "precision": prec,
+        "g_mean": math.sqrt(sens * spec) if not (math.isnan(sens) or math.isnan(spec)) else math.nan,
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "iou": _ratio(tp, tp + fp + fn),
+        "mse": _ratio(fp + fn, n),
+        "roc": roc,
+        "pr": pr,
+    }
+
+
+def _threshold_free(score: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """ROC AUC and average precision of continuous scores in [0, 1] (1-D tensors)."""
+    q = (score.clamp(0, 1) * (_AUC_BINS - 1)).round().long()
+    pos_hist = torch.bincount(q[target], minlength=_AUC_BINS).double().cpu().numpy()
+    neg_hist = torch.bincount(q[~target], minlength=_AUC_BINS).double().cpu().numpy()
+    n_pos, n_neg = pos_hist.sum(), neg_hist.sum()
+    if n_pos == 0 or n_neg == 0:
+        return math.nan, math.nan
+    neg_below = np.cumsum(neg_hist) - neg_hist
+    roc = float((pos_hist * (neg_below + 0.5 * neg_hist)).sum() / (n_pos * n_neg))
+    tp = np.cumsum(pos_hist[::-1])  # predicted positive at thresholds from high to low
+    fp = np.cumsum(neg_hist[::-1])
+    keep = (pos_hist[::-1] + neg_hist[::-1]) > 0
+    tp, fp = tp[keep], fp[keep]
+    recall_step = np.diff(np.concatenate([[0.0], tp])) / n_pos
+    ap = float((recall_step * tp / (tp + fp)).sum())
+    return roc, ap
+
+
+def image_metrics(
+    prob: np.ndarray | torch.Tensor,
+    label: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor,
+    threshold: float = 0.5,
+    with_prob_auc: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Paper metrics of one image: {artery, vein, uncertain, average} -> {metric: value}.
+
+    ``prob``: (3, H, W) float probabilities at the raw image size; ``label``: (3, H, W) binary
+    ground truth; ``mask``: (H, W) or (1, H, W) FOV. The probability is zeroed outside the FOV and
+    thresholded (> ``threshold``); the classes are decoded as in :func:`decode_classes`. A ratio that is
+    0/0 counts as 0 (with a warning for artery and vein); when the uncertain class has an undefined
+    F1 (no uncertain pixel in ground truth or prediction) all its numbers count as 0. The average
+    weights each class by its number of ground-truth pixels in the whole image.
+    """
+    prob, label, mask = _as_tensor(prob, "prob"), _as_tensor(label, "label"), _as_tensor(mask, "mask")
+    fov = validate_inputs(prob, label, mask)
+    prob = prob * fov
+    pred_cls = decode_classes(prob > threshold)
+    gt_cls = decode_classes(label.bool())
+    counts = confusion_counts(pred_cls, gt_cls, fov).tolist()
+    weights = gt_cls.sum(dim=(-2, -1)).double().cpu().numpy()
+
+    result: dict[str, dict[str, float]] = {}
+    for c, name in enumerate(CLASSES):
+        m = metrics_from_counts(*counts[c])
+        if with_prob_auc:
+            roc_p, pr_p = _threshold_free(prob[CLASS_CHANNEL[name]][fov], gt_cls[c][fov])
+            m.update(roc_auc_prob=roc_p, pr_auc_prob=pr_p)
+        if name == "uncertain" and math.isnan(m["f1"]):
+            m = dict.fromkeys(m, 0.0)
+        undefined = [k for k, v in m.items() if math.isnan(v)]
+        if undefined and name != "uncertain":
+            warnings.warn(f"{name}: {', '.join(undefined)} undefined (0/0), counted as 0", stacklevel=2)
+        result[name] = {k: (0.0 if math.isnan(v) else v) for k, v in m.items()}
+    total = weights.sum()
+    result[AVERAGE] = {
+        k: float(sum(weights[c] * result[name][k] for c, name in enumerate(CLASSES)) / total) if total else 0.0
+        for k in result[CLASSES[0]]
+    }
+    return result
+
+
+def mean_metrics(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Mean over images of :func:`image_metrics` results (the dataset score)."""
+    if not per_image:
+        raise ValueError("no image results to average")
+    return {
+        cls: {k: float(np.mean([r[cls][k] for r in per_image])) for k in per_image[0][cls]}
+        for cls in per_image[0]
+    }
+
+
+def resize_prob(prob: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of a (3, h, w) or (B, 3, h, w) probability map to (H, W), clamped to [0, 1]."""
+    batched = prob.dim() == 4
+    x = prob if batched else prob[None]
+    if tuple(x.shape[-2:]) != tuple(size_hw):
+        x = F.interpolate(x.float(), size=tuple(size_hw), mode="bicubic", align_corners=False).clamp_(0, 1)
+    return x if batched else x[0]
