@@ -1,0 +1,54 @@
+"""Tables and files for metric results: printed tables, per-image CSV, summary JSON."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from scripts.metrics import AVERAGE, PAPER_METRICS, PROB_METRICS
+from scripts.labels import CLASSES
+
+ROWS = (*CLASSES, AVERAGE)
+
+
+def format_table(result: dict[str, dict[str, float]], metrics=PAPER_METRICS, percent: bool = True) -> str:
+    """A fixed-width table: one row per class (artery, vein, uncertain, average)."""
+    scale = 100.0 if percent else 1.0
+    head = f"{'class':<10}" + "".join(f"{m:>13}" for m in metrics)
+    lines = [head, "-" * len(head)]
+    for cls in ROWS:
+        if cls in result:
+            lines.append(f"{cls:<10}" + "".join(f"{scale * result[cls][m]:>13.2f}" for m in metrics))
+    return "\n".join(lines)
+
+
+def write_atomic(path: Path | str, text: str) -> None:
+    """Write text to ``path`` via a temporary file and rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def per_image_csv(path: Path | str, rows: list[tuple[str, dict[str, dict[str, float]]]], extra_key: str | None = None) -> None:
+    """One row per (image, class): id, class, every metric (fractions)."""
+    import io
+
+    buf = io.StringIO()
+    metrics = [*PAPER_METRICS, *PROB_METRICS]
+    writer = csv.writer(buf)
+    writer.writerow(([extra_key] if extra_key else []) + ["id", "class", *metrics])
+    for key, result in rows:
+        keys = key if isinstance(key, tuple) else (key,)
+        for cls in ROWS:
+            writer.writerow([*keys, cls, *(f"{result[cls].get(m, float('nan')):.10g}" for m in metrics)])
+    write_atomic(path, buf.getvalue())
+
+
+def summary_json(path: Path | str, result: dict[str, dict[str, float]]) -> None:
+    """{class: {metric: value}} for artery, vein, uncertain, average (fractions)."""
+    write_atomic(path, json.dumps({c: result[c] for c in ROWS}, indent=1) + "\n")

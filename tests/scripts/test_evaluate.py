@@ -1,0 +1,60 @@
+"""Command-line scoring of a prediction folder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scripts.evaluate import main
+
+
+def _write_predictions(root, out, size=None):
+    out.mkdir()
+    for f in sorted((root / "SYNTHETIC" / "test" / "1st_manual").glob("*.png")):
+        img = Image.open(f)
+        (img.resize(size, Image.BICUBIC) if size else img).save(out / f.name)
+
+
+def test_ground_truth_as_prediction_scores_perfectly(synthetic_root, tmp_path, capsys):
+    _write_predictions(synthetic_root, tmp_path / "pred")
+    rc = main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root),
+               "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv")])
+    assert rc == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert list(summary) == ["artery", "vein", "uncertain", "average"]
+    assert summary["artery"]["f1"] == 1.0 and summary["vein"]["sensitivity"] == 1.0
+    assert {"accuracy", "sensitivity", "specificity", "precision", "g_mean", "f1", "iou", "mse", "roc", "pr"} <= set(
+        summary["average"])
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 4
+    assert "paper protocol" in capsys.readouterr().out
+
+
+def test_model_size_predictions_are_resized(synthetic_root, tmp_path):
+    (tmp_path / "pred").mkdir()
+    for i in (1, 2, 3):  # all-artery maps at the model size 32x32
+        Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp_path / "pred" / f"0{i}_test.png")
+    rc = main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root),
+               "--image-size", "32", "32", "--json", str(tmp_path / "s.json")])
+    assert rc == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["artery"]["sensitivity"] == 1.0 and summary["vein"]["sensitivity"] == 0.0
+
+
+@pytest.mark.parametrize("problem,message", [("missing", "02_test.*missing"), ("size", "02_test.*is 10x10"),
+                                             ("grey", "02_test.*mode L")])
+def test_bad_prediction_names_the_image(synthetic_root, tmp_path, capsys, problem, message):
+    _write_predictions(synthetic_root, tmp_path / "pred")
+    f = tmp_path / "pred" / "02_test.png"
+    if problem == "missing":
+        f.unlink()
+    elif problem == "size":
+        Image.new("RGB", (10, 10)).save(f)
+    else:
+        Image.fromarray(np.zeros((64, 64), np.uint8)).save(f)
+    rc = main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root)])
+    assert rc == 2
+    import re
+    assert re.search(message, capsys.readouterr().err)
