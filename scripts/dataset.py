@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from scripts.augment import augment, normalise, resize_image, resize_nearest
-from scripts.config import DATA_HELP, UNIFORM_SIZE, dataset_info
+from scripts.config import DATA_HELP, DATASETS, UNIFORM_SIZE, dataset_info
 from scripts.images import (
     IMAGE_EXTENSIONS,
     DataError,
@@ -124,6 +124,9 @@ class AVDataset(Dataset):
         info = dataset_info(name)
         root = Path(data_root) / name
         if not root.is_dir():
+            if name not in DATASETS:
+                raise DataError(f"unknown dataset name '{name}' (known: {', '.join(DATASETS)}) and no folder "
+                                f"{root.resolve()}; to use your own data, put it there in the same layout. {DATA_HELP}")
             raise DataError(f"dataset folder not found: {root.resolve()}. {DATA_HELP}")
         split_dir = root / split
         if not split_dir.is_dir():
@@ -185,19 +188,20 @@ class EpochSampler(Sampler):
     """
 
     def __init__(self, n: int, seed: int, shuffle: bool = True) -> None:
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self.n, self.seed, self.shuffle, self.epoch, self.start = n, seed, shuffle, 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch; ``start`` skips that many items (resuming inside an epoch)."""
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return self.n
+        return self.n - self.start
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=g)
-        return iter(zip(order.tolist(), seeds.tolist()))
+        return iter(list(zip(order.tolist(), seeds.tolist()))[self.start:])
 
 
 def eval_collate(batch: list[dict]) -> dict:

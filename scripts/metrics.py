@@ -17,6 +17,7 @@ from scripts.labels import CLASS_CHANNEL, CLASSES, decode_classes
 PAPER_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "g_mean", "f1", "iou", "mse", "roc", "pr")
 PROB_METRICS = ("roc_auc_prob", "pr_auc_prob")  # threshold-free, not the paper's "ROC"/"PR"
 AVERAGE = "average"
+VESSEL = "vessel"  # binary vessel-level scores: vessel = any channel on (not part of the average)
 _AUC_BINS = 65536  # probabilities are quantised to 16 bits; exact for 8-bit maps (k/255 -> k*257)
 
 
@@ -119,14 +120,15 @@ def image_metrics(
     threshold: float = 0.5,
     with_prob_auc: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """Paper metrics of one image: {artery, vein, uncertain, average} -> {metric: value}.
+    """Paper metrics of one image: {artery, vein, uncertain, average, vessel} -> {metric: value}.
 
     ``prob``: (3, H, W) float probabilities at the raw image size; ``label``: (3, H, W) binary
     ground truth; ``mask``: (H, W) or (1, H, W) FOV. The probability is zeroed outside the FOV and
     thresholded (> ``threshold``); the classes are decoded as in :func:`decode_classes`. A ratio that is
     0/0 counts as 0 (with a warning for artery and vein); when the uncertain class has an undefined
     F1 (no uncertain pixel in ground truth or prediction) all its numbers count as 0. The average
-    weights each class by its number of ground-truth pixels in the whole image.
+    weights each class by its number of ground-truth pixels in the whole image. ``vessel`` scores the
+    binary vessel map (any channel on) and is not part of the average.
     """
     prob, label, mask = _as_tensor(prob, "prob"), _as_tensor(label, "label"), _as_tensor(mask, "mask")
     fov = validate_inputs(prob, label, mask)
@@ -148,11 +150,17 @@ def image_metrics(
         if undefined and name != "uncertain":
             warnings.warn(f"{name}: {', '.join(undefined)} undefined (0/0), counted as 0", stacklevel=2)
         result[name] = {k: (0.0 if math.isnan(v) else v) for k, v in m.items()}
+    vessel = metrics_from_counts(*confusion_counts((prob > threshold).any(0, keepdim=True),
+                                                   label.bool().any(0, keepdim=True), fov)[0].tolist())
+    if with_prob_auc:
+        roc_p, pr_p = _threshold_free(prob.amax(0)[fov], label.bool().any(0)[fov])
+        vessel.update(roc_auc_prob=roc_p, pr_auc_prob=pr_p)
     total = weights.sum()
     result[AVERAGE] = {
         k: float(sum(weights[c] * result[name][k] for c, name in enumerate(CLASSES)) / total) if total else 0.0
         for k in result[CLASSES[0]]
     }
+    result[VESSEL] = {k: (0.0 if math.isnan(v) else v) for k, v in vessel.items()}
     return result
 
 

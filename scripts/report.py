@@ -7,10 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from scripts.metrics import AVERAGE, PAPER_METRICS, PROB_METRICS
+from scripts.metrics import AVERAGE, PAPER_METRICS, PROB_METRICS, VESSEL
 from scripts.labels import CLASSES
 
 ROWS = (*CLASSES, AVERAGE)
+TABLE_ROWS = (*ROWS, VESSEL)
 
 
 def format_table(result: dict[str, dict[str, float]], metrics=PAPER_METRICS, percent: bool = True) -> str:
@@ -18,7 +19,7 @@ def format_table(result: dict[str, dict[str, float]], metrics=PAPER_METRICS, per
     scale = 100.0 if percent else 1.0
     head = f"{'class':<10}" + "".join(f"{m:>13}" for m in metrics)
     lines = [head, "-" * len(head)]
-    for cls in ROWS:
+    for cls in TABLE_ROWS:
         if cls in result:
             lines.append(f"{cls:<10}" + "".join(f"{scale * result[cls][m]:>13.2f}" for m in metrics))
     return "\n".join(lines)
@@ -44,7 +45,7 @@ def per_image_csv(path: Path | str, rows: list[tuple[str, dict[str, dict[str, fl
     writer.writerow(([extra_key] if extra_key else []) + ["id", "class", *metrics])
     for key, result in rows:
         keys = key if isinstance(key, tuple) else (key,)
-        for cls in ROWS:
+        for cls in TABLE_ROWS:
             writer.writerow([*keys, cls, *(f"{result[cls].get(m, float('nan')):.10g}" for m in metrics)])
     write_atomic(path, buf.getvalue())
 

@@ -156,9 +156,14 @@ def _bad(root: Path, split: str = "training") -> Path:
     return root / "SYNTHETIC" / split
 
 
-def test_missing_dataset_folder(tmp_path):
-    with pytest.raises(DataError, match="dataset folder not found.*NOPE"):
+def test_unknown_dataset_name(tmp_path):
+    with pytest.raises(DataError, match="unknown dataset name 'NOPE'.*DRIVE_AV"):
         AVDataset("NOPE", "training", tmp_path)
+
+
+def test_missing_known_dataset_folder_says_where_it_looked(tmp_path):
+    with pytest.raises(DataError, match=f"dataset folder not found: {tmp_path}/DRIVE_AV.*sh train.sh demo"):
+        AVDataset("DRIVE_AV", "training", tmp_path)
 
 
 def test_empty_image_folder(copy_dataset):

@@ -28,7 +28,7 @@ def test_ground_truth_as_prediction_scores_perfectly(synthetic_root, tmp_path, c
     assert {"accuracy", "sensitivity", "specificity", "precision", "g_mean", "f1", "iou", "mse", "roc", "pr"} <= set(
         summary["average"])
     rows = (tmp_path / "s.csv").read_text().splitlines()
-    assert len(rows) == 1 + 3 * 4
+    assert len(rows) == 1 + 3 * 5
     assert "paper protocol" in capsys.readouterr().out
 
 

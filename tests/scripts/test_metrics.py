@@ -158,3 +158,15 @@ def test_mean_over_images():
     a = {"artery": {"f1": 0.2}}
     b = {"artery": {"f1": 0.4}}
     assert mean_metrics([a, b])["artery"]["f1"] == pytest.approx(0.3)
+
+
+def test_vessel_level_scores_ignore_the_class():
+    label, mask = _image()
+    prob = np.zeros(label.shape)
+    prob[2] = label[0]  # arteries predicted as veins, veins missed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = image_metrics(prob, label, mask)
+    assert r["artery"]["sensitivity"] == 0.0
+    assert r["vessel"]["sensitivity"] == 0.5 and r["vessel"]["precision"] == 1.0
+    assert r["vessel"]["f1"] == pytest.approx(2 / 3)

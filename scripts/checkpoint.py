@@ -1,0 +1,103 @@
+"""Checkpoints: atomic writes, safe loads, and rebuilding the networks from what was saved.
+
+A project checkpoint is a dict with ``format`` = ``"avseg-v1"``, ``config`` (the resolved training
+configuration), ``versions``, ``epoch`` and ``nets`` (state dicts of ``G_A``, ``G_V``, ``G`` and for the
+resumable ``last.pt`` also ``D``) plus, in ``last.pt``, optimiser, scheduler and RNG states.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model import BranchGenerator, Discriminator, FusionGenerator, is_original_state_dict, map_original_state_dict
+
+FORMAT = "avseg-v1"
+GENERATORS = ("G_A", "G_V", "G")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing or cannot be used; the message says what to do."""
+
+
+def versions() -> dict[str, str]:
+    return {"torch": str(torch.__version__), "python": platform.python_version(), "format": FORMAT}
+
+
+def save_atomic(obj: dict, path: Path | str) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint file safely (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}. Train first (sh train.sh ...) or pass --checkpoint PATH.")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # pickle errors, truncated zip, foreign objects
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise CheckpointError(f"{path}: not a checkpoint that can be loaded safely (weights only): "
+                              f"{type(err).__name__}: {reason}") from None
+
+
+def build_networks(n_filters: int, with_discriminator: bool = False) -> dict[str, nn.Module]:
+    nets: dict[str, nn.Module] = {"G_A": BranchGenerator(n_filters), "G_V": BranchGenerator(n_filters),
+                                  "G": FusionGenerator(n_filters)}
+    if with_discriminator:
+        nets["D"] = Discriminator(n_filters)
+    return nets
+
+
+def _width_of(state: dict[str, torch.Tensor]) -> int:
+    return int(state["encoder.inc.conv1.0.weight"].shape[0])
+
+
+def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0]
+        raise CheckpointError(f"{source}: weights do not fit the network ({first}); "
+                              "was it trained with another --n-filters or another project?") from None
+
+
+def load_generators(path: Path | str, device: str | torch.device = "cpu") -> tuple[dict[str, nn.Module], dict]:
+    """G_A, G_V and G (eval mode) from a project checkpoint; returns (nets, config)."""
+    ckpt = load(path, device)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a checkpoint of this project (no '{FORMAT}' format tag); "
+                              "for weights trained with the original code use --original A.pth V.pth G.pth")
+    nets = build_networks(int(ckpt["config"]["n_filters"]))
+    for name in GENERATORS:
+        load_state(nets[name], ckpt["nets"][name], f"{path} [{name}]")
+    return {k: v.to(device).eval() for k, v in nets.items()}, ckpt["config"]
+
+
+def load_original_generators(paths: dict[str, Path], device: str | torch.device = "cpu") -> dict[str, nn.Module]:
+    """G_A, G_V, G from three state-dict files written by the original code (keys are mapped)."""
+    nets = {}
+    for name in GENERATORS:
+        state = load(paths[name], device)
+        if not isinstance(state, dict) or not state:
+            raise CheckpointError(f"{paths[name]}: expected a state dict of the original {name}")
+        if is_original_state_dict(state):
+            state = map_original_state_dict(state)
+        net = (FusionGenerator if name == "G" else BranchGenerator)(_width_of(state))
+        load_state(net, state, f"{paths[name]} [{name}]")
+        nets[name] = net.to(device).eval()
+    return nets

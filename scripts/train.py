@@ -1,0 +1,261 @@
+"""Train G_A, G_V, G and D adversarially (SPEC section 5).
+
+    python -m scripts.train --dataset DRIVE_AV --job_name drive_paper            # paper settings
+    python -m scripts.train --dataset DRIVE_AV --job_name drive_paper --resume   # continue it
+
+Checkpoints go to ``<out>/<DATASET>/<job>/``: ``epoch_XXXX.pt`` snapshots (G_A, G_V, G),
+``best.pt`` (best validation F1), ``last.pt`` (everything needed to resume) and ``config.json``.
+TensorBoard logs go to ``<runs-dir>/<job>``. Ctrl-C (or SIGTERM) saves ``last.pt`` after the
+current step; ``--resume`` continues from it exactly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from scripts import checkpoint as ckpt
+from scripts.config import DATASETS, PAPER, default_data_root
+from scripts.dataset import AVDataset, EpochSampler, split_ids
+from scripts.images import DataError
+from scripts.inference import evaluate, iterate_predictions
+from scripts.metrics import mean_metrics
+from scripts.report import write_atomic
+from scripts.seeding import rng_state, seed_everything, set_rng_state
+from scripts.training import GANTrainer, LossWeights
+from scripts.visualise import comparison_row
+
+log = logging.getLogger("avseg")
+
+
+class UsageError(ValueError):
+    """A command-line setting that cannot work here."""
+
+
+def str2bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes", "y", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available else cpu; an explicit cuda request without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU on this machine "
+                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use --device cpu, or check "
+                         "the driver with nvidia-smi.")
+    return dev
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", "-e", type=int, default=PAPER.epochs)
+    p.add_argument("--batch-size", "-b", type=int, default=PAPER.batch_size)
+    p.add_argument("--learning-rate", "-l", type=float, default=PAPER.learning_rate)
+    p.add_argument("--alpha", type=float, default=PAPER.alpha, help="weight of the MSE loss")
+    p.add_argument("--beta", type=float, default=PAPER.beta, help="weight of the BCE segmentation loss")
+    p.add_argument("--gama", "--gamma", dest="gamma", type=float, default=PAPER.gamma, help="weight of the adversarial loss")
+    p.add_argument("--dataset", default="DRIVE_AV", help=f"{', '.join(DATASETS)} or a folder name under --data-root")
+    p.add_argument("--job_name", "--job-name", dest="job_name", default="job")
+    p.add_argument("--seed_num", "--seed", dest="seed", type=int, default=PAPER.seed)
+    p.add_argument("--validation", "-v", type=float, default=PAPER.validation_percent, help="validation percent")
+    p.add_argument("--uniform", type=str2bool, nargs="?", const=True, default=False, help="all datasets at 912x912")
+    p.add_argument("--discriminator", default="unet", choices=["unet"], help="discriminator type (U-Net)")
+    p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
+    p.add_argument("--n-filters", type=int, default=PAPER.n_filters, help="base width n (32 in the paper)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="model input size (default: the dataset's, SPEC section 2)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="LAST_PT",
+                   help="continue from last.pt (default: the job's own)")
+    p.add_argument("--save-from", type=int, default=PAPER.save_from, help="first snapshot epoch")
+    p.add_argument("--save-every", type=int, default=PAPER.save_every, help="epochs between snapshots")
+    p.add_argument("--val-every", type=int, default=10, help="epochs between validations")
+    p.add_argument("--last-every", type=int, default=5, help="epochs between writes of the resumable last.pt")
+    p.add_argument("--image-every", type=int, default=5, help="validations between TensorBoard image grids")
+    p.add_argument("--out", type=Path, default=Path("."), help="checkpoints go to OUT/<DATASET>/<job>")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="TensorBoard folder")
+    p.add_argument("--literal", action="store_true", help="recompute every forward like the original code")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CPU or CUDA)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop (saving last.pt) after this many steps")
+    return p
+
+
+def save_last(path: Path, nets, trainer: GANTrainer, cfg: dict, epoch: int, step_in_epoch: int, global_step: int,
+              best: float) -> None:
+    ckpt.save_atomic({"format": ckpt.FORMAT, "config": cfg, "versions": ckpt.versions(), "epoch": epoch,
+                      "step_in_epoch": step_in_epoch, "global_step": global_step, "best_f1": best,
+                      "nets": {k: n.state_dict() for k, n in nets.items()}, "trainer": trainer.state_dict(),
+                      "rng": rng_state()}, path)
+
+
+def save_generators(path: Path, nets, cfg: dict, epoch: int, extra: dict | None = None) -> None:
+    ckpt.save_atomic({"format": ckpt.FORMAT, "config": cfg, "versions": ckpt.versions(), "epoch": epoch,
+                      "nets": {k: nets[k].state_dict() for k in ckpt.GENERATORS}, **(extra or {})}, path)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checks it after each step."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.set:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.set = True
+        log.warning("stop requested: finishing this step and saving last.pt (Ctrl-C again to abort)")
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    data_root = args.data_root or default_data_root()
+    job_dir = args.out / args.dataset / args.job_name
+    last_path = job_dir / "last.pt"
+    resume = None
+    if args.resume:
+        resume = ckpt.load(last_path if args.resume == "auto" else args.resume, device)
+        if resume.get("format") != ckpt.FORMAT or "trainer" not in resume:
+            raise ckpt.CheckpointError(f"{args.resume}: not a resumable last.pt of this project")
+        saved = resume["config"]
+        asked = {"dataset": args.dataset, "n_filters": args.n_filters, "seed": args.seed, "batch_size": args.batch_size}
+        for key, value in asked.items():
+            if saved[key] != value:
+                raise ckpt.CheckpointError(f"--resume: the checkpoint was trained with {key}={saved[key]!r}, this "
+                                           f"command asks for {value!r}; resume with the same settings")
+        args.image_size = args.image_size or saved["image_size"]
+    seed_everything(args.seed)
+    full = AVDataset(args.dataset, "training", data_root, train=True, image_size=args.image_size, uniform=args.uniform)
+    cfg = _config(args, list(full.model_size))
+    train_idx, val_idx = split_ids(len(full), args.validation, args.seed)
+    train_ds = AVDataset(args.dataset, "training", data_root, train=True, image_size=full.model_size, indices=train_idx)
+    val_ds = AVDataset(args.dataset, "training", data_root, train=False, image_size=full.model_size, indices=val_idx) \
+        if val_idx else None
+    log.info("train %d / validation %d images at %dx%d on %s", len(train_ds), len(val_idx), *full.model_size, device)
+
+    nets = {k: v.to(device) for k, v in ckpt.build_networks(args.n_filters, with_discriminator=True).items()}
+    trainer = GANTrainer(nets, args.learning_rate, LossWeights(args.alpha, args.beta, args.gamma), literal=args.literal,
+                         amp_dtype=torch.bfloat16 if args.amp else None)
+    start_epoch, skip, global_step, best = 1, 0, 0, -1.0
+    if resume is not None:
+        for k, net in nets.items():
+            net.load_state_dict(resume["nets"][k])
+        trainer.load_state_dict(resume["trainer"])
+        set_rng_state(resume["rng"])
+        start_epoch, skip = resume["epoch"], resume["step_in_epoch"]
+        global_step, best = resume["global_step"], resume["best_f1"]
+        log.info("resumed %s at epoch %d, step %d", last_path, start_epoch, skip)
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(job_dir / "config.json", json.dumps({**cfg, "versions": ckpt.versions()}, indent=1) + "\n")
+    sampler = EpochSampler(len(train_ds), args.seed)
+    loader = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+                        persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(args.runs_dir / args.job_name))
+    history: list[dict] = []
+    n_validations = 0
+    with StopFlag() as stop:
+        for epoch in range(start_epoch, args.epochs + 1):
+            sampler.set_epoch(epoch, skip * args.batch_size)
+            step_in_epoch = skip
+            skip = 0
+            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True, disable=None)
+            for batch in bar:
+                losses = trainer.step(batch["image"].to(device, non_blocking=True),
+                                      batch["target"].to(device, non_blocking=True))
+                global_step += 1
+                step_in_epoch += 1
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+                for k, v in losses.items():
+                    writer.add_scalar(f"loss/{k}", v, global_step)
+                for k, v in trainer.lrs().items():
+                    writer.add_scalar(f"lr/{k}", v, global_step)
+                if stop.set or (args.max_steps is not None and global_step >= args.max_steps):
+                    done = step_in_epoch >= len(train_ds) // args.batch_size + bool(len(train_ds) % args.batch_size)
+                    save_last(last_path, nets, trainer, cfg, epoch + done, 0 if done else step_in_epoch, global_step, best)
+                    writer.close()
+                    log.warning("saved %s at epoch %d step %d; continue with --resume", last_path, epoch, step_in_epoch)
+                    return {"stopped": True, "history": history, "job_dir": job_dir}
+            if val_ds is not None and (epoch % args.val_every == 0 or epoch == args.epochs):
+                scores = mean_metrics([r for _, r in evaluate(nets, val_ds, device, with_prob_auc=False)])
+                n_validations += 1
+                for cls, values in scores.items():
+                    for k, v in values.items():
+                        writer.add_scalar(f"val_{cls}/{k}", v, epoch)
+                f1 = scores["average"]["f1"]
+                history.append({"epoch": epoch, "val_f1": f1, "val_sensitivity": scores["average"]["sensitivity"]})
+                tqdm.write(f"epoch {epoch}: validation F1 {100 * f1:.2f}  sensitivity "
+                           f"{100 * scores['average']['sensitivity']:.2f}  losses "
+                           + " ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+                if f1 > best:
+                    best = f1
+                    save_generators(job_dir / "best.pt", nets, cfg, epoch, {"val_f1": f1})
+                if (n_validations - 1) % args.image_every == 0:
+                    first = next(iterate_predictions(nets, torch.utils.data.Subset(val_ds, [0]), device))
+                    writer.add_image("val/photo_truth_prediction_errors", comparison_row(
+                        val_ds, 0, first["raw"], first["label"], first["mask"]), epoch, dataformats="HWC")
+            if epoch >= args.save_from and (epoch - args.save_from) % args.save_every == 0:
+                save_generators(job_dir / f"epoch_{epoch:04d}.pt", nets, cfg, epoch)
+            if epoch % args.last_every == 0 or epoch == args.epochs:
+                save_last(last_path, nets, trainer, cfg, epoch + 1, 0, global_step, best)
+    writer.close()
+    if val_ds is None:  # no validation split: the final weights are the "best"
+        save_generators(job_dir / "best.pt", nets, cfg, args.epochs)
+    return {"stopped": False, "history": history, "job_dir": job_dir}
+
+
+def _config(args: argparse.Namespace, image_size) -> dict:
+    keys = ("dataset", "job_name", "epochs", "batch_size", "learning_rate", "alpha", "beta", "gamma", "seed",
+            "validation", "uniform", "discriminator", "n_filters", "save_from", "save_every", "val_every",
+            "literal", "amp")
+    cfg = {k: getattr(args, k) for k in keys}
+    cfg["image_size"] = list(image_size) if image_size is not None else None
+    cfg["data_root"] = str(args.data_root or default_data_root())
+    cfg["forward_reuse"] = not args.literal
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        start = time.perf_counter()
+        result = run(args)
+    except (DataError, ckpt.CheckpointError, UsageError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if result["stopped"]:
+        return 130 if args.max_steps is None else 0
+    log.info("done in %.1f s; checkpoints in %s", time.perf_counter() - start, result["job_dir"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Pictures people can read: colour A/V maps, error maps and side-by-side comparison figures.
+
+Error-map colours (ground truth vs prediction, inside the FOV):
+red = artery correct, blue = vein correct, yellow = artery/vein confusion, cyan = uncertain or
+crossing pixel found as vessel, green = missed vessel, magenta = false vessel, black = background.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scripts.images import load_photo
+from scripts.labels import colour_map
+
+ERROR_COLOURS = {
+    "artery_correct": (255, 0, 0),
+    "vein_correct": (0, 0, 255),
+    "av_confusion": (255, 255, 0),
+    "uncertain_found": (0, 255, 255),
+    "missed_vessel": (0, 200, 0),
+    "false_vessel": (255, 0, 255),
+}
+
+
+def error_map(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(3, H, W) bool prediction and ground truth, (H, W) FOV -> (H, W, 3) uint8 error map."""
+    pa, pv = pred[0] & ~pred[1], pred[2] & ~pred[1]
+    ga, gv, gu = label[0] & ~label[1], label[2] & ~label[1], label[1]
+    p_any, g_any = pred.any(0), label.any(0)
+    out = np.zeros((*mask.shape, 3), np.uint8)
+    regions = {
+        "missed_vessel": g_any & ~p_any,
+        "false_vessel": p_any & ~g_any,
+        "uncertain_found": gu & p_any,
+        "av_confusion": (ga & pv & ~pa) | (gv & pa & ~pv),
+        "artery_correct": ga & pa,
+        "vein_correct": gv & pv,
+    }
+    for name, region in regions.items():
+        out[region & mask] = ERROR_COLOURS[name]
+    return out
+
+
+def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
+                      max_height: int = 512) -> np.ndarray:
+    """photograph | ground truth | prediction | error map, one (H, 4W, 3) uint8 image."""
+    pred = (prob > 0.5) & mask
+    panels = [photo, colour_map(label.astype(bool)), colour_map(pred), error_map(pred, label.astype(bool), mask)]
+    h, w = photo.shape[:2]
+    if h > max_height:
+        size = (round(w * max_height / h), max_height)
+        panels = [np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i == 0 else Image.NEAREST))
+                  for i, p in enumerate(panels)]
+    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
+    row = [panels[0]]
+    for p in panels[1:]:
+        row += [gap, p]
+    return np.concatenate(row, axis=1)
+
+
+def comparison_row(dataset, index: int, prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """:func:`comparison_figure` for item ``index`` of an evaluation dataset (raw-size tensors)."""
+    photo = load_photo(dataset.items[index].image)
+    return comparison_figure(photo, prob.cpu().numpy(), label.cpu().numpy().astype(bool), mask.cpu().numpy())
