@@ -50,9 +50,10 @@ def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # pickle errors, truncated zip, foreign objects
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise CheckpointError(f"{path}: not a checkpoint that can be loaded safely (weights only): "
-                              f"{type(err).__name__}: {reason}") from None
+        raise CheckpointError(
+            f"{path}: cannot be loaded safely (weights only): the file is corrupt, truncated, or holds objects "
+            f"other than tensors and plain containers ({type(err).__name__}). Re-save it as a state dict, or "
+            "point to the right file.") from None
 
 
 def build_networks(n_filters: int, with_discriminator: bool = False) -> dict[str, nn.Module]:

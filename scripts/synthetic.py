@@ -56,7 +56,7 @@ def make_sample(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.
     disc = (c + rng.choice([-1, 1]) * rng.uniform(0.18, 0.26) * size, c + rng.uniform(-0.06, 0.06) * size)
 
     trees = {}
-    for kind, width, offset in (("artery", 0.018 * size, 0.0), ("vein", 0.028 * size, 0.35)):
+    for kind, width, offset in (("artery", 0.022 * size, 0.0), ("vein", 0.032 * size, 0.35)):
         segs: list[Segment] = []
         for base in (-2.2, -0.9, 0.9, 2.2):
             angle = base + offset * np.sign(base) + rng.normal(0, 0.15)

@@ -1,0 +1,121 @@
+"""End to end: train on synthetic data, resume exactly, test; and the errors users meet first."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from scripts import test as test_cli
+from scripts import train as train_cli
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--dataset", "SYNTHETIC", "--n-filters", "8", "--image-size", "64", "64", "--val-every", "1",
+        "--save-from", "1", "--save-every", "1", "--last-every", "1", "--seed_num", "3"]
+
+
+def _train(tmp: Path, data: Path, job: str, *extra: str) -> int:
+    return train_cli.main([*TINY, "--data-root", str(data), "--out", str(tmp), "--runs-dir", str(tmp / "runs"),
+                           "--job_name", job, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    assert _train(tmp, synthetic_root, "e2e", "--epochs", "2") == 0
+    return tmp
+
+
+@pytest.mark.slow
+def test_train_writes_checkpoints_config_and_tensorboard(trained):
+    job = trained / "SYNTHETIC" / "e2e"
+    assert sorted(p.name for p in job.iterdir()) == ["best.pt", "config.json", "epoch_0001.pt", "epoch_0002.pt", "last.pt"]
+    cfg = json.loads((job / "config.json").read_text())
+    assert cfg["n_filters"] == 8 and cfg["image_size"] == [64, 64] and cfg["forward_reuse"] is True
+    assert cfg["versions"]["torch"] == str(torch.__version__)
+    last = torch.load(job / "last.pt", weights_only=True)
+    assert set(last["nets"]) == {"G_A", "G_V", "G", "D"} and last["epoch"] == 3
+    assert set(last["trainer"]["opts"]) == {"G_A", "G_V", "G", "D"}
+    assert any((trained / "runs" / "e2e").iterdir())
+
+
+@pytest.mark.slow
+def test_test_cli_writes_maps_tables_and_figures(trained, synthetic_root, tmp_path, capsys):
+    rc = test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
+                        "--job_name", "e2e", "--maps-dir", str(tmp_path / "Final_pre"), "--results", str(tmp_path / "res")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "Paper table row" in out and "Threshold-free" in out
+    for sub, size in (("small_pre", (64, 64)), ("raw_pre", (64, 64))):
+        files = sorted((tmp_path / "Final_pre" / sub).glob("*.png"))
+        assert [f.name for f in files] == ["01_test.png", "02_test.png", "03_test.png"]
+    row = json.loads((tmp_path / "res" / "paper_row.json").read_text())
+    assert row["checkpoints"] == ["epoch_0001", "epoch_0002"]
+    for col in ("Sensitivity", "ROC", "F1", "PR", "MSE"):
+        assert 0 <= row["percent"][col]["mean"] <= 100 and row["percent"][col]["std"] >= 0
+    lines = (tmp_path / "res" / "per_image.csv").read_text().splitlines()
+    assert lines[0].startswith("checkpoint,id,class,accuracy") and len(lines) == 1 + 2 * 3 * 5
+    assert len(list((tmp_path / "res" / "figures").glob("*.png"))) == 3
+
+
+@pytest.mark.slow
+def test_resume_ends_with_the_same_weights(synthetic_root, tmp_path):
+    assert _train(tmp_path, synthetic_root, "straight", "--epochs", "2") == 0
+    # 5 training images, batch 2: 3 steps per epoch; stop inside epoch 2, then resume
+    assert _train(tmp_path, synthetic_root, "interrupted", "--epochs", "2", "--max-steps", "4") == 0
+    stopped = torch.load(tmp_path / "SYNTHETIC" / "interrupted" / "last.pt", weights_only=True)
+    assert (stopped["epoch"], stopped["step_in_epoch"]) == (2, 1)
+    assert _train(tmp_path, synthetic_root, "interrupted", "--epochs", "2", "--resume") == 0
+    a = torch.load(tmp_path / "SYNTHETIC" / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "SYNTHETIC" / "interrupted" / "last.pt", weights_only=True)
+    for net in a["nets"]:
+        for key, value in a["nets"][net].items():
+            assert torch.equal(value, b["nets"][net][key]), (net, key)
+
+
+def test_unknown_dataset_name(tmp_path, capsys):
+    assert _train(tmp_path, tmp_path, "x", "--epochs", "1", "--dataset", "DRIVE") == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset name 'DRIVE'" in err and "DRIVE_AV" in err
+
+
+def test_missing_data_folder_says_where_and_how(tmp_path, capsys):
+    assert _train(tmp_path, tmp_path / "nowhere", "x", "--epochs", "1", "--dataset", "DRIVE_AV") == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nowhere' / 'DRIVE_AV'}" in err and "train.sh demo" in err
+
+
+def test_test_without_checkpoints(synthetic_root, tmp_path, capsys):
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(tmp_path),
+                          "--job_name", "never"]) == 2
+    assert "no checkpoints" in capsys.readouterr().err
+
+
+def test_incompatible_checkpoint(synthetic_root, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    torch.save({"weights": torch.zeros(3)}, bad)
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--checkpoint", str(bad)]) == 2
+    assert "not a checkpoint of this project" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint(synthetic_root, tmp_path, capsys):
+    bad = tmp_path / "epoch_0001.pt"
+    bad.write_bytes(b"\x00garbage")
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--checkpoint", str(bad)]) == 2
+    assert "cannot be loaded safely" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_requested_but_absent(synthetic_root, tmp_path, capsys):
+    assert _train(tmp_path, synthetic_root, "x", "--epochs", "1", "--device", "cuda") == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_train_sh_rejects_unknown_dataset():
+    res = subprocess.run(["sh", str(REPO / "train.sh"), "NOPE"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHON": sys.executable})
+    assert res.returncode == 2 and "unknown dataset 'NOPE'" in res.stderr
