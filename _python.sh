@@ -1,5 +1,8 @@
-# Sourced by the .sh entry points: PY = $PYTHON, else ./.venv/bin/python, else python3.
+# Sourced by the .sh entry points. REPO = this folder; PY = $PYTHON, else REPO/.venv/bin/python,
+# else python3. Commands run in the caller's folder (outputs and relative paths are relative to it).
+REPO=$(cd "$(dirname "$0")" && pwd)
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
-elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
+elif [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python
 else PY=python3
 fi
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"

@@ -3,8 +3,8 @@
 #   sh test.sh DRIVE_AV|LES-AV|HRF-AV [extra scripts/test.py options]   (job name: paper, or $JOB)
 #   sh test.sh demo [options]
 set -e
-cd "$(dirname "$0")"
-. ./_python.sh
+
+. "$(dirname "$0")/_python.sh"
 DATASET=${1:-DRIVE_AV}
 [ $# -gt 0 ] && shift
 DATA=${AVSEG_DATA:-data}

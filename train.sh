@@ -3,8 +3,8 @@
 #   sh train.sh DRIVE_AV|LES-AV|HRF-AV [extra scripts/train.py options]   (job name: paper, or $JOB)
 #   sh train.sh demo [options]    synthetic data (generated when missing), small and fast on a CPU
 set -e
-cd "$(dirname "$0")"
-. ./_python.sh
+
+. "$(dirname "$0")/_python.sh"
 DATASET=${1:-DRIVE_AV}
 [ $# -gt 0 ] && shift
 DATA=${AVSEG_DATA:-data}

@@ -62,7 +62,13 @@ def decode_classes(binary: torch.Tensor) -> torch.Tensor:
     return torch.stack([ch0 & ~ch1, ch2 & ~ch1, ch1], dim=-3)
 
 
-def colour_map(binary: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(3, H, W) channel map -> (H, W, 3) uint8 image: red artery, green uncertain, blue vein."""
-    arr = binary.detach().cpu().numpy() if isinstance(binary, torch.Tensor) else np.asarray(binary)
-    return (np.moveaxis(arr > 0.5 if arr.dtype != bool else arr, 0, -1) * 255).astype(np.uint8)
+def av_colour_map(binary: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(3, H, W) channel map -> (H, W, 3) uint8 picture of the decoded classes.
+
+    Red = artery, blue = vein, green = uncertain/crossing, black = background (a pixel decoded as
+    both artery and vein shows magenta). Used for ground truth and predictions alike.
+    """
+    t = torch.as_tensor(np.asarray(binary.detach().cpu() if isinstance(binary, torch.Tensor) else binary))
+    t = t > 0.5 if t.dtype != torch.bool else t
+    artery, vein, uncertain = decode_classes(t).unbind(0)
+    return (torch.stack([artery, uncertain, vein], dim=-1).numpy() * 255).astype(np.uint8)

@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> dict:
 
     nets = {k: v.to(device) for k, v in ckpt.build_networks(args.n_filters, with_discriminator=True).items()}
     trainer = GANTrainer(nets, args.learning_rate, LossWeights(args.alpha, args.beta, args.gamma), literal=args.literal,
-                         amp_dtype=torch.bfloat16 if args.amp else None)
+                         amp_dtype=torch.bfloat16 if args.amp else None, channels_last=not args.literal,
+                         fused_adam=not args.literal)
     start_epoch, skip, global_step, best = 1, 0, 0, -1.0
     if resume is not None:
         for k, net in nets.items():

@@ -42,10 +42,17 @@ class GANTrainer:
     """Holds the four networks, their Adam optimisers and the G/D plateau schedulers."""
 
     def __init__(self, nets: dict[str, nn.Module], lr: float = PAPER.learning_rate, weights: LossWeights = LossWeights(),
-                 literal: bool = False, amp_dtype: torch.dtype | None = None) -> None:
+                 literal: bool = False, amp_dtype: torch.dtype | None = None, channels_last: bool = False,
+                 fused_adam: bool = False) -> None:
+        """``literal``: recompute forwards like the original; ``amp_dtype``: autocast dtype (e.g. bf16);
+        ``channels_last``: NHWC memory format (same math); ``fused_adam``: one fused Adam kernel per
+        optimiser (same update rule)."""
         self.nets, self.w, self.literal, self.amp_dtype = nets, weights, literal, amp_dtype
-        self.opts = {k: torch.optim.Adam(n.parameters(), lr=lr, betas=PAPER.adam_betas, eps=PAPER.adam_eps)
-                     for k, n in nets.items()}
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        for net in nets.values():
+            net.to(memory_format=self.memory_format)
+        self.opts = {k: torch.optim.Adam(n.parameters(), lr=lr, betas=PAPER.adam_betas, eps=PAPER.adam_eps,
+                                         fused=fused_adam or None) for k, n in nets.items()}
         self.scheds = {k: torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.opts[k], mode="min", factor=PAPER.plateau_factor, patience=PAPER.plateau_patience) for k in ("G", "D")}
 
@@ -102,6 +109,7 @@ class GANTrainer:
         """One training step on images ``x`` and 3-channel 0/1 targets ``y``; returns the losses."""
         for net in self.nets.values():
             net.train()
+        x, y = x.contiguous(memory_format=self.memory_format), y.contiguous(memory_format=self.memory_format)
         y_a = y[:, 0:1].expand_as(y).contiguous()
         y_v = y[:, 2:3].expand_as(y).contiguous()
         out_a = self._forward("G_A", x)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from scripts.images import load_photo
-from scripts.labels import colour_map
+from scripts.labels import av_colour_map
 
 ERROR_COLOURS = {
     "artery_correct": (255, 0, 0),
@@ -46,7 +46,7 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
                       max_height: int = 512) -> np.ndarray:
     """photograph | ground truth | prediction | error map, one (H, 4W, 3) uint8 image."""
     pred = (prob > 0.5) & mask
-    panels = [photo, colour_map(label.astype(bool)), colour_map(pred), error_map(pred, label.astype(bool), mask)]
+    panels = [photo, av_colour_map(label.astype(bool)), av_colour_map(pred), error_map(pred, label.astype(bool), mask)]
     h, w = photo.shape[:2]
     if h > max_height:
         size = (round(w * max_height / h), max_height)
@@ -63,3 +63,11 @@ def comparison_row(dataset, index: int, prob: torch.Tensor, label: torch.Tensor,
     """:func:`comparison_figure` for item ``index`` of an evaluation dataset (raw-size tensors)."""
     photo = load_photo(dataset.items[index].image)
     return comparison_figure(photo, prob.cpu().numpy(), label.cpu().numpy().astype(bool), mask.cpu().numpy())
+
+
+def overlay(photo: np.ndarray, pred: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """The A/V colour map of a (3, H, W) bool prediction blended over the photograph."""
+    colours = av_colour_map(pred)
+    vessel = colours.any(axis=2, keepdims=True)
+    out = np.where(vessel, (1 - alpha) * photo + alpha * colours, photo)
+    return out.astype(np.uint8)

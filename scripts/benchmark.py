@@ -1,0 +1,146 @@
+"""Speed and memory of a training step and of inference, literal (original) vs optimised.
+
+    python -m scripts.benchmark --sizes 128 256 512 --modes literal optimised --json bench.json
+
+Modes: ``literal`` recomputes every forward like the original code (float32, contiguous);
+``optimised`` reuses forwards and uses channels_last and a fused Adam (float32, same math);
+``amp`` is ``optimised`` under bf16 autocast. Every (mode, size) runs in a fresh process so its
+peak memory is its own (RSS on CPU, max allocated on CUDA). Times are medians after warm-up.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+MODES = ("literal", "optimised", "amp")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str, reps: int, warmup: int,
+             threads: int | None) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from scripts.checkpoint import build_networks
+    from scripts.inference import predict_probs
+    from scripts.training import GANTrainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    torch.manual_seed(0)
+    nets = {k: v.to(device) for k, v in build_networks(n_filters, with_discriminator=True).items()}
+    trainer = GANTrainer(nets, literal=mode == "literal", amp_dtype=torch.bfloat16 if mode == "amp" else None,
+                         channels_last=mode != "literal", fused_adam=mode != "literal")
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = (torch.rand(batch, 3, size, size, device=device) > 0.9).float()
+    for _ in range(warmup):
+        trainer.step(x, y)
+    with FlopCounterMode(display=False) as counter:
+        trainer.step(x, y)
+    flops = counter.get_total_flops()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        trainer.step(x, y)
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    step = statistics.median(times)
+    infer = []
+    x1 = x[:1].contiguous(memory_format=torch.channels_last) if mode != "literal" else x[:1]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode == "amp"):
+        predict_probs(nets, x1)
+        for _ in range(reps):
+            _sync(device)
+            t = time.perf_counter()
+            predict_probs(nets, x1)
+            _sync(device)
+            infer.append(time.perf_counter() - t)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"mode": mode, "size": size, "n_filters": n_filters, "batch": batch, "device": device_name,
+            "ms_per_step": 1000 * step, "train_images_per_s": batch / step, "ms_per_image_inference": 1000 * statistics.median(infer),
+            "peak_mb": peak, "peak_kind": "cuda max allocated" if device.type == "cuda" else "process RSS",
+            "gflop_per_step": flops / 1e9, "achieved_gflop_s": flops / 1e9 / step}
+
+
+def _worker(queue, kwargs):
+    try:
+        queue.put(_measure(**kwargs))
+    except Exception as err:  # report, do not hang the parent
+        queue.put({"error": f"{type(err).__name__}: {err}", **{k: kwargs[k] for k in ("mode", "size")}})
+
+
+def measure(**kwargs) -> dict:
+    """Run one configuration in a fresh (spawned) process."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(queue, kwargs))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def table(rows: list[dict]) -> str:
+    literal = {r["size"]: r["ms_per_step"] for r in rows if r.get("mode") == "literal" and "error" not in r}
+    head = (f"{'mode':<10}{'size':>6}{'ms/step':>10}{'img/s':>8}{'literal/this':>13}{'infer ms/img':>13}"
+            f"{'peak MB':>9}{'GFLOP/step':>11}{'GFLOP/s':>9}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['mode']:<10}{r['size']:>6}  failed: {r['error']}")
+            continue
+        ratio = literal.get(r["size"], float("nan")) / r["ms_per_step"]
+        lines.append(f"{r['mode']:<10}{r['size']:>6}{r['ms_per_step']:>10.0f}{r['train_images_per_s']:>8.2f}"
+                     f"{ratio:>13.2f}{r['ms_per_image_inference']:>13.0f}{r['peak_mb']:>9.0f}"
+                     f"{r['gflop_per_step']:>11.1f}{r['achieved_gflop_s']:>9.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "optimised"])
+    p.add_argument("--n-filters", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args(argv)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {a.device} asked for, but no CUDA GPU is visible", file=sys.stderr)
+        return 2
+    rows = []
+    for size in a.sizes:
+        for mode in a.modes:
+            rows.append(measure(mode=mode, size=size, n_filters=a.n_filters, batch=a.batch_size, device_name=a.device,
+                                reps=a.reps, warmup=a.warmup, threads=a.threads))
+            print(f"  {mode} {size}: {rows[-1].get('ms_per_step', float('nan')):.0f} ms/step", file=sys.stderr)
+    device = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"training step (batch {a.batch_size}, n={a.n_filters}) and inference on {a.device} ({device}), torch {torch.__version__}")
+    print(table(rows))
+    if a.json:
+        a.json.write_text(json.dumps({"device": device, "torch": str(torch.__version__), "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

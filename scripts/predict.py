@@ -1,0 +1,190 @@
+"""Run a trained model on any fundus photographs.
+
+    python -m scripts.predict photos/ --checkpoint DRIVE_AV/paper/best.pt --out predictions
+    python -m scripts.predict 'clinic/*.jpg' --original CP_A.pth CP_V.pth CP_G.pth --image-size 592 592
+
+Inputs: files, folders or globs (jpg, png, tif, bmp, ...; any size; grey, RGB, RGBA, 8- or 16-bit).
+The model runs at its training size; maps come back at each photograph's own size. Per image
+``<out>/<name>_av.png`` (red artery, blue vein, green uncertain/crossing), ``_prob.png``
+(probabilities x 255, RGB = artery, uncertain, vein), ``_vessel.png`` (binary vessel map) and
+``_overlay.png``; for the run ``<out>/predictions.csv``. FOV masks come from ``--masks DIR``
+(``<name>_mask.*`` or ``<name>.*``) or are derived from the photograph.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from scripts import checkpoint as ckpt
+from scripts.augment import normalise, resize_image
+from scripts.dataset import MASK_EXTENSIONS, _find, check_model_size
+from scripts.images import IMAGE_EXTENSIONS, DataError, derive_fov, load_mask, load_photo
+from scripts.inference import predict_probs
+from scripts.labels import av_colour_map, decode_classes
+from scripts.metrics import resize_prob
+from scripts.report import write_atomic
+from scripts.train import UsageError, resolve_device
+from scripts.visualise import overlay
+
+log = logging.getLogger("avseg")
+CSV_FIELDS = ("id", "file", "width", "height", "vessel_fraction", "artery_fraction", "vein_fraction",
+              "artery_vein_ratio", "seconds")
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Expand files, folders and globs; warn about (and skip) anything that is not an image file."""
+    found: list[Path] = []
+    for entry in inputs:
+        path = Path(entry)
+        if path.is_dir():
+            candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        elif path.is_file():
+            candidates = [path]
+        else:
+            candidates = [Path(p) for p in sorted(glob.glob(entry)) if Path(p).is_file()]
+            if not candidates:
+                raise UsageError(f"input not found: {entry} (no such file or folder, and no file matches it as a glob)")
+        for p in candidates:
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(p)
+            else:
+                warnings.warn(f"skipping {p}: not an image file (extension '{p.suffix}')", stacklevel=2)
+    if not found:
+        raise UsageError(f"no image files in {', '.join(inputs)}")
+    return found
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any work when the output folder cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write to the output folder {out}: {err.strerror or err}") from None
+
+
+def load_model(args: argparse.Namespace, device: torch.device) -> tuple[dict, tuple[int, int]]:
+    if args.original:
+        nets = ckpt.load_original_generators(dict(zip(ckpt.GENERATORS, args.original)), device)
+        if not args.image_size:
+            raise UsageError("--original: give --image-size W H, the size the original model was trained at "
+                             "(592 592 for DRIVE_AV, 800 720 for LES-AV, 880 592 for HRF-AV)")
+        return nets, check_model_size(args.image_size)
+    if args.checkpoint is None:
+        raise UsageError("give --checkpoint PATH (a .pt of this project, e.g. DRIVE_AV/paper/best.pt) "
+                         "or --original G_A.pth G_V.pth G.pth")
+    path = args.checkpoint / "best.pt" if args.checkpoint.is_dir() else args.checkpoint
+    nets, cfg = ckpt.load_generators(path, device)
+    return nets, check_model_size(args.image_size or cfg["image_size"])
+
+
+def save_outputs(out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, fov: np.ndarray) -> dict:
+    """Write the four pictures of one image and return its CSV statistics."""
+    pred = (prob > 0.5).cpu().numpy() & fov
+    Image.fromarray(av_colour_map(pred)).save(out / f"{stem}_av.png")
+    Image.fromarray((prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()).save(out / f"{stem}_prob.png")
+    Image.fromarray(pred.any(0).astype(np.uint8) * 255).save(out / f"{stem}_vessel.png")
+    Image.fromarray(overlay(photo, pred)).save(out / f"{stem}_overlay.png")
+    artery, vein, _ = decode_classes(torch.from_numpy(pred)).numpy()
+    n = max(int(fov.sum()), 1)
+    a, v = int((artery & fov).sum()), int((vein & fov).sum())
+    return {"vessel_fraction": pred.any(0)[fov].mean() if fov.any() else 0.0, "artery_fraction": a / n,
+            "vein_fraction": v / n, "artery_vein_ratio": a / v if v else float("nan")}
+
+
+def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
+    device = resolve_device(args.device)
+    check_writable(args.out)
+    files = collect_inputs(args.inputs)
+    nets, size = load_model(args, device)
+    log.info("%d image(s), model size %dx%d, device %s", len(files), *size, device)
+    rows, failures = [], []
+    bar = tqdm(total=len(files), desc="predict", unit="img", disable=None)
+    for start in range(0, len(files), args.batch_size):
+        chunk, photos, fovs, xs, t0 = files[start:start + args.batch_size], [], [], [], time.perf_counter()
+        ok = []
+        for path in chunk:
+            try:
+                photo = load_photo(path)
+                mask_file = args.masks and (_find(args.masks, f"{path.stem}_mask", MASK_EXTENSIONS)
+                                            or _find(args.masks, path.stem, MASK_EXTENSIONS))
+                fov = load_mask(mask_file) if mask_file else derive_fov(photo, path)
+                if fov.shape != photo.shape[:2]:
+                    raise DataError(f"{mask_file}: mask size {fov.shape[::-1]} differs from the photograph {photo.shape[1::-1]}")
+            except DataError as err:
+                failures.append((path, str(err)))
+                tqdm.write(f"failed: {err}")
+                bar.update(1)
+                continue
+            ok.append(path), photos.append(photo), fovs.append(fov)
+            xs.append(torch.from_numpy(normalise(resize_image(photo, size))))
+        if not ok:
+            continue
+        probs = predict_probs(nets, torch.stack(xs).to(device), flip_tta=args.tta)
+        per_image = (time.perf_counter() - t0) / len(ok)
+        for path, photo, fov, prob in zip(ok, photos, fovs, probs):
+            t1 = time.perf_counter()
+            raw = resize_prob(prob, photo.shape[:2]) * torch.from_numpy(fov).to(prob.device)
+            stats = save_outputs(args.out, path.stem, photo, raw, fov)
+            rows.append({"id": path.stem, "file": str(path), "width": photo.shape[1], "height": photo.shape[0],
+                         **stats, "seconds": per_image + time.perf_counter() - t1})
+            bar.update(1)
+    bar.close()
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_atomic(args.out / "predictions.csv", buf.getvalue())
+    return len(rows), failures
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    p.add_argument("--checkpoint", type=Path, help="a .pt of this project, or a job folder (uses best.pt)")
+    p.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
+                   help="state dicts written by the original code (artery, vein, fusion)")
+    p.add_argument("--out", type=Path, default=Path("predictions"))
+    p.add_argument("--masks", type=Path, default=None, help="folder of FOV masks (<name>_mask.* or <name>.*)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="model input size (default: the checkpoint's training size)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        done, failures = run(args)
+    except (DataError, ckpt.CheckpointError, UsageError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{done} image(s) written to {args.out} (predictions.csv)")
+    if failures:
+        print(f"{len(failures)} image(s) failed:", file=sys.stderr)
+        for path, msg in failures:
+            print(f"  {path}: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
