@@ -46,16 +46,6 @@ def validate_inputs(prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor)
     return mask.bool()
 
 
-def confusion_counts(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(C, H, W) bool pred/target and (H, W) bool mask -> (C, 4) int64 counts [tp, fp, fn, tn] in the mask."""
-    p, t = pred & mask, target & mask
-    tp = (p & t).sum(dim=(-2, -1))
-    fp = (p & ~t).sum(dim=(-2, -1))
-    fn = (~p & t).sum(dim=(-2, -1))
-    n = mask.sum()
-    return torch.stack([tp, fp, fn, n - tp - fp - fn], dim=-1)
-
-
 def _ratio(num: float, den: float) -> float:
     return num / den if den else math.nan
 
@@ -95,10 +85,10 @@ def metrics_from_counts(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
 
 
 def _threshold_free(score: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
-    """ROC AUC and average precision of continuous scores in [0, 1] (1-D tensors)."""
-    q = (score.clamp(0, 1) * (_AUC_BINS - 1)).round().long()
-    pos_hist = torch.bincount(q[target], minlength=_AUC_BINS).double().cpu().numpy()
-    neg_hist = torch.bincount(q[~target], minlength=_AUC_BINS).double().cpu().numpy()
+    """ROC AUC and average precision of continuous scores in [0, 1] against a bool target (1-D)."""
+    q = (score.clamp(0, 1) * (_AUC_BINS - 1)).round_().int()
+    hist = torch.bincount(q + target.int() * _AUC_BINS, minlength=2 * _AUC_BINS).double().cpu().numpy()
+    neg_hist, pos_hist = hist[:_AUC_BINS], hist[_AUC_BINS:]
     n_pos, n_neg = pos_hist.sum(), neg_hist.sum()
     if n_pos == 0 or n_neg == 0:
         return math.nan, math.nan
@@ -111,6 +101,27 @@ def _threshold_free(score: torch.Tensor, target: torch.Tensor) -> tuple[float, f
     recall_step = np.diff(np.concatenate([[0.0], tp])) / n_pos
     ap = float((recall_step * tp / (tp + fp)).sum())
     return roc, ap
+
+
+def _pack(classes: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) bool -> (H, W) uint8 with bit c set where class c is on."""
+    c = classes.to(torch.uint8)
+    return c[0] | (c[1] << 1) | (c[2] << 2)
+
+
+def class_counts(pred_cls: torch.Tensor, gt_cls: torch.Tensor, fov: torch.Tensor) -> np.ndarray:
+    """(4, 4) counts [tp, fp, fn, tn] inside the FOV for artery, vein, uncertain and vessel (any class).
+
+    One pass: each pixel's 3 predicted and 3 true class bits form a 6-bit code, counted by bincount.
+    """
+    code = _pack(pred_cls) | (_pack(gt_cls) << 3)
+    hist = torch.bincount((code if bool(fov.all()) else code[fov]).flatten(), minlength=64).cpu().numpy()
+    codes = np.arange(64)
+    p_bits, g_bits = codes & 7, codes >> 3
+    rows = []
+    for p_on, g_on in [((p_bits >> c) & 1 == 1, (g_bits >> c) & 1 == 1) for c in range(3)] + [(p_bits > 0, g_bits > 0)]:
+        rows.append([hist[p_on & g_on].sum(), hist[p_on & ~g_on].sum(), hist[~p_on & g_on].sum(), hist[~p_on & ~g_on].sum()])
+    return np.array(rows, dtype=np.int64)
 
 
 def image_metrics(
@@ -135,32 +146,33 @@ def image_metrics(
     prob = prob * fov
     pred_cls = decode_classes(prob > threshold)
     gt_cls = decode_classes(label.bool())
-    counts = confusion_counts(pred_cls, gt_cls, fov).tolist()
-    weights = gt_cls.sum(dim=(-2, -1)).double().cpu().numpy()
+    counts = class_counts(pred_cls, gt_cls, fov).tolist()
+    weights = torch.bincount(_pack(gt_cls).flatten(), minlength=8).cpu().numpy()
+    weights = np.array([weights[(np.arange(8) >> c) & 1 == 1].sum() for c in range(3)], dtype=np.float64)
+    everywhere = bool(fov.all())
 
-    result: dict[str, dict[str, float]] = {}
-    for c, name in enumerate(CLASSES):
-        m = metrics_from_counts(*counts[c])
+    def inside(t: torch.Tensor) -> torch.Tensor:
+        return t.flatten() if everywhere else t[fov]
+
+    def scores(name: str, counts_row: list[int], score: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        m = metrics_from_counts(*counts_row)
         if with_prob_auc:
-            roc_p, pr_p = _threshold_free(prob[CLASS_CHANNEL[name]][fov], gt_cls[c][fov])
+            roc_p, pr_p = _threshold_free(inside(score), inside(target))
             m.update(roc_auc_prob=roc_p, pr_auc_prob=pr_p)
         if name == "uncertain" and math.isnan(m["f1"]):
             m = dict.fromkeys(m, 0.0)
         undefined = [k for k, v in m.items() if math.isnan(v)]
-        if undefined and name != "uncertain":
-            warnings.warn(f"{name}: {', '.join(undefined)} undefined (0/0), counted as 0", stacklevel=2)
-        result[name] = {k: (0.0 if math.isnan(v) else v) for k, v in m.items()}
-    vessel = metrics_from_counts(*confusion_counts((prob > threshold).any(0, keepdim=True),
-                                                   label.bool().any(0, keepdim=True), fov)[0].tolist())
-    if with_prob_auc:
-        roc_p, pr_p = _threshold_free(prob.amax(0)[fov], label.bool().any(0)[fov])
-        vessel.update(roc_auc_prob=roc_p, pr_auc_prob=pr_p)
+        if undefined and name in ("artery", "vein"):
+            warnings.warn(f"{name}: {', '.join(undefined)} undefined (0/0), counted as 0", stacklevel=3)
+        return {k: (0.0 if math.isnan(v) else v) for k, v in m.items()}
+
+    result = {name: scores(name, counts[c], prob[CLASS_CHANNEL[name]], gt_cls[c]) for c, name in enumerate(CLASSES)}
     total = weights.sum()
     result[AVERAGE] = {
         k: float(sum(weights[c] * result[name][k] for c, name in enumerate(CLASSES)) / total) if total else 0.0
         for k in result[CLASSES[0]]
     }
-    result[VESSEL] = {k: (0.0 if math.isnan(v) else v) for k, v in vessel.items()}
+    result[VESSEL] = scores(VESSEL, counts[3], prob.amax(0), gt_cls.any(0))
     return result
 
 

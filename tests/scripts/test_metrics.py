@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scripts.labels import decode_classes
-from scripts.metrics import confusion_counts, image_metrics, mean_metrics, metrics_from_counts
+from scripts.metrics import class_counts, image_metrics, mean_metrics, metrics_from_counts
 
 FIXTURE_NAMES = {"acc": "accuracy", "G": "g_mean", "F1": "f1", "auc_roc": "roc", "auc_pr": "pr"}
 
@@ -32,11 +32,16 @@ def test_decoding_follows_the_paper_protocol():
     assert got == [[0, 0, 0], [1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1], [0, 0, 1], [1, 1, 0], [0, 0, 1]]
 
 
+def _classes(*rows):
+    return torch.tensor(rows, dtype=torch.bool)[:, None, :]  # (3, 1, W)
+
+
 def test_hand_computed_counts_and_metrics():
-    pred = torch.tensor([[[1, 1, 0, 0]]], dtype=torch.bool)
-    gt = torch.tensor([[[1, 0, 1, 0]]], dtype=torch.bool)
-    mask = torch.tensor([[1, 1, 1, 1]], dtype=torch.bool)
-    assert confusion_counts(pred, gt, mask).tolist() == [[1, 1, 1, 1]]
+    pred = _classes([1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1])
+    gt = _classes([1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 1])
+    counts = class_counts(pred, gt, torch.ones(1, 4, dtype=torch.bool)).tolist()
+    # classes in CLASSES order (artery, vein, uncertain); rows + vessel; columns tp, fp, fn, tn
+    assert counts == [[1, 1, 1, 1], [0, 0, 0, 4], [1, 1, 1, 1], [4, 0, 0, 0]]
     m = metrics_from_counts(1, 1, 1, 1)
     assert m["accuracy"] == 0.5 and m["sensitivity"] == 0.5 and m["specificity"] == 0.5
     assert m["f1"] == 0.5 and m["iou"] == pytest.approx(1 / 3) and m["mse"] == 0.5
@@ -46,10 +51,10 @@ def test_hand_computed_counts_and_metrics():
 
 
 def test_mask_excludes_pixels():
-    pred = torch.tensor([[[1, 1, 0, 0]]], dtype=torch.bool)
-    gt = torch.tensor([[[1, 0, 1, 0]]], dtype=torch.bool)
+    pred = _classes([1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0])
+    gt = _classes([1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 0, 0])
     mask = torch.tensor([[1, 0, 1, 1]], dtype=torch.bool)
-    assert confusion_counts(pred, gt, mask).tolist() == [[1, 0, 1, 1]]
+    assert class_counts(pred, gt, mask)[0].tolist() == [1, 0, 1, 1]
 
 
 @pytest.mark.parametrize("seed", range(40))
