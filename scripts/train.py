@@ -91,8 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("."), help="checkpoints go to OUT/<DATASET>/<job>")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="TensorBoard folder")
     p.add_argument("--literal", action="store_true", help="recompute every forward like the original code")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CPU or CUDA)")
+    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
+                   help="mixed precision: bf16 autocast (CPU or CUDA, default) or fp16 with a gradient scaler (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the four networks")
     p.add_argument("--max-steps", type=int, default=None, help="stop (saving last.pt) after this many steps")
+    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                   help="end training cleanly (validation, snapshot, last.pt) after the first epoch past this")
     return p
 
 
@@ -160,8 +164,11 @@ def run(args: argparse.Namespace) -> dict:
 
     nets = {k: v.to(device) for k, v in ckpt.build_networks(args.n_filters, with_discriminator=True).items()}
     trainer = GANTrainer(nets, args.learning_rate, LossWeights(args.alpha, args.beta, args.gamma), literal=args.literal,
-                         amp_dtype=torch.bfloat16 if args.amp else None, channels_last=not args.literal,
+                         amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp),
+                         channels_last=not args.literal,
                          fused_adam=not args.literal)
+    if args.amp == "fp16" and device.type != "cuda":
+        raise UsageError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16")
     start_epoch, skip, global_step, best = 1, 0, 0, -1.0
     if resume is not None:
         for k, net in nets.items():
@@ -172,6 +179,9 @@ def run(args: argparse.Namespace) -> dict:
         global_step, best = resume["global_step"], resume["best_f1"]
         log.info("resumed %s at epoch %d, step %d", last_path, start_epoch, skip)
 
+    if args.compile:
+        for net in nets.values():
+            net.compile()  # in place: state-dict keys stay the same
     job_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(job_dir / "config.json", json.dumps({**cfg, "versions": ckpt.versions()}, indent=1) + "\n")
     sampler = EpochSampler(len(train_ds), args.seed)
@@ -182,6 +192,7 @@ def run(args: argparse.Namespace) -> dict:
     writer = SummaryWriter(str(args.runs_dir / args.job_name))
     history: list[dict] = []
     n_validations = 0
+    started = time.perf_counter()
     with StopFlag() as stop:
         for epoch in range(start_epoch, args.epochs + 1):
             sampler.set_epoch(epoch, skip * args.batch_size)
@@ -204,7 +215,9 @@ def run(args: argparse.Namespace) -> dict:
                     writer.close()
                     log.warning("saved %s at epoch %d step %d; continue with --resume", last_path, epoch, step_in_epoch)
                     return {"stopped": True, "history": history, "job_dir": job_dir}
-            if val_ds is not None and (epoch % args.val_every == 0 or epoch == args.epochs):
+            last_epoch = epoch == args.epochs or (
+                args.time_limit is not None and time.perf_counter() - started > 60 * args.time_limit)
+            if val_ds is not None and (epoch % args.val_every == 0 or last_epoch):
                 scores = mean_metrics([r for _, r in evaluate(nets, val_ds, device, with_prob_auc=False)])
                 n_validations += 1
                 for cls, values in scores.items():
@@ -222,10 +235,13 @@ def run(args: argparse.Namespace) -> dict:
                     first = next(iterate_predictions(nets, torch.utils.data.Subset(val_ds, [0]), device))
                     writer.add_image("val/photo_truth_prediction_errors", comparison_row(
                         val_ds, 0, first["raw"], first["label"], first["mask"]), epoch, dataformats="HWC")
-            if epoch >= args.save_from and (epoch - args.save_from) % args.save_every == 0:
+            if epoch >= args.save_from and ((epoch - args.save_from) % args.save_every == 0 or last_epoch):
                 save_generators(job_dir / f"epoch_{epoch:04d}.pt", nets, cfg, epoch)
-            if epoch % args.last_every == 0 or epoch == args.epochs:
+            if epoch % args.last_every == 0 or last_epoch:
                 save_last(last_path, nets, trainer, cfg, epoch + 1, 0, global_step, best)
+            if last_epoch and epoch < args.epochs:
+                log.warning("time limit of %.1f min reached after epoch %d; --resume continues", args.time_limit, epoch)
+                break
     writer.close()
     if val_ds is None:  # no validation split: the final weights are the "best"
         save_generators(job_dir / "best.pt", nets, cfg, args.epochs)
@@ -235,7 +251,7 @@ def run(args: argparse.Namespace) -> dict:
 def _config(args: argparse.Namespace, image_size) -> dict:
     keys = ("dataset", "job_name", "epochs", "batch_size", "learning_rate", "alpha", "beta", "gamma", "seed",
             "validation", "uniform", "discriminator", "n_filters", "save_from", "save_every", "val_every",
-            "literal", "amp")
+            "literal", "amp", "compile")
     cfg = {k: getattr(args, k) for k in keys}
     cfg["image_size"] = list(image_size) if image_size is not None else None
     cfg["data_root"] = str(args.data_root or default_data_root())

@@ -44,10 +44,13 @@ class GANTrainer:
     def __init__(self, nets: dict[str, nn.Module], lr: float = PAPER.learning_rate, weights: LossWeights = LossWeights(),
                  literal: bool = False, amp_dtype: torch.dtype | None = None, channels_last: bool = False,
                  fused_adam: bool = False) -> None:
-        """``literal``: recompute forwards like the original; ``amp_dtype``: autocast dtype (e.g. bf16);
-        ``channels_last``: NHWC memory format (same math); ``fused_adam``: one fused Adam kernel per
-        optimiser (same update rule)."""
+        """``literal``: recompute forwards like the original; ``amp_dtype``: autocast dtype (bf16, or
+        fp16 with a gradient scaler); ``channels_last``: NHWC memory format (same math);
+        ``fused_adam``: one fused Adam kernel per optimiser (same update rule)."""
         self.nets, self.w, self.literal, self.amp_dtype = nets, weights, literal, amp_dtype
+        device = next(iter(nets.values())).parameters().__next__().device
+        # fp16 needs loss scaling; one scaler serves all six updates of a step
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for net in nets.values():
             net.to(memory_format=self.memory_format)
@@ -63,13 +66,15 @@ class GANTrainer:
 
     def state_dict(self) -> dict:
         return {"opts": {k: o.state_dict() for k, o in self.opts.items()},
-                "scheds": {k: s.state_dict() for k, s in self.scheds.items()}}
+                "scheds": {k: s.state_dict() for k, s in self.scheds.items()}, "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         for k, o in self.opts.items():
             o.load_state_dict(state["opts"][k])
         for k, s in self.scheds.items():
             s.load_state_dict(state["scheds"][k])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
 
     def lrs(self) -> dict[str, float]:
         return {k: o.param_groups[0]["lr"] for k, o in self.opts.items()}
@@ -79,11 +84,12 @@ class GANTrainer:
         opt.zero_grad(set_to_none=True)
         with self._autocast(x.device):
             loss_real = adversarial_loss(d(x, real_map), True)
-        loss_real.backward()
+        self.scaler.scale(loss_real).backward()
         with self._autocast(x.device):
             loss_fake = adversarial_loss(d(x, fake_prob.detach()), False)
-        loss_fake.backward()
-        opt.step()
+        self.scaler.scale(loss_fake).backward()
+        self.scaler.step(opt)
+        self.scaler.update()  # after every update: D is stepped three times per batch
         return (loss_real + loss_fake).detach()
 
     def _update_g(self, name: str, x: torch.Tensor, outputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> torch.Tensor:
@@ -95,8 +101,9 @@ class GANTrainer:
             loss = loss + seg_losses(outputs[0], target, self.w)
             for weight, side in zip(SIDE_WEIGHTS, outputs[1:]):
                 loss = loss + weight * seg_losses(side, target, self.w)
-        loss.backward()
-        opt.step()
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()  # after every update: D is stepped three times per batch
         return loss.detach()
 
     def _forward(self, name: str, x: torch.Tensor, a_prob=None, v_prob=None) -> tuple[torch.Tensor, ...]:

@@ -120,3 +120,14 @@ def test_bf16_autocast_losses_stay_close_to_fp32():
         a, b = fp32.step(x, y), amp.step(x, y)
         for k in a:  # bf16 keeps 8 bits of mantissa: losses agree to a few percent
             assert b[k] == pytest.approx(a[k], rel=0.05), (step, k)
+
+
+def test_fp16_with_gradient_scaler_runs_and_tracks_fp32():
+    fp32, _ = _trainers()
+    _, half = _trainers(amp_dtype=torch.float16)
+    assert half.scaler.is_enabled()
+    x, y = _batch()
+    a, b = fp32.step(x, y), half.step(x, y)
+    for k in a:
+        assert b[k] == pytest.approx(a[k], rel=0.05), k
+    assert "scale" in half.state_dict()["scaler"]

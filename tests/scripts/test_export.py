@@ -1,0 +1,24 @@
+"""ONNX export of the inference path, checked against PyTorch where onnxruntime is installed."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scripts.checkpoint import build_networks
+from scripts.inference import predict_probs
+
+
+def test_onnx_matches_pytorch(tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="optional: pip install -r requirements-onnx.txt")
+    pytest.importorskip("onnx")
+    from scripts.export import export
+
+    torch.manual_seed(0)
+    nets = {k: v.eval() for k, v in build_networks(8).items()}
+    path = export(nets, (64, 48), tmp_path / "m.onnx")
+    x = torch.randn(2, 3, 48, 64)
+    expected = predict_probs(nets, x).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 1e-4
