@@ -119,3 +119,17 @@ def test_train_sh_rejects_unknown_dataset():
     res = subprocess.run(["sh", str(REPO / "train.sh"), "NOPE"], capture_output=True, text=True,
                          env={**os.environ, "PYTHON": sys.executable})
     assert res.returncode == 2 and "unknown dataset 'NOPE'" in res.stderr
+
+
+def test_time_limit_ends_cleanly_after_an_epoch(synthetic_root, tmp_path):
+    assert _train(tmp_path, synthetic_root, "timed", "--epochs", "50", "--time-limit", "0") == 0
+    job = tmp_path / "SYNTHETIC" / "timed"
+    assert sorted(p.name for p in job.glob("*.pt")) == ["best.pt", "epoch_0001.pt", "last.pt"]
+    assert torch.load(job / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_fp16_needs_cuda(synthetic_root, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert _train(tmp_path, synthetic_root, "x", "--epochs", "1", "--amp", "fp16") == 2
+    assert "--amp fp16 needs a CUDA GPU" in capsys.readouterr().err
