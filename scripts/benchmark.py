@@ -46,11 +46,11 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
                          channels_last=mode != "literal", fused_adam=mode != "literal")
     x = torch.randn(batch, 3, size, size, device=device)
     y = (torch.rand(batch, 3, size, size, device=device) > 0.9).float()
-    for _ in range(warmup):
-        trainer.step(x, y)
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter:  # the first warm-up step also counts the FLOPs
         trainer.step(x, y)
     flops = counter.get_total_flops()
+    for _ in range(warmup - 1):
+        trainer.step(x, y)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)

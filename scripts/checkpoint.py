@@ -6,15 +6,14 @@ resumable ``last.pt`` also ``D``) plus, in ``last.pt``, optimiser, scheduler and
 """
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from model import BranchGenerator, Discriminator, FusionGenerator, is_original_state_dict, map_original_state_dict
+from scripts.atomic import atomic_write
 
 FORMAT = "avseg-v1"
 GENERATORS = ("G_A", "G_V", "G")
@@ -29,17 +28,8 @@ def versions() -> dict[str, str]:
 
 
 def save_atomic(obj: dict, path: Path | str) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``torch.save`` atomically: an interrupted write never leaves a broken checkpoint."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load(path: Path | str, device: str | torch.device = "cpu") -> dict:

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
-from scripts.metrics import AVERAGE, PAPER_METRICS, PROB_METRICS, VESSEL
+from scripts.atomic import atomic_write
 from scripts.labels import CLASSES
+from scripts.metrics import AVERAGE, PAPER_METRICS, PROB_METRICS, VESSEL
 
 ROWS = (*CLASSES, AVERAGE)
 TABLE_ROWS = (*ROWS, VESSEL)
@@ -26,19 +26,12 @@ def format_table(result: dict[str, dict[str, float]], metrics=PAPER_METRICS, per
 
 
 def write_atomic(path: Path | str, text: str) -> None:
-    """Write text to ``path`` via a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write text to ``path`` atomically (see :mod:`scripts.atomic`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
 
 
 def per_image_csv(path: Path | str, rows: list[tuple[str, dict[str, dict[str, float]]]], extra_key: str | None = None) -> None:
     """One row per (image, class): id, class, every metric (fractions)."""
-    import io
-
     buf = io.StringIO()
     metrics = [*PAPER_METRICS, *PROB_METRICS]
     writer = csv.writer(buf)

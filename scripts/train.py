@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
                    help="mixed precision: bf16 autocast (CPU or CUDA, default) or fp16 with a gradient scaler (CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the four networks")
+    p.add_argument("--adv-double-sigmoid", action="store_true",
+                   help="the original code's adversarial loss (sigmoid before BCE-with-logits); off per SPEC")
     p.add_argument("--max-steps", type=int, default=None, help="stop (saving last.pt) after this many steps")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="end training cleanly (validation, snapshot, last.pt) after the first epoch past this")
@@ -163,7 +165,8 @@ def run(args: argparse.Namespace) -> dict:
     log.info("train %d / validation %d images at %dx%d on %s", len(train_ds), len(val_idx), *full.model_size, device)
 
     nets = {k: v.to(device) for k, v in ckpt.build_networks(args.n_filters, with_discriminator=True).items()}
-    trainer = GANTrainer(nets, args.learning_rate, LossWeights(args.alpha, args.beta, args.gamma), literal=args.literal,
+    weights = LossWeights(args.alpha, args.beta, args.gamma, args.adv_double_sigmoid)
+    trainer = GANTrainer(nets, args.learning_rate, weights, literal=args.literal,
                          amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp),
                          channels_last=not args.literal,
                          fused_adam=not args.literal)
@@ -251,7 +254,7 @@ def run(args: argparse.Namespace) -> dict:
 def _config(args: argparse.Namespace, image_size) -> dict:
     keys = ("dataset", "job_name", "epochs", "batch_size", "learning_rate", "alpha", "beta", "gamma", "seed",
             "validation", "uniform", "discriminator", "n_filters", "save_from", "save_every", "val_every",
-            "literal", "amp", "compile")
+            "literal", "amp", "compile", "adv_double_sigmoid")
     cfg = {k: getattr(args, k) for k in keys}
     cfg["image_size"] = list(image_size) if image_size is not None else None
     cfg["data_root"] = str(args.data_root or default_data_root())

@@ -25,10 +25,17 @@ class LossWeights:
     alpha: float = PAPER.alpha  # MSE
     beta: float = PAPER.beta  # BCE segmentation
     gamma: float = PAPER.gamma  # adversarial
+    double_sigmoid: bool = False  # the original's adversarial loss (SPEC section 5 decides against it)
 
 
-def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
-    """BCE-with-logits of D's raw output against an all-ones (real) or all-zeros map."""
+def adversarial_loss(logits: torch.Tensor, real: bool, double_sigmoid: bool = False) -> torch.Tensor:
+    """BCE-with-logits of D's raw output against an all-ones (real) or all-zeros map.
+
+    ``double_sigmoid`` reproduces the original code, which applied a sigmoid to D's output before
+    BCE-with-logits: the loss then stays within [0.31, 1.31] and its gradient is small.
+    """
+    if double_sigmoid:
+        logits = torch.sigmoid(logits)
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)
     return F.binary_cross_entropy_with_logits(logits, target)
 
@@ -83,10 +90,10 @@ class GANTrainer:
         d, opt = self.nets["D"], self.opts["D"]
         opt.zero_grad(set_to_none=True)
         with self._autocast(x.device):
-            loss_real = adversarial_loss(d(x, real_map), True)
+            loss_real = adversarial_loss(d(x, real_map), True, self.w.double_sigmoid)
         self.scaler.scale(loss_real).backward()
         with self._autocast(x.device):
-            loss_fake = adversarial_loss(d(x, fake_prob.detach()), False)
+            loss_fake = adversarial_loss(d(x, fake_prob.detach()), False, self.w.double_sigmoid)
         self.scaler.scale(loss_fake).backward()
         self.scaler.step(opt)
         self.scaler.update()  # after every update: D is stepped three times per batch
@@ -97,7 +104,8 @@ class GANTrainer:
         opt = self.opts[name]
         opt.zero_grad(set_to_none=True)
         with self._autocast(x.device):
-            loss = self.w.gamma * adversarial_loss(self.nets["D"](x, torch.sigmoid(outputs[0])), True)
+            loss = self.w.gamma * adversarial_loss(self.nets["D"](x, torch.sigmoid(outputs[0])), True,
+                                                   self.w.double_sigmoid)
             loss = loss + seg_losses(outputs[0], target, self.w)
             for weight, side in zip(SIDE_WEIGHTS, outputs[1:]):
                 loss = loss + weight * seg_losses(side, target, self.w)

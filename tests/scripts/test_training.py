@@ -131,3 +131,12 @@ def test_fp16_with_gradient_scaler_runs_and_tracks_fp32():
     for k in a:
         assert b[k] == pytest.approx(a[k], rel=0.05), k
     assert "scale" in half.state_dict()["scaler"]
+
+
+def test_double_sigmoid_option_reproduces_the_original_bounded_loss():
+    logits = torch.tensor([-20.0, 20.0])
+    loss = adversarial_loss(logits, True, double_sigmoid=True)
+    # sigmoid -> (0, 1), then BCE-with-logits against 1: mean of softplus(-0) and softplus(-1)
+    expected = (torch.nn.functional.softplus(torch.tensor(0.0)) + torch.nn.functional.softplus(torch.tensor(-1.0))) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert adversarial_loss(logits, True).item() > 9  # without it, a confident wrong D costs ~20
