@@ -44,13 +44,19 @@ def error_map(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> np.ndarr
 
 def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
                       max_height: int = 512) -> np.ndarray:
-    """photograph | ground truth | prediction | error map, one (H, 4W, 3) uint8 image."""
+    """photograph | ground truth | prediction | error map | vessel probability, one (H, 5W, 3) image.
+
+    The last panel (max probability over the channels, black 0 to white 1) shows what the model
+    sees below the 0.5 threshold.
+    """
     pred = (prob > 0.5) & mask
-    panels = [photo, av_colour_map(label.astype(bool)), av_colour_map(pred), error_map(pred, label.astype(bool), mask)]
+    heat = np.repeat((np.clip(prob.max(axis=0) * mask, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
+    panels = [photo, av_colour_map(label.astype(bool)), av_colour_map(pred), error_map(pred, label.astype(bool), mask),
+              heat]
     h, w = photo.shape[:2]
     if h > max_height:
         size = (round(w * max_height / h), max_height)
-        panels = [np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i == 0 else Image.NEAREST))
+        panels = [np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i in (0, 4) else Image.NEAREST))
                   for i, p in enumerate(panels)]
     gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     row = [panels[0]]

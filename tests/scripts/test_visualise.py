@@ -39,6 +39,6 @@ def test_comparison_figure_and_overlay_shapes():
     label = np.zeros((3, 20, 30), bool)
     label[0, 5] = True
     fig = comparison_figure(photo, prob, label, np.ones((20, 30), bool))
-    assert fig.shape == (20, 4 * 30 + 3 * 4, 3)
+    assert fig.shape == (20, 5 * 30 + 4 * 4, 3)
     ov = overlay(photo, prob > 0.5)
     assert ov[5, 0].tolist() != [100, 100, 100] and ov[0, 0].tolist() == [100, 100, 100]
