@@ -45,6 +45,19 @@ def seg_losses(logits: torch.Tensor, target: torch.Tensor, w: LossWeights) -> to
     return w.beta * F.binary_cross_entropy_with_logits(logits, target) + w.alpha * F.mse_loss(torch.sigmoid(logits), target)
 
 
+@contextlib.contextmanager
+def _frozen(net: nn.Module, enabled: bool = True):
+    """Temporarily stop autograd from computing ``net``'s weight gradients."""
+    params = [p for p in net.parameters() if p.requires_grad] if enabled else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 class GANTrainer:
     """Holds the four networks, their Adam optimisers and the G/D plateau schedulers."""
 
@@ -103,7 +116,9 @@ class GANTrainer:
         """gamma * adv + seg losses of the main output (+ weighted side outputs for G)."""
         opt = self.opts[name]
         opt.zero_grad(set_to_none=True)
-        with self._autocast(x.device):
+        # D's weight gradients from a generator update are never used (D's next update zeroes them);
+        # the original computed them anyway, the optimised step skips them
+        with self._autocast(x.device), _frozen(self.nets["D"], enabled=not self.literal):
             loss = self.w.gamma * adversarial_loss(self.nets["D"](x, torch.sigmoid(outputs[0])), True,
                                                    self.w.double_sigmoid)
             loss = loss + seg_losses(outputs[0], target, self.w)
