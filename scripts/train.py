@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> dict:
     weights = LossWeights(args.alpha, args.beta, args.gamma, args.adv_double_sigmoid)
     trainer = GANTrainer(nets, args.learning_rate, weights, literal=args.literal,
                          amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp),
-                         channels_last=not args.literal,
+                         channels_last=not args.literal and device.type == "cuda",
                          fused_adam=not args.literal)
     if args.amp == "fp16" and device.type != "cuda":
         raise UsageError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16")
