@@ -14,11 +14,12 @@ SIZE=${SIZE:-592}
 NF=${NF:-32}
 MINUTES=${MINUTES:-6}
 BENCH_SIZE=${BENCH_SIZE:-592}
-. "$(dirname "$0")/../_python.sh"
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+. "$REPO/_python.sh"
 mkdir -p "$OUT"
 START=$(date +%s)
-{ nvidia-smi || true; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } \
-    > "$OUT/machine.txt" 2>&1
+{ nvidia-smi || true; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
+    || true; } > "$OUT/machine.txt" 2>&1
 echo "== benchmark ($BENCH_SIZE px)"
 timeout 150 $PY -m scripts.benchmark --device "$DEVICE" --sizes "$BENCH_SIZE" --modes literal optimised amp \
     --reps 5 --warmup 2 --n-filters "$NF" --json "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.txt"
@@ -27,7 +28,7 @@ WORKERS=$(( $(nproc) > 8 ? 8 : $(nproc) ))
 timeout $(( ${MINUTES%.*} * 60 + 150 )) $PY -m scripts.train --dataset DRIVE_AV --data-root "$DATA" \
     --job_name gpu_check --out "$OUT" --runs-dir "$OUT/runs" --device "$DEVICE" --workers "$WORKERS" \
     --n-filters "$NF" --image-size "$SIZE" "$SIZE" --epochs 1500 --time-limit "$MINUTES" \
-    --save-from 10 --save-every 10 --val-every 10 --last-every 50 > "$OUT/train.log" 2>&1 \
+    --save-from 1 --save-every 10 --val-every 10 --last-every 50 > "$OUT/train.log" 2>&1 \
     || { echo "training failed, see $OUT/train.log"; tail -20 "$OUT/train.log"; exit 1; }
 grep -E "validation F1|time limit|done in" "$OUT/train.log" | tail -5
 echo "== test DRIVE_AV (last 3 snapshots)"
