@@ -49,7 +49,7 @@ def check_model_size(size: Sequence[int], what: str = "--image-size") -> tuple[i
     return int(size[0]), int(size[1])
 
 
-def _find(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None:
+def find_file(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None:
     for ext in extensions:
         for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
             if cand.is_file():
@@ -72,11 +72,11 @@ def find_items(split_dir: Path, label_suffixes: Sequence[str]) -> list[Item]:
     items = []
     for img in images:
         stem = img.stem
-        label = next((p for s in label_suffixes if (p := _find(split_dir / "1st_manual", stem + s, (".png",)))), None)
+        label = next((p for s in label_suffixes if (p := find_file(split_dir / "1st_manual", stem + s, (".png",)))), None)
         if label is None:
             tried = ", ".join(str(split_dir / "1st_manual" / f"{stem}{s}.png") for s in label_suffixes)
             raise DataError(f"{img}: no label found (looked for {tried}); add the label or remove the image")
-        mask = _find(split_dir / "mask", f"{stem}_mask", MASK_EXTENSIONS) or _find(split_dir / "mask", stem, MASK_EXTENSIONS)
+        mask = find_file(split_dir / "mask", f"{stem}_mask", MASK_EXTENSIONS) or find_file(split_dir / "mask", stem, MASK_EXTENSIONS)
         items.append(Item(stem, img, label, mask))
     return items
 

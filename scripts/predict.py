@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from scripts import checkpoint as ckpt
 from scripts.augment import normalise, resize_image
-from scripts.dataset import MASK_EXTENSIONS, _find, check_model_size
+from scripts.dataset import MASK_EXTENSIONS, check_model_size, find_file
 from scripts.images import IMAGE_EXTENSIONS, DataError, derive_fov, load_mask, load_photo
 from scripts.inference import predict_probs
 from scripts.labels import av_colour_map, decode_classes
@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
         for path in chunk:
             try:
                 photo = load_photo(path)
-                mask_file = args.masks and (_find(args.masks, f"{path.stem}_mask", MASK_EXTENSIONS)
-                                            or _find(args.masks, path.stem, MASK_EXTENSIONS))
+                mask_file = args.masks and (find_file(args.masks, f"{path.stem}_mask", MASK_EXTENSIONS)
+                                            or find_file(args.masks, path.stem, MASK_EXTENSIONS))
                 fov = load_mask(mask_file) if mask_file else derive_fov(photo, path)
                 if fov.shape != photo.shape[:2]:
                     raise DataError(f"{mask_file}: mask size {fov.shape[::-1]} differs from the photograph {photo.shape[1::-1]}")
