@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.batchnorm import BatchNorm2d
+
 DIVISOR = 16  # four 2x poolings
 
 
@@ -27,7 +29,7 @@ class ConvBNReLU(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__(
             nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1),
-            nn.BatchNorm2d(out_ch),
+            BatchNorm2d(out_ch),
             nn.ReLU(inplace=True),
         )
 
@@ -95,7 +97,7 @@ class FuseUp(nn.Module):
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
         self.bottom = ConvBNReLU(in_ch, out_ch)
-        self.pair_act = nn.Sequential(nn.BatchNorm2d(out_ch // 2), nn.ReLU(inplace=True))
+        self.pair_act = nn.Sequential(BatchNorm2d(out_ch // 2), nn.ReLU(inplace=True))
         self.conv = DoubleConv(in_ch, out_ch)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -126,7 +128,7 @@ class SideBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1)
-        self.bn = nn.BatchNorm2d(out_ch)
+        self.bn = BatchNorm2d(out_ch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(_upsample2(x))), inplace=True)

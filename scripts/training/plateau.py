@@ -1,0 +1,87 @@
+"""ReduceLROnPlateau whose decisions happen on the device, so a training step never waits for the host.
+
+Same rule as ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (mode, threshold and threshold mode,
+patience, cooldown, min_lr, eps), with the state (best value, bad-step count, cooldown counter,
+learning rate) held in tensors. The optimiser's ``lr`` is a tensor on the device, updated in place,
+which fused or capturable Adam reads without a host round trip. The scheduler's own arithmetic is
+float64, as the reference's is (Python floats); the optimiser's copy of the rate is float32.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class DevicePlateau:
+    """Drop-in for ReduceLROnPlateau on an optimiser with one parameter group; ``step(loss_tensor)``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
+                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr: float = 0.0,
+                 eps: float = 1e-8) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        if not 0 <= factor < 1:
+            raise ValueError(f"factor must be in [0, 1), got {factor}")
+        if len(optimizer.param_groups) != 1:
+            raise ValueError("DevicePlateau handles optimisers with exactly one parameter group")
+        self.optimizer = optimizer
+        self.mode, self.factor, self.patience = mode, factor, patience
+        self.threshold, self.threshold_mode, self.cooldown = threshold, threshold_mode, cooldown
+        self.min_lr, self.eps = min_lr, eps
+        group = optimizer.param_groups[0]
+        device = group["params"][0].device
+        initial = float(group["lr"])
+        if not isinstance(group["lr"], torch.Tensor):  # the optimiser reads this tensor from now on
+            group["lr"] = torch.tensor(initial, dtype=torch.float32, device=device)
+        self._opt_lr = group["lr"]
+        f64 = {"dtype": torch.float64, "device": device}
+        self.lr = torch.tensor(initial, **f64)
+        self.best = torch.tensor(math.inf if mode == "min" else -math.inf, **f64)
+        self.num_bad = torch.zeros((), dtype=torch.int64, device=device)
+        self.cooldown_counter = torch.zeros((), dtype=torch.int64, device=device)
+        self.last_epoch = 0
+
+    def _is_better(self, value: torch.Tensor) -> torch.Tensor:
+        sign = 1.0 if self.mode == "min" else -1.0
+        if self.threshold_mode == "rel":
+            bound = self.best * (1.0 - sign * self.threshold)
+        else:
+            bound = self.best - sign * self.threshold
+        return value < bound if self.mode == "min" else value > bound
+
+    @torch.no_grad()
+    def step(self, metric: torch.Tensor | float) -> None:
+        value = torch.as_tensor(metric, device=self.lr.device).detach().to(torch.float64).reshape(())
+        self.last_epoch += 1
+        better = self._is_better(value)
+        self.best = torch.where(better, value, self.best)
+        self.num_bad = torch.where(better, 0, self.num_bad + 1)
+        in_cooldown = self.cooldown_counter > 0
+        self.cooldown_counter = torch.where(in_cooldown, self.cooldown_counter - 1, self.cooldown_counter)
+        self.num_bad = torch.where(in_cooldown, 0, self.num_bad)
+        reduce = self.num_bad > self.patience
+        new_lr = torch.clamp(self.lr * self.factor, min=self.min_lr)
+        self.lr = torch.where(reduce & (self.lr - new_lr > self.eps), new_lr, self.lr)
+        self.cooldown_counter = torch.where(reduce, self.cooldown, self.cooldown_counter)
+        self.num_bad = torch.where(reduce, 0, self.num_bad)
+        self._opt_lr.copy_(self.lr)
+
+    def get_last_lr(self) -> torch.Tensor:
+        """The current rate as a float64 tensor (reading it on the host synchronises)."""
+        return self.lr
+
+    def state_dict(self) -> dict:
+        return {"lr": self.lr, "best": self.best, "num_bad": self.num_bad, "cooldown_counter": self.cooldown_counter,
+                "last_epoch": self.last_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        dev = self.lr.device
+        self.lr = state["lr"].to(dev, torch.float64)
+        self.best = state["best"].to(dev, torch.float64)
+        self.num_bad = state["num_bad"].to(dev, torch.int64)
+        self.cooldown_counter = state["cooldown_counter"].to(dev, torch.int64)
+        self.last_epoch = int(state["last_epoch"])
+        self._opt_lr.copy_(self.lr)

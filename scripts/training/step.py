@@ -1,0 +1,232 @@
+"""One adversarial training step of the method (SPEC section 5), in three exact forms.
+
+Update order per batch: D on the artery branch, D on the vein branch, D on the fusion map, then
+G_A, G_V and G. The modes compute the same losses and gradients:
+
+- ``literal``: as the original code: every generator forward is recomputed for its own update and
+  D runs nine separate times (real and fake per D update, once per generator update).
+- ``reuse``: each generator runs forward once per step and that forward is reused for its update
+  (its weights have not changed in between; only its BatchNorm running statistics then move once
+  per step instead of twice), and D's weight gradients are not computed during generator updates
+  (D's next update zeroes them unused).
+- ``batched`` (default): ``reuse``, and every D call that shares D's weights is one batched call:
+  real and fake of a D update as one batch of 2B, the three generator updates' D calls as one
+  batch of 3B with the sum of the three generator losses back-propagated once (each generator's
+  gradient comes only from its own loss). D's BatchNorm layers then normalise each original
+  sub-batch separately and move their running statistics as the separate calls did
+  (``model.batchnorm.ghost_batches``), so D is exactly the sequential D.
+
+No step reads a value back to the host: losses come back as device tensors, and the plateau
+schedulers decide on the device (``scripts.training.plateau``).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.batchnorm import ghost_batches
+from scripts.config import PAPER
+from scripts.training.plateau import DevicePlateau
+
+SIDE_WEIGHTS = (0.5, 0.25, 0.125)
+STEP_MODES = ("literal", "reuse", "batched")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    alpha: float = PAPER.alpha  # MSE
+    beta: float = PAPER.beta  # BCE segmentation
+    gamma: float = PAPER.gamma  # adversarial
+    double_sigmoid: bool = False  # the original's adversarial loss (SPEC section 5 decides against it)
+
+
+def adversarial_loss(logits: torch.Tensor, real: bool, double_sigmoid: bool = False) -> torch.Tensor:
+    """BCE-with-logits of D's raw output against an all-ones (real) or all-zeros map.
+
+    ``double_sigmoid`` reproduces the original code, which applied a sigmoid to D's output before
+    BCE-with-logits: the loss then stays within [0.31, 1.31] and its gradient is small.
+    """
+    if double_sigmoid:
+        logits = torch.sigmoid(logits)
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)
+
+
+def seg_losses(logits: torch.Tensor, target: torch.Tensor, w: LossWeights) -> torch.Tensor:
+    """beta * BCE-with-logits + alpha * MSE(sigmoid, target)."""
+    return w.beta * F.binary_cross_entropy_with_logits(logits, target) + w.alpha * F.mse_loss(torch.sigmoid(logits), target)
+
+
+@contextlib.contextmanager
+def _frozen(net: nn.Module, enabled: bool = True):
+    """Temporarily stop autograd from computing ``net``'s weight gradients."""
+    params = [p for p in net.parameters() if p.requires_grad] if enabled else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class GANTrainer:
+    """Holds the four networks, their Adam optimisers and the G/D plateau schedulers."""
+
+    def __init__(self, nets: dict[str, nn.Module], lr: float = PAPER.learning_rate, weights: LossWeights = LossWeights(),
+                 mode: str = "batched", amp_dtype: torch.dtype | None = None, channels_last: bool = False,
+                 fused_adam: bool = False) -> None:
+        """``mode``: literal, reuse or batched (module docstring); ``amp_dtype``: autocast dtype (bf16,
+        or fp16 with a gradient scaler); ``channels_last``: NHWC memory format (same math);
+        ``fused_adam``: one fused Adam kernel per optimiser (same update rule)."""
+        if mode not in STEP_MODES:
+            raise ValueError(f"step mode must be one of {', '.join(STEP_MODES)}, got {mode!r}")
+        self.nets, self.w, self.mode, self.amp_dtype = nets, weights, mode, amp_dtype
+        self.forward_fns: dict[str, nn.Module] = dict(nets)  # compiled callables replace these (same weights)
+        device = next(iter(nets.values())).parameters().__next__().device
+        # fp16 needs loss scaling; one scaler serves all updates of a step
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        for net in nets.values():
+            net.to(memory_format=self.memory_format)
+        # without fused kernels, CUDA's default (foreach) Adam reads a tensor rate only when capturable
+        self.opts = {k: torch.optim.Adam(n.parameters(), lr=lr, betas=PAPER.adam_betas, eps=PAPER.adam_eps,
+                                         fused=fused_adam or None, capturable=not fused_adam and device.type == "cuda")
+                     for k, n in nets.items()}
+        for opt in self.opts.values():  # a device tensor: the schedulers change it without a host sync
+            opt.param_groups[0]["lr"] = torch.tensor(lr, dtype=torch.float32, device=device)
+        self.scheds = {k: DevicePlateau(self.opts[k], mode="min", factor=PAPER.plateau_factor,
+                                        patience=PAPER.plateau_patience) for k in ("G", "D")}
+
+    @property
+    def literal(self) -> bool:
+        return self.mode == "literal"
+
+    def _autocast(self, device: torch.device):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
+
+    def state_dict(self) -> dict:
+        return {"opts": {k: o.state_dict() for k, o in self.opts.items()},
+                "scheds": {k: s.state_dict() for k, s in self.scheds.items()}, "scaler": self.scaler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, o in self.opts.items():
+            lr = o.param_groups[0]["lr"]
+            o.load_state_dict(state["opts"][k])
+            o.param_groups[0]["lr"] = lr  # keep the one tensor the scheduler writes to
+        for k, s in self.scheds.items():
+            s.load_state_dict(state["scheds"][k])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    def lrs(self) -> dict[str, torch.Tensor]:
+        """Current learning rates as device tensors."""
+        return {k: o.param_groups[0]["lr"] for k, o in self.opts.items()}
+
+    def _d(self, x: torch.Tensor, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """D's logits for (x, map) pairs: one call per map, or one batched call with ghost batch norm."""
+        d = self.forward_fns["D"]
+        if self.mode != "batched" or len(maps) == 1:
+            return [d(x, m) for m in maps]
+        with ghost_batches(self.nets["D"], len(maps)):
+            xs = x.repeat(len(maps), 1, 1, 1).contiguous(memory_format=self.memory_format)
+            return list(d(xs, torch.cat(maps)).chunk(len(maps)))
+
+    def _update_d(self, x: torch.Tensor, real_map: torch.Tensor, fake_prob: torch.Tensor) -> torch.Tensor:
+        opt = self.opts["D"]
+        opt.zero_grad(set_to_none=True)
+        ds = self.w.double_sigmoid
+        if self.mode == "batched":
+            with self._autocast(x.device):
+                real, fake = self._d(x, [real_map, fake_prob.detach()])
+                loss_real, loss_fake = adversarial_loss(real, True, ds), adversarial_loss(fake, False, ds)
+            self.scaler.scale(loss_real + loss_fake).backward()
+        else:  # the original's two calls and two backward passes
+            with self._autocast(x.device):
+                loss_real = adversarial_loss(self._d(x, [real_map])[0], True, ds)
+            self.scaler.scale(loss_real).backward()
+            with self._autocast(x.device):
+                loss_fake = adversarial_loss(self._d(x, [fake_prob.detach()])[0], False, ds)
+            self.scaler.scale(loss_fake).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+        return (loss_real + loss_fake).detach()
+
+    def _generator_loss(self, adv_logits: torch.Tensor, outputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> torch.Tensor:
+        """gamma * adv + seg losses of the main output (+ weighted side outputs for G)."""
+        loss = self.w.gamma * adversarial_loss(adv_logits, True, self.w.double_sigmoid)
+        loss = loss + seg_losses(outputs[0], target, self.w)
+        for weight, side in zip(SIDE_WEIGHTS, outputs[1:]):
+            loss = loss + weight * seg_losses(side, target, self.w)
+        return loss
+
+    def _update_generators(self, x: torch.Tensor, outputs: dict[str, tuple[torch.Tensor, ...]],
+                           targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The G_A, G_V and G updates, in that order (batched: one D call and one backward for all three)."""
+        names = list(outputs)
+        if self.mode == "batched":
+            for name in names:
+                self.opts[name].zero_grad(set_to_none=True)
+            with self._autocast(x.device), _frozen(self.nets["D"]):
+                adv = self._d(x, [torch.sigmoid(outputs[n][0]) for n in names])
+                losses = {n: self._generator_loss(a, outputs[n], targets[n]) for n, a in zip(names, adv)}
+            self.scaler.scale(sum(losses.values())).backward()
+            for name in names:
+                self.scaler.step(self.opts[name])
+            self.scaler.update()
+            return {n: v.detach() for n, v in losses.items()}
+        losses = {}
+        for name in names:
+            opt = self.opts[name]
+            opt.zero_grad(set_to_none=True)
+            # D's weight gradients from a generator update are never used (D's next update zeroes them);
+            # the original computed them anyway, the optimised step skips them
+            with self._autocast(x.device), _frozen(self.nets["D"], enabled=not self.literal):
+                out = outputs[name]
+                loss = self._generator_loss(self._d(x, [torch.sigmoid(out[0])])[0], out, targets[name])
+            self.scaler.scale(loss).backward()
+            self.scaler.step(opt)
+            self.scaler.update()
+            losses[name] = loss.detach()
+            if self.literal and name == "G_A":  # the original recomputed each forward for its own update
+                outputs["G_V"] = self._forward("G_V", x)
+            if self.literal and name == "G_V":
+                outputs["G"] = self._forward("G", x, *self._branch_probs)
+        return losses
+
+    def _forward(self, name: str, x: torch.Tensor, a_prob=None, v_prob=None) -> tuple[torch.Tensor, ...]:
+        fn = self.forward_fns[name]
+        with self._autocast(x.device):
+            if name == "G":
+                return tuple(o.float() for o in fn(x, a_prob, v_prob))
+            return (fn(x).float(),)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One training step on images ``x`` and 3-channel 0/1 targets ``y``; returns the six losses
+        as detached device tensors (reading them on the host is the caller's choice)."""
+        for net in self.nets.values():
+            net.train()
+        x, y = x.contiguous(memory_format=self.memory_format), y.contiguous(memory_format=self.memory_format)
+        targets = {"G_A": y[:, 0:1].expand_as(y).contiguous(memory_format=self.memory_format),
+                   "G_V": y[:, 2:3].expand_as(y).contiguous(memory_format=self.memory_format), "G": y}
+        out_a = self._forward("G_A", x)
+        out_v = self._forward("G_V", x)
+        self._branch_probs = (torch.sigmoid(out_a[0]).detach(), torch.sigmoid(out_v[0]).detach())
+        out_g = self._forward("G", x, *self._branch_probs)
+        losses = {
+            "D_A": self._update_d(x, targets["G_A"], torch.sigmoid(out_a[0])),
+            "D_V": self._update_d(x, targets["G_V"], torch.sigmoid(out_v[0])),
+            "D": self._update_d(x, y, torch.sigmoid(out_g[0])),
+        }
+        if self.literal:
+            out_a = self._forward("G_A", x)
+        losses.update(self._update_generators(x, {"G_A": out_a, "G_V": out_v, "G": out_g}, targets))
+        self.scheds["G"].step(losses["G"])
+        self.scheds["D"].step(losses["D"])
+        return losses
