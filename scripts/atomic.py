@@ -17,7 +17,7 @@ def _umask() -> int:
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp_path)``, give the file the usual permissions, then rename it to ``path``."""
+    """Call ``write(tmp_path)``, give the file the usual permissions, fsync it, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -25,6 +25,8 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb") as f:  # on disk before the rename: a power loss cannot leave a torn file
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -32,6 +32,12 @@ def save_atomic(obj: dict, path: Path | str) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def generators_state(nets: dict[str, nn.Module], cfg: dict, epoch: int, extra: dict | None = None) -> dict:
+    """A generators-only checkpoint (G_A, G_V, G): epoch snapshots and ``best.pt``."""
+    return {"format": FORMAT, "config": cfg, "versions": versions(), "epoch": epoch,
+            "nets": {k: nets[k].state_dict() for k in GENERATORS}, **(extra or {})}
+
+
 def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
     """Load a checkpoint file safely (``weights_only=True``)."""
     path = Path(path)

@@ -36,7 +36,7 @@ from scripts.inference import predict_probs
 from scripts.labels import av_colour_map, decode_classes
 from scripts.metrics import resize_prob
 from scripts.report import write_atomic
-from scripts.train import UsageError, resolve_device
+from scripts.runtime import UsageError, resolve_device
 from scripts.visualise import overlay
 
 log = logging.getLogger("avseg")

@@ -28,7 +28,7 @@ from scripts.images import DataError
 from scripts.inference import iterate_predictions
 from scripts.metrics import PROB_METRICS, image_metrics, mean_metrics
 from scripts.report import format_table, per_image_csv, write_atomic
-from scripts.train import UsageError, resolve_device
+from scripts.runtime import UsageError, resolve_device
 from scripts.visualise import comparison_row
 
 log = logging.getLogger("avseg")

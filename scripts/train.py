@@ -3,10 +3,13 @@
     python -m scripts.train --dataset DRIVE_AV --job_name drive_paper            # paper settings
     python -m scripts.train --dataset DRIVE_AV --job_name drive_paper --resume   # continue it
 
-Checkpoints go to ``<out>/<DATASET>/<job>/``: ``epoch_XXXX.pt`` snapshots (G_A, G_V, G),
-``best.pt`` (best validation F1), ``last.pt`` (everything needed to resume) and ``config.json``.
-TensorBoard logs go to ``<runs-dir>/<job>``. Ctrl-C (or SIGTERM) saves ``last.pt`` after the
-current step; ``--resume`` continues from it exactly.
+Checkpoints go to ``<out>/<DATASET>/<job>/``: ``epoch_XXXX.pt`` snapshots (G_A, G_V, G; the last
+epoch of a run always gets one), ``best.pt`` (best validation F1), ``last.pt`` (everything needed to
+resume; written every ``--last-every-minutes``, at the end and on Ctrl-C), ``config.json`` and
+``timing.json``. Checkpoints are handed to a background writer, so training does not wait for the
+disk. TensorBoard logs go to ``<runs-dir>/<job>``: the mean losses and the learning rates every
+``--log-every`` steps (the only time a step's values are read back from the device). Ctrl-C (or
+SIGTERM) saves ``last.pt`` after the current step; ``--resume`` continues from it exactly.
 """
 from __future__ import annotations
 
@@ -29,15 +32,14 @@ from scripts.images import DataError
 from scripts.inference import evaluate, iterate_predictions
 from scripts.metrics import mean_metrics
 from scripts.report import write_atomic
+from scripts.runtime import UsageError, resolve_device, resolve_workers
 from scripts.seeding import rng_state, seed_everything, set_rng_state
-from scripts.training import GANTrainer, LossWeights
+from scripts.training import STEP_MODES, GANTrainer, LossWeights
+from scripts.training.saver import BackgroundSaver
+from scripts.training.timing import RunTimer
 from scripts.visualise import comparison_row
 
 log = logging.getLogger("avseg")
-
-
-class UsageError(ValueError):
-    """A command-line setting that cannot work here."""
 
 
 def str2bool(v: str) -> bool:
@@ -46,18 +48,6 @@ def str2bool(v: str) -> bool:
     if v.lower() in ("0", "false", "no", "n", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; an explicit cuda request without CUDA is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU on this machine "
-                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use --device cpu, or check "
-                         "the driver with nvidia-smi.")
-    return dev
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,20 +69,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="model input size (default: the dataset's, SPEC section 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--workers", default="auto", help="DataLoader worker processes: a number, or auto (0 on the CPU, "
+                   "else up to 8 by the machine's cores)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="LAST_PT",
                    help="continue from last.pt (default: the job's own)")
     p.add_argument("--save-from", type=int, default=PAPER.save_from, help="first snapshot epoch")
     p.add_argument("--save-every", type=int, default=PAPER.save_every, help="epochs between snapshots")
     p.add_argument("--val-every", type=int, default=10, help="epochs between validations")
-    p.add_argument("--last-every", type=int, default=5, help="epochs between writes of the resumable last.pt")
+    p.add_argument("--last-every-minutes", type=float, default=10.0, metavar="MIN",
+                   help="minutes between writes of the resumable last.pt (also written at the end and on Ctrl-C)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard loss/lr points (interval means)")
     p.add_argument("--image-every", type=int, default=5, help="validations between TensorBoard image grids")
     p.add_argument("--out", type=Path, default=Path("."), help="checkpoints go to OUT/<DATASET>/<job>")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="TensorBoard folder")
-    p.add_argument("--literal", action="store_true", help="recompute every forward like the original code")
+    p.add_argument("--step", dest="step_mode", choices=STEP_MODES, default="batched",
+                   help="how a training step runs; all three are exact (README, 'Training step'): literal = the "
+                   "original's calls, reuse = one forward per generator, batched = reuse + batched D calls")
+    p.add_argument("--literal", dest="step_mode", action="store_const", const="literal", help="same as --step literal")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                   help="NHWC memory format (same math); auto = on for CUDA")
     p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
                    help="mixed precision: bf16 autocast (CPU or CUDA, default) or fp16 with a gradient scaler (CUDA)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the four networks")
+    p.add_argument("--compile", nargs="?", const="default", default=None,
+                   choices=["default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile the four networks (reduce-overhead: CUDA graphs); if compiling fails, "
+                   "training goes on without it and says so")
     p.add_argument("--adv-double-sigmoid", action="store_true",
                    help="the original code's adversarial loss (sigmoid before BCE-with-logits); off per SPEC")
     p.add_argument("--max-steps", type=int, default=None, help="stop (saving last.pt) after this many steps")
@@ -101,17 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def save_last(path: Path, nets, trainer: GANTrainer, cfg: dict, epoch: int, step_in_epoch: int, global_step: int,
-              best: float) -> None:
-    ckpt.save_atomic({"format": ckpt.FORMAT, "config": cfg, "versions": ckpt.versions(), "epoch": epoch,
-                      "step_in_epoch": step_in_epoch, "global_step": global_step, "best_f1": best,
-                      "nets": {k: n.state_dict() for k, n in nets.items()}, "trainer": trainer.state_dict(),
-                      "rng": rng_state()}, path)
-
-
-def save_generators(path: Path, nets, cfg: dict, epoch: int, extra: dict | None = None) -> None:
-    ckpt.save_atomic({"format": ckpt.FORMAT, "config": cfg, "versions": ckpt.versions(), "epoch": epoch,
-                      "nets": {k: nets[k].state_dict() for k in ckpt.GENERATORS}, **(extra or {})}, path)
+def last_state(nets, trainer: GANTrainer, cfg: dict, epoch: int, step_in_epoch: int, global_step: int,
+               best: float) -> dict:
+    """Everything ``--resume`` needs, for ``last.pt``."""
+    return {"format": ckpt.FORMAT, "config": cfg, "versions": ckpt.versions(), "epoch": epoch,
+            "step_in_epoch": step_in_epoch, "global_step": global_step, "best_f1": best,
+            "nets": {k: n.state_dict() for k, n in nets.items()}, "trainer": trainer.state_dict(), "rng": rng_state()}
 
 
 class StopFlag:
@@ -137,8 +133,18 @@ class StopFlag:
             signal.signal(sig, old)
 
 
+def _check_settings(args: argparse.Namespace) -> None:
+    for name in ("epochs", "batch_size", "log_every", "save_every", "val_every", "image_every"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.last_every_minutes <= 0:
+        raise UsageError(f"--last-every-minutes must be positive, got {args.last_every_minutes}")
+
+
 def run(args: argparse.Namespace) -> dict:
+    _check_settings(args)
     device = resolve_device(args.device)
+    workers = resolve_workers(str(args.workers), device)
     data_root = args.data_root or default_data_root()
     job_dir = args.out / args.dataset / args.job_name
     last_path = job_dir / "last.pt"
@@ -147,6 +153,9 @@ def run(args: argparse.Namespace) -> dict:
         resume = ckpt.load(last_path if args.resume == "auto" else args.resume, device)
         if resume.get("format") != ckpt.FORMAT or "trainer" not in resume:
             raise ckpt.CheckpointError(f"{args.resume}: not a resumable last.pt of this project")
+        if "lr" not in next(iter(resume["trainer"]["scheds"].values())):
+            raise ckpt.CheckpointError(f"{args.resume}: written by an older version of this project (host-side "
+                                       "schedulers); finish it with that version or start a new job")
         saved = resume["config"]
         asked = {"dataset": args.dataset, "n_filters": args.n_filters, "seed": args.seed, "batch_size": args.batch_size}
         for key, value in asked.items():
@@ -161,16 +170,17 @@ def run(args: argparse.Namespace) -> dict:
     train_ds = AVDataset(args.dataset, "training", data_root, train=True, image_size=full.model_size, indices=train_idx)
     val_ds = AVDataset(args.dataset, "training", data_root, train=False, image_size=full.model_size, indices=val_idx) \
         if val_idx else None
-    log.info("train %d / validation %d images at %dx%d on %s", len(train_ds), len(val_idx), *full.model_size, device)
+    log.info("train %d / validation %d images at %dx%d on %s; step: %s", len(train_ds), len(val_idx),
+             *full.model_size, device, args.step_mode)
 
     nets = {k: v.to(device) for k, v in ckpt.build_networks(args.n_filters, with_discriminator=True).items()}
     weights = LossWeights(args.alpha, args.beta, args.gamma, args.adv_double_sigmoid)
-    trainer = GANTrainer(nets, args.learning_rate, weights, literal=args.literal,
-                         amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp),
-                         channels_last=not args.literal and device.type == "cuda",
-                         fused_adam=not args.literal)
     if args.amp == "fp16" and device.type != "cuda":
         raise UsageError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16")
+    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
+    trainer = GANTrainer(nets, args.learning_rate, weights, mode=args.step_mode,
+                         amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp),
+                         channels_last=channels_last, fused_adam=args.step_mode != "literal")
     start_epoch, skip, global_step, best = 1, 0, 0, -1.0
     if resume is not None:
         for k, net in nets.items():
@@ -181,45 +191,86 @@ def run(args: argparse.Namespace) -> dict:
         global_step, best = resume["global_step"], resume["best_f1"]
         log.info("resumed %s at epoch %d, step %d", last_path, start_epoch, skip)
 
+    steps_per_epoch = -(-len(train_ds) // args.batch_size)
     if args.compile:
-        for net in nets.values():
-            net.compile()  # in place: state-dict keys stay the same
+        w, h = full.model_size
+        example = (torch.zeros(args.batch_size, 3, h, w, device=device), torch.zeros(args.batch_size, 3, h, w, device=device))
+        log.info("compiling the networks (torch.compile, mode %s): the first steps take longer", args.compile)
+        trainer.compile(args.compile, example)
     job_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(job_dir / "config.json", json.dumps({**cfg, "versions": ckpt.versions()}, indent=1) + "\n")
     sampler = EpochSampler(len(train_ds), args.seed)
-    loader = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                        persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
+    loader = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler, num_workers=workers,
+                        persistent_workers=workers > 0, pin_memory=device.type == "cuda")
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(args.runs_dir / args.job_name))
+    saver = BackgroundSaver()
     history: list[dict] = []
     n_validations = 0
     started = time.perf_counter()
+    timer = RunTimer(args.epochs * steps_per_epoch, global_step,
+                     validations_left=0 if val_ds is None else args.epochs // args.val_every)
+    last_written = time.monotonic()
+    sums: dict[str, torch.Tensor] = {}
+    n_summed = 0
+    shown: dict[str, float] = {}
+
+    def write_timing() -> None:
+        write_atomic(job_dir / "timing.json", json.dumps({"device": str(device), "step_mode": args.step_mode,
+                                                           "amp": args.amp, "compile": args.compile, "workers": workers,
+                                                           "batch_size": args.batch_size, "steps_per_epoch": steps_per_epoch,
+                                                           **timer.summary()}, indent=1) + "\n")
+
+    def checkpoint(obj: dict, path: Path, wait: bool = False) -> None:
+        t = time.perf_counter()
+        saver.submit(obj, path, wait=wait)
+        timer.checkpoint += time.perf_counter() - t
+
     with StopFlag() as stop:
         for epoch in range(start_epoch, args.epochs + 1):
             sampler.set_epoch(epoch, skip * args.batch_size)
             step_in_epoch = skip
             skip = 0
             bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True, disable=None)
+            waited = time.perf_counter()
             for batch in bar:
+                timer.data_wait += time.perf_counter() - waited
                 losses = trainer.step(batch["image"].to(device, non_blocking=True),
                                       batch["target"].to(device, non_blocking=True))
                 global_step += 1
                 step_in_epoch += 1
-                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
                 for k, v in losses.items():
-                    writer.add_scalar(f"loss/{k}", v, global_step)
-                for k, v in trainer.lrs().items():
-                    writer.add_scalar(f"lr/{k}", v, global_step)
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+                n_summed += 1
+                if global_step % args.log_every == 0:  # the only device-to-host read of the training loop
+                    values = torch.stack([*sums.values(), *trainer.lrs().values()]).double().cpu().tolist()
+                    shown = {k: v / n_summed for k, v in zip(sums, values)}
+                    for k, v in shown.items():
+                        writer.add_scalar(f"loss/{k}", v, global_step)
+                    for k, v in zip(trainer.lrs(), values[len(sums):]):
+                        writer.add_scalar(f"lr/{k}", v, global_step)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
+                    sums, n_summed = {}, 0
+                message = timer.step_done()
+                if message:
+                    log.info(message)
+                done = step_in_epoch >= steps_per_epoch
+                position = (epoch + 1, 0) if done else (epoch, step_in_epoch)
                 if stop.set or (args.max_steps is not None and global_step >= args.max_steps):
-                    done = step_in_epoch >= len(train_ds) // args.batch_size + bool(len(train_ds) % args.batch_size)
-                    save_last(last_path, nets, trainer, cfg, epoch + done, 0 if done else step_in_epoch, global_step, best)
+                    checkpoint(last_state(nets, trainer, cfg, *position, global_step, best), last_path, wait=True)
                     writer.close()
+                    write_timing()
                     log.warning("saved %s at epoch %d step %d; continue with --resume", last_path, epoch, step_in_epoch)
                     return {"stopped": True, "history": history, "job_dir": job_dir}
+                if time.monotonic() - last_written > 60 * args.last_every_minutes:
+                    checkpoint(last_state(nets, trainer, cfg, *position, global_step, best), last_path)
+                    last_written = time.monotonic()
+                waited = time.perf_counter()
             last_epoch = epoch == args.epochs or (
                 args.time_limit is not None and time.perf_counter() - started > 60 * args.time_limit)
             if val_ds is not None and (epoch % args.val_every == 0 or last_epoch):
+                t_val = time.perf_counter()
                 scores = mean_metrics([r for _, r in evaluate(nets, val_ds, device, with_prob_auc=False)])
                 n_validations += 1
                 for cls, values in scores.items():
@@ -228,36 +279,43 @@ def run(args: argparse.Namespace) -> dict:
                 f1 = scores["average"]["f1"]
                 history.append({"epoch": epoch, "val_f1": f1, "val_sensitivity": scores["average"]["sensitivity"]})
                 tqdm.write(f"epoch {epoch}: validation F1 {100 * f1:.2f}  sensitivity "
-                           f"{100 * scores['average']['sensitivity']:.2f}  losses "
-                           + " ".join(f"{k} {v:.3f}" for k, v in losses.items()))
-                if f1 > best:
-                    best = f1
-                    save_generators(job_dir / "best.pt", nets, cfg, epoch, {"val_f1": f1})
+                           f"{100 * scores['average']['sensitivity']:.2f}  mean losses "
+                           + " ".join(f"{k} {v:.3f}" for k, v in shown.items()))
                 if (n_validations - 1) % args.image_every == 0:
                     first = next(iterate_predictions(nets, torch.utils.data.Subset(val_ds, [0]), device))
                     writer.add_image("val/photo_truth_prediction_errors", comparison_row(
                         val_ds, 0, first["raw"], first["label"], first["mask"]), epoch, dataformats="HWC")
-            if epoch >= args.save_from and ((epoch - args.save_from) % args.save_every == 0 or last_epoch):
-                save_generators(job_dir / f"epoch_{epoch:04d}.pt", nets, cfg, epoch)
-            if epoch % args.last_every == 0 or last_epoch:
-                save_last(last_path, nets, trainer, cfg, epoch + 1, 0, global_step, best)
+                timer.validation += time.perf_counter() - t_val
+                timer.validations += 1
+                if f1 > best:
+                    best = f1
+                    checkpoint(ckpt.generators_state(nets, cfg, epoch, {"val_f1": f1}), job_dir / "best.pt")
+            if (epoch >= args.save_from and (epoch - args.save_from) % args.save_every == 0) or last_epoch:
+                if last_epoch and epoch < args.save_from:
+                    log.info("epoch %d ends the run before --save-from %d: saving its snapshot for test.sh", epoch,
+                             args.save_from)
+                checkpoint(ckpt.generators_state(nets, cfg, epoch), job_dir / f"epoch_{epoch:04d}.pt")
+            if last_epoch:
+                checkpoint(last_state(nets, trainer, cfg, epoch + 1, 0, global_step, best), last_path)
             if last_epoch and epoch < args.epochs:
                 log.warning("time limit of %.1f min reached after epoch %d; --resume continues", args.time_limit, epoch)
                 break
     writer.close()
     if val_ds is None:  # no validation split: the final weights are the "best"
-        save_generators(job_dir / "best.pt", nets, cfg, args.epochs)
+        checkpoint(ckpt.generators_state(nets, cfg, args.epochs), job_dir / "best.pt")
+    saver.wait(strict=True)
+    write_timing()
     return {"stopped": False, "history": history, "job_dir": job_dir}
 
 
 def _config(args: argparse.Namespace, image_size) -> dict:
     keys = ("dataset", "job_name", "epochs", "batch_size", "learning_rate", "alpha", "beta", "gamma", "seed",
             "validation", "uniform", "discriminator", "n_filters", "save_from", "save_every", "val_every",
-            "literal", "amp", "compile", "adv_double_sigmoid")
+            "step_mode", "amp", "compile", "channels_last", "adv_double_sigmoid")
     cfg = {k: getattr(args, k) for k in keys}
     cfg["image_size"] = list(image_size) if image_size is not None else None
     cfg["data_root"] = str(args.data_root or default_data_root())
-    cfg["forward_reuse"] = not args.literal
+    cfg["forward_reuse"] = args.step_mode != "literal"
     return cfg
 
 

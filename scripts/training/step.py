@@ -22,6 +22,8 @@ schedulers decide on the device (``scripts.training.plateau``).
 from __future__ import annotations
 
 import contextlib
+import copy
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +34,7 @@ from model.batchnorm import ghost_batches
 from scripts.config import PAPER
 from scripts.training.plateau import DevicePlateau
 
+log = logging.getLogger("avseg")
 SIDE_WEIGHTS = (0.5, 0.25, 0.125)
 STEP_MODES = ("literal", "reuse", "batched")
 
@@ -105,6 +108,39 @@ class GANTrainer:
     @property
     def literal(self) -> bool:
         return self.mode == "literal"
+
+    def compile(self, mode: str = "default", example: tuple[torch.Tensor, torch.Tensor] | None = None) -> bool:
+        """``torch.compile`` the four networks (the weights stay shared with ``self.nets``).
+
+        With ``example`` (a batch of the training shape), one step is run at once so that every graph
+        is compiled here; weights, optimiser and scheduler states and the RNG are then put back as
+        they were. If compiling fails, the networks run eagerly and the reason is logged. Returns
+        whether the compiled networks are in use."""
+        self.forward_fns = {k: torch.compile(n, mode=mode) for k, n in self.nets.items()}
+        if example is None:
+            return True
+        nets = {k: copy.deepcopy(n.state_dict()) for k, n in self.nets.items()}
+        state = copy.deepcopy(self.state_dict())
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        try:
+            self.step(*example)
+            ok = True
+        except Exception as err:  # a missing compiler, an unsupported op, a backend bug: fall back, say why
+            log.warning("torch.compile failed (%s: %s); training goes on without compiling",
+                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            self.forward_fns = dict(self.nets)
+            ok = False
+        finally:
+            for k, n in self.nets.items():
+                n.load_state_dict(nets[k])
+            for opt in self.opts.values():
+                opt.state.clear()  # as before any step; load_state_dict below refills what was there
+            self.load_state_dict(state)
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        return ok
 
     def _autocast(self, device: torch.device):
         if self.amp_dtype is None:

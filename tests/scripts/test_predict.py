@@ -8,17 +8,16 @@ import pytest
 import torch
 from PIL import Image
 
-from scripts.checkpoint import build_networks
+from scripts.checkpoint import build_networks, generators_state, save_atomic
 from scripts.predict import main
 from scripts.synthetic import make_sample
-from scripts.train import save_generators
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_generators(path, build_networks(8), {"n_filters": 8, "image_size": [64, 48]}, epoch=1)
+    save_atomic(generators_state(build_networks(8), {"n_filters": 8, "image_size": [64, 48]}, epoch=1), path)
     return path
 
 

@@ -15,7 +15,7 @@ from scripts import train as train_cli
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "SYNTHETIC", "--n-filters", "8", "--image-size", "64", "64", "--val-every", "1",
-        "--save-from", "1", "--save-every", "1", "--last-every", "1", "--seed_num", "3"]
+        "--save-from", "1", "--save-every", "1", "--seed_num", "3"]
 
 
 def _train(tmp: Path, data: Path, job: str, *extra: str) -> int:
@@ -33,7 +33,7 @@ def trained(synthetic_root, tmp_path_factory):
 @pytest.mark.slow
 def test_train_writes_checkpoints_config_and_tensorboard(trained):
     job = trained / "SYNTHETIC" / "e2e"
-    assert sorted(p.name for p in job.iterdir()) == ["best.pt", "config.json", "epoch_0001.pt", "epoch_0002.pt", "last.pt"]
+    assert sorted(p.name for p in job.iterdir()) == ["best.pt", "config.json", "epoch_0001.pt", "epoch_0002.pt", "last.pt", "timing.json"]
     cfg = json.loads((job / "config.json").read_text())
     assert cfg["n_filters"] == 8 and cfg["image_size"] == [64, 64] and cfg["forward_reuse"] is True
     assert cfg["versions"]["torch"] == str(torch.__version__)

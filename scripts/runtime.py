@@ -1,0 +1,52 @@
+"""What the command-line entry points share: the usage error, device choice, worker count."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+class UsageError(ValueError):
+    """A command-line setting that cannot work here."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA, else Apple MPS, else CPU; an explicit accelerator that is absent is an error.
+
+    The MPS path cannot be run on the machines this project is tested on: it is kept to the device
+    choice itself and is untested."""
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU on this machine "
+                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use --device cpu, or check "
+                         "the driver with nvidia-smi.")
+    if dev.type == "mps" and not mps_ok:
+        raise UsageError(f"--device {name} was asked for, but PyTorch has no MPS backend here; use --device cpu")
+    return dev
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_workers(value: str, device: torch.device) -> int:
+    """``--workers``: a number, or 'auto' = none on the CPU (the cores train), else up to 8 sized to the machine."""
+    if value != "auto":
+        try:
+            n = int(value)
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise UsageError(f"--workers must be a number >= 0 or 'auto', got {value!r}")
+        return n
+    return 0 if device.type == "cpu" else max(1, min(8, cpu_count() - 1))
