@@ -1,6 +1,7 @@
 #!/bin/sh
 # Train with the paper settings (SPEC section 5).
 #   sh train.sh DRIVE_AV|LES-AV|HRF-AV [extra scripts/train.py options]   (job name: paper, or $JOB)
+#   sh train.sh MYDATA --image-size W H [options]   any folder of $AVSEG_DATA in the same layout
 #   sh train.sh demo [options]    synthetic data (generated when missing), small and fast on a CPU
 set -e
 
@@ -9,15 +10,15 @@ DATASET=${1:-DRIVE_AV}
 [ $# -gt 0 ] && shift
 DATA=${AVSEG_DATA:-data}
 case "$DATASET" in
-    DRIVE_AV|LES-AV|HRF-AV)
-        exec $PY -m scripts.train --dataset "$DATASET" --data-root "$DATA" --job_name "${JOB:-paper}" \
-            --epochs 1500 --batch-size 2 --learning-rate 8e-4 --alpha 0.5 --beta 1.1 --gama 0.08 \
-            --seed_num 42 --validation 10 --n-filters 32 --save-from 1300 --save-every 10 --val-every 10 "$@" ;;
     demo)
         [ -d "$DATA/SYNTHETIC" ] || $PY -m scripts.synthetic --out "$DATA" --size 128
         exec $PY -m scripts.train --dataset SYNTHETIC --data-root "$DATA" --job_name "${JOB:-demo}" \
             --epochs 60 --n-filters 8 --image-size 128 128 --val-every 10 --save-from 51 --save-every 3 "$@" ;;
-    *)
-        echo "usage: sh train.sh DRIVE_AV|LES-AV|HRF-AV|demo [options]; unknown dataset '$DATASET'" >&2
+    -*|"")
+        echo "usage: sh train.sh DRIVE_AV|LES-AV|HRF-AV|MYDATA|demo [options]" >&2
         exit 2 ;;
+    *)
+        exec $PY -m scripts.train --dataset "$DATASET" --data-root "$DATA" --job_name "${JOB:-paper}" \
+            --epochs 1500 --batch-size 2 --learning-rate 8e-4 --alpha 0.5 --beta 1.1 --gama 0.08 \
+            --seed_num 42 --validation 10 --n-filters 32 --save-from 1300 --save-every 10 --val-every 10 "$@" ;;
 esac

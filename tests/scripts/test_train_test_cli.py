@@ -115,10 +115,12 @@ def test_cuda_requested_but_absent(synthetic_root, tmp_path, capsys):
     assert "no CUDA GPU" in capsys.readouterr().err
 
 
-def test_train_sh_rejects_unknown_dataset():
-    res = subprocess.run(["sh", str(REPO / "train.sh"), "NOPE"], capture_output=True, text=True,
-                         env={**os.environ, "PYTHON": sys.executable})
-    assert res.returncode == 2 and "unknown dataset 'NOPE'" in res.stderr
+def test_train_sh_takes_any_dataset_folder_and_names_a_missing_one(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "AVSEG_DATA": str(tmp_path)}
+    res = subprocess.run(["sh", str(REPO / "train.sh"), "NOPE"], capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "unknown dataset name 'NOPE'" in res.stderr
+    res = subprocess.run(["sh", str(REPO / "train.sh"), "--epochs", "3"], capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "usage: sh train.sh" in res.stderr
 
 
 def test_time_limit_ends_cleanly_after_an_epoch(synthetic_root, tmp_path):
@@ -133,3 +135,47 @@ def test_fp16_needs_cuda(synthetic_root, tmp_path, capsys):
         pytest.skip("this machine has CUDA")
     assert _train(tmp_path, synthetic_root, "x", "--epochs", "1", "--amp", "fp16") == 2
     assert "--amp fp16 needs a CUDA GPU" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_last_pt_by_wall_clock_is_resumable_mid_epoch(synthetic_root, tmp_path):
+    """With a tiny interval, last.pt is rewritten after every step (in the background), and the
+    file left by a run cut short resumes to the uninterrupted run's weights."""
+    assert _train(tmp_path, synthetic_root, "straight", "--epochs", "2") == 0
+    assert _train(tmp_path, synthetic_root, "often", "--epochs", "2", "--last-every-minutes", "1e-6",
+                  "--max-steps", "5") == 0
+    job = tmp_path / "SYNTHETIC" / "often"
+    assert not list(job.glob(".*.tmp"))
+    assert _train(tmp_path, synthetic_root, "often", "--epochs", "2", "--resume") == 0
+    a = torch.load(tmp_path / "SYNTHETIC" / "straight" / "last.pt", weights_only=True)
+    b = torch.load(job / "last.pt", weights_only=True)
+    for net in a["nets"]:
+        for key, value in a["nets"][net].items():
+            assert torch.equal(value, b["nets"][net][key]), (net, key)
+    timing = json.loads((job / "timing.json").read_text())
+    assert timing["steps"] == 1 and timing["step_mode"] == "batched" and timing["checkpoint_s"] >= 0
+
+
+def test_compile_failure_falls_back_to_eager(synthetic_root, tmp_path, monkeypatch, caplog):
+    def broken_compile(model, **kwargs):
+        def fail(*args, **kw):
+            raise RuntimeError("no C++ compiler found")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    with caplog.at_level("WARNING", logger="avseg"):
+        assert _train(tmp_path, synthetic_root, "compiled", "--epochs", "1", "--compile") == 0
+    assert "torch.compile failed (RuntimeError: no C++ compiler found)" in caplog.text
+    assert (tmp_path / "SYNTHETIC" / "compiled" / "epoch_0001.pt").is_file()
+
+
+def test_settings_that_cannot_work_are_refused(synthetic_root, tmp_path, capsys):
+    assert _train(tmp_path, synthetic_root, "x", "--epochs", "0") == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
+    assert _train(tmp_path, synthetic_root, "x", "--epochs", "1", "--workers", "many") == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_a_run_shorter_than_save_from_still_leaves_a_snapshot(synthetic_root, tmp_path):
+    assert _train(tmp_path, synthetic_root, "short", "--epochs", "1", "--save-from", "1300") == 0
+    assert (tmp_path / "SYNTHETIC" / "short" / "epoch_0001.pt").is_file()
