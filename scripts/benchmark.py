@@ -1,13 +1,16 @@
-"""Speed and memory of a training step and of inference, literal (original) vs optimised.
+"""Speed and memory of a training step and of inference, per step mode.
 
-    python -m scripts.benchmark --sizes 128 256 512 --modes literal optimised --json bench.json
+    python -m scripts.benchmark --sizes 128 256 512 --modes literal reuse batched --json bench.json
 
-Modes: ``literal`` recomputes every forward like the original code (float32, contiguous);
-``optimised`` reuses forwards, skips D's unused weight gradients in generator updates and uses a
-fused Adam, plus channels_last on CUDA (float32, same math; channels_last did not help on the
-AVX2 CPU it was measured on);
-``amp`` is ``optimised`` under bf16 autocast. Every (mode, size) runs in a fresh process so its
-peak memory is its own (RSS on CPU, max allocated on CUDA). Times are medians after warm-up.
+Modes (all exact but ``amp``; see scripts/training/step.py):
+``literal`` the original's calls (every forward recomputed, D nine times; plain Adam, contiguous);
+``reuse`` one forward per generator, no unused D weight gradients, fused Adam;
+``batched`` ``reuse`` plus D's calls batched (2B per D update, 3B for the three generator updates);
+``amp`` ``batched`` under bf16 autocast; ``compile`` ``batched`` with torch.compile'd networks
+(compilation happens in the warm-up steps). ``--channels-last auto`` uses NHWC on CUDA only.
+Every (mode, size) runs in a fresh process so its peak memory is its own (RSS on CPU, max
+allocated on CUDA). Times are medians after warm-up. FLOPs and the number of ATen operator calls
+(about one kernel launch each on a GPU) are counted during the first warm-up step.
 """
 from __future__ import annotations
 
@@ -23,7 +26,21 @@ from pathlib import Path
 
 import torch
 
-MODES = ("literal", "optimised", "amp")
+from scripts.runtime import cpu_flags
+
+MODES = ("literal", "reuse", "batched", "amp", "compile")
+
+
+def cpu_description() -> str:
+    """CPU model and the SIMD flags that decide CPU speed (bf16 units, AVX-512, AMX)."""
+    model = platform.processor() or platform.machine()
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in cpu_flags()]
+    return f"{model}; flags: {' '.join(shown) or 'unknown'}"
 
 
 def _sync(device: torch.device) -> None:
@@ -32,8 +49,16 @@ def _sync(device: torch.device) -> None:
 
 
 def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str, reps: int, warmup: int,
-             threads: int | None) -> dict:
+             threads: int | None, channels_last: str = "auto") -> dict:
+    from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import FlopCounterMode
+
+    class OpCounter(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            OpCounter.calls += 1
+            return func(*args, **(kwargs or {}))
 
     from scripts.checkpoint import build_networks
     from scripts.inference import predict_probs
@@ -44,14 +69,18 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
     device = torch.device(device_name)
     torch.manual_seed(0)
     nets = {k: v.to(device) for k, v in build_networks(n_filters, with_discriminator=True).items()}
-    trainer = GANTrainer(nets, literal=mode == "literal", amp_dtype=torch.bfloat16 if mode == "amp" else None,
-                         channels_last=mode != "literal" and device.type == "cuda", fused_adam=mode != "literal")
+    nhwc = channels_last == "on" or (channels_last == "auto" and device.type == "cuda" and mode != "literal")
+    step_mode = {"literal": "literal", "reuse": "reuse"}.get(mode, "batched")
+    trainer = GANTrainer(nets, mode=step_mode, amp_dtype=torch.bfloat16 if mode == "amp" else None,
+                         channels_last=nhwc, fused_adam=mode != "literal")
     x = torch.randn(batch, 3, size, size, device=device)
     y = (torch.rand(batch, 3, size, size, device=device) > 0.9).float()
-    with FlopCounterMode(display=False) as counter:  # the first warm-up step also counts the FLOPs
+    with FlopCounterMode(display=False) as counter, OpCounter():  # the first warm-up step also counts
         trainer.step(x, y)
-    flops = counter.get_total_flops()
-    for _ in range(warmup - 1):
+    flops, ops = counter.get_total_flops(), OpCounter.calls
+    if mode == "compile":
+        trainer.compile("default")
+    for _ in range(max(warmup - 1, 2 if mode == "compile" else 0)):  # compiling happens in these
         trainer.step(x, y)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -78,7 +107,8 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
     return {"mode": mode, "size": size, "n_filters": n_filters, "batch": batch, "device": device_name,
             "ms_per_step": 1000 * step, "train_images_per_s": batch / step, "ms_per_image_inference": 1000 * statistics.median(infer),
             "peak_mb": peak, "peak_kind": "cuda max allocated" if device.type == "cuda" else "process RSS",
-            "gflop_per_step": flops / 1e9, "achieved_gflop_s": flops / 1e9 / step}
+            "gflop_per_step": flops / 1e9, "achieved_gflop_s": flops / 1e9 / step, "aten_ops_per_step": ops,
+            "channels_last": nhwc}
 
 
 def _worker(queue, kwargs):
@@ -102,7 +132,7 @@ def measure(**kwargs) -> dict:
 def table(rows: list[dict]) -> str:
     literal = {r["size"]: r["ms_per_step"] for r in rows if r.get("mode") == "literal" and "error" not in r}
     head = (f"{'mode':<10}{'size':>6}{'ms/step':>10}{'img/s':>8}{'literal/this':>13}{'infer ms/img':>13}"
-            f"{'peak MB':>9}{'GFLOP/step':>11}{'GFLOP/s':>9}")
+            f"{'peak MB':>9}{'GFLOP/step':>11}{'GFLOP/s':>9}{'ops/step':>9}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
@@ -111,14 +141,15 @@ def table(rows: list[dict]) -> str:
         ratio = literal.get(r["size"], float("nan")) / r["ms_per_step"]
         lines.append(f"{r['mode']:<10}{r['size']:>6}{r['ms_per_step']:>10.0f}{r['train_images_per_s']:>8.2f}"
                      f"{ratio:>13.2f}{r['ms_per_image_inference']:>13.0f}{r['peak_mb']:>9.0f}"
-                     f"{r['gflop_per_step']:>11.1f}{r['achieved_gflop_s']:>9.1f}")
+                     f"{r['gflop_per_step']:>11.1f}{r['achieved_gflop_s']:>9.1f}{r['aten_ops_per_step']:>9}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "optimised"])
+    p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "reuse", "batched"])
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format")
     p.add_argument("--n-filters", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--device", default="cpu")
@@ -134,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     for size in a.sizes:
         for mode in a.modes:
             rows.append(measure(mode=mode, size=size, n_filters=a.n_filters, batch=a.batch_size, device_name=a.device,
-                                reps=a.reps, warmup=a.warmup, threads=a.threads))
+                                reps=a.reps, warmup=a.warmup, threads=a.threads, channels_last=a.channels_last))
             print(f"  {mode} {size}: {rows[-1].get('ms_per_step', float('nan')):.0f} ms/step", file=sys.stderr)
-    device = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    device = (torch.cuda.get_device_name() if a.device.startswith("cuda")
+              else f"{cpu_description()}; {a.threads or torch.get_num_threads()} threads")
     print(f"training step (batch {a.batch_size}, n={a.n_filters}) and inference on {a.device} ({device}), torch {torch.__version__}")
     print(table(rows))
     if a.json:

@@ -1,39 +1,50 @@
 #!/bin/sh
-# One prepared command for a GPU machine (PyTorch installed, no downloads, < 9 minutes):
+# One prepared command for a GPU machine (PyTorch installed, no downloads, under 10 minutes):
 #   sh scripts/gpu_check.sh OUTDIR [DATA_ROOT]
-# 1. benchmark at 592x592: literal fp32 vs optimised bf16 (and optimised fp32);
-# 2. train DRIVE_AV with the paper settings for about $MINUTES minutes (default 6);
-# 3. test the last snapshots on the DRIVE_AV test split and print the paper row.
+# 1. benchmark at 592x592, batch 2, n=32: literal, reuse, batched, amp (batched + bf16), compile
+#    (batched + torch.compile);
+# 2. scripts/reproduce.sh DRIVE_AV with the fastest exact mode for about $MINUTES minutes
+#    (--time-limit; the log predicts the full 1500-epoch time after 200 steps), then test.sh.
 # Logs and JSON go to OUTDIR. On a CPU, prove it works with tiny settings:
-#   DEVICE=cpu SIZE=64 NF=8 MINUTES=0.3 BENCH_SIZE=64 sh scripts/gpu_check.sh /tmp/check
+#   DEVICE=cpu SIZE=64 NF=8 MINUTES=0.2 BENCH_SIZE=64 MODES="literal batched" sh scripts/gpu_check.sh /tmp/check
 set -eu
 OUT=${1:?usage: sh scripts/gpu_check.sh OUTDIR [DATA_ROOT]}
 DATA=${2:-${AVSEG_DATA:-../shared/data}}
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-592}
 NF=${NF:-32}
-MINUTES=${MINUTES:-6}
+MINUTES=${MINUTES:-4}
 BENCH_SIZE=${BENCH_SIZE:-592}
+MODES=${MODES:-literal reuse batched amp compile}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/_python.sh"
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 START=$(date +%s)
 { nvidia-smi || true; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
-    || true; } > "$OUT/machine.txt" 2>&1
-echo "== benchmark ($BENCH_SIZE px)"
-timeout 150 $PY -m scripts.benchmark --device "$DEVICE" --sizes "$BENCH_SIZE" --modes literal optimised amp \
-    --reps 5 --warmup 2 --n-filters "$NF" --json "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.txt"
-echo "== train DRIVE_AV for ~$MINUTES min"
-WORKERS=$(( $(nproc) > 8 ? 8 : $(nproc) ))
-timeout $(( ${MINUTES%.*} * 60 + 150 )) $PY -m scripts.train --dataset DRIVE_AV --data-root "$DATA" \
-    --job_name gpu_check --out "$OUT" --runs-dir "$OUT/runs" --device "$DEVICE" --workers "$WORKERS" \
-    --n-filters "$NF" --image-size "$SIZE" "$SIZE" --epochs 1500 --time-limit "$MINUTES" \
-    --save-from 1 --save-every 10 --val-every 10 --last-every 50 > "$OUT/train.log" 2>&1 \
-    || { echo "training failed, see $OUT/train.log"; tail -20 "$OUT/train.log"; exit 1; }
-grep -E "validation F1|time limit|done in" "$OUT/train.log" | tail -5
-echo "== test DRIVE_AV (last 3 snapshots)"
-set --
-for f in $(ls "$OUT/DRIVE_AV/gpu_check"/epoch_*.pt | tail -3); do set -- "$@" --checkpoint "$f"; done
-$PY -m scripts.test --dataset DRIVE_AV --data-root "$DATA" --device "$DEVICE" "$@" \
-    --maps-dir "$OUT/Final_pre" --results "$OUT/results" 2>&1 | grep -v Warning | tee "$OUT/test.txt"
+    || true; nproc; } > "$OUT/machine.txt" 2>&1
+echo "== benchmark ($BENCH_SIZE px): $MODES"
+# shellcheck disable=SC2086
+timeout 240 $PY -m scripts.benchmark --device "$DEVICE" --sizes "$BENCH_SIZE" --modes $MODES \
+    --reps 10 --warmup 3 --n-filters "$NF" --json "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.txt" || true
+FASTEST=$($PY - "$OUT/benchmark.json" <<'PY'
+import json, sys
+try:
+    rows = [r for r in json.load(open(sys.argv[1]))["rows"] if "error" not in r and r["mode"] != "amp"]
+    print(min(rows, key=lambda r: r["ms_per_step"])["mode"] if rows else "batched")
+except (OSError, ValueError, KeyError):
+    print("batched")
+PY
+)
+EXTRA=""
+case "$FASTEST" in
+    compile) EXTRA="--compile" ;;
+    literal|reuse) EXTRA="--step $FASTEST" ;;
+esac
+echo "== reproduce DRIVE_AV for ~$MINUTES min with the fastest exact mode: $FASTEST"
+# shellcheck disable=SC2086
+AVSEG_DATA=$DATA timeout $(( ${MINUTES%.*} * 60 + 200 )) sh "$REPO/scripts/reproduce.sh" DRIVE_AV "$OUT/reproduce" \
+    --device "$DEVICE" --n-filters "$NF" --image-size "$SIZE" "$SIZE" --time-limit "$MINUTES" $EXTRA \
+    > "$OUT/reproduce.txt" 2>&1 || { echo "reproduce failed"; tail -30 "$OUT/reproduce.txt"; }
+grep -E "timing:|validation F1|time limit|Paper table row|Sensitivity:|done in" "$OUT/reproduce.txt" | tail -12
 echo "== total $(( $(date +%s) - START )) s; logs and JSON in $OUT"

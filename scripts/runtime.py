@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -50,3 +52,24 @@ def resolve_workers(value: str, device: torch.device) -> int:
             raise UsageError(f"--workers must be a number >= 0 or 'auto', got {value!r}")
         return n
     return 0 if device.type == "cpu" else max(1, min(8, cpu_count() - 1))
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def resolve_amp(value: str | None, device: torch.device) -> str | None:
+    """``--amp``: None/off (float32), bf16 or fp16 (CUDA only)."""
+    if value in (None, "off"):
+        return None
+    if value == "fp16" and device.type != "cuda":
+        raise UsageError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16")
+    return value

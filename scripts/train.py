@@ -32,7 +32,7 @@ from scripts.images import DataError
 from scripts.inference import evaluate, iterate_predictions
 from scripts.metrics import mean_metrics
 from scripts.report import write_atomic
-from scripts.runtime import UsageError, resolve_device, resolve_workers
+from scripts.runtime import UsageError, resolve_amp, resolve_device, resolve_workers
 from scripts.seeding import rng_state, seed_everything, set_rng_state
 from scripts.training import STEP_MODES, GANTrainer, LossWeights
 from scripts.training.saver import BackgroundSaver
@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--literal", dest="step_mode", action="store_const", const="literal", help="same as --step literal")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                    help="NHWC memory format (same math); auto = on for CUDA")
-    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
-                   help="mixed precision: bf16 autocast (CPU or CUDA, default) or fp16 with a gradient scaler (CUDA)")
+    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16", "off"],
+                   help="mixed precision (not exact): bf16 autocast (CPU or CUDA, default), fp16 with a gradient "
+                   "scaler (CUDA), off = float32. On CPUs without bf16 units (AVX512-BF16/AMX) bf16 is slow")
     p.add_argument("--compile", nargs="?", const="default", default=None,
                    choices=["default", "reduce-overhead", "max-autotune"],
                    help="torch.compile the four networks (reduce-overhead: CUDA graphs); if compiling fails, "
@@ -145,6 +146,7 @@ def run(args: argparse.Namespace) -> dict:
     _check_settings(args)
     device = resolve_device(args.device)
     workers = resolve_workers(str(args.workers), device)
+    args.amp = resolve_amp(args.amp, device)
     data_root = args.data_root or default_data_root()
     job_dir = args.out / args.dataset / args.job_name
     last_path = job_dir / "last.pt"
@@ -170,13 +172,11 @@ def run(args: argparse.Namespace) -> dict:
     train_ds = AVDataset(args.dataset, "training", data_root, train=True, image_size=full.model_size, indices=train_idx)
     val_ds = AVDataset(args.dataset, "training", data_root, train=False, image_size=full.model_size, indices=val_idx) \
         if val_idx else None
-    log.info("train %d / validation %d images at %dx%d on %s; step: %s", len(train_ds), len(val_idx),
-             *full.model_size, device, args.step_mode)
+    log.info("train %d / validation %d images at %dx%d on %s; step: %s, %s", len(train_ds), len(val_idx),
+             *full.model_size, device, args.step_mode, f"{args.amp} autocast" if args.amp else "float32")
 
     nets = {k: v.to(device) for k, v in ckpt.build_networks(args.n_filters, with_discriminator=True).items()}
     weights = LossWeights(args.alpha, args.beta, args.gamma, args.adv_double_sigmoid)
-    if args.amp == "fp16" and device.type != "cuda":
-        raise UsageError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16")
     channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
     trainer = GANTrainer(nets, args.learning_rate, weights, mode=args.step_mode,
                          amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp),

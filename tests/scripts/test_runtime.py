@@ -1,0 +1,52 @@
+"""Device, worker and mixed-precision choices shared by the entry points."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scripts import runtime
+from scripts.runtime import UsageError, resolve_amp, resolve_device, resolve_workers
+
+
+def test_auto_device_is_cpu_without_accelerators(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_auto_device_prefers_mps_when_it_is_there(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+
+
+@pytest.mark.parametrize("name, message", [("gpu", "not a device name"), ("mps", "no MPS backend")])
+def test_bad_or_absent_devices_are_usage_errors(name, message, monkeypatch):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(UsageError, match=message):
+        resolve_device(name)
+
+
+@pytest.mark.parametrize("value, device, expected", [("3", "cpu", 3), ("0", "cuda", 0), ("auto", "cpu", 0)])
+def test_workers(value, device, expected):
+    assert resolve_workers(value, torch.device(device)) == expected
+
+
+def test_auto_workers_on_a_gpu_machine_follow_the_cores(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 16)
+    assert resolve_workers("auto", torch.device("cuda")) == 8
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 2)
+    assert resolve_workers("auto", torch.device("cuda")) == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_bad_worker_counts(value):
+    with pytest.raises(UsageError, match="--workers"):
+        resolve_workers(value, torch.device("cpu"))
+
+
+def test_amp_values():
+    cpu = torch.device("cpu")
+    assert resolve_amp(None, cpu) is None and resolve_amp("off", cpu) is None and resolve_amp("bf16", cpu) == "bf16"
+    with pytest.raises(UsageError, match="fp16 needs a CUDA GPU"):
+        resolve_amp("fp16", cpu)
