@@ -82,7 +82,16 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
         trainer.compile("default")
     for _ in range(max(warmup - 1, 2 if mode == "compile" else 0)):  # compiling happens in these
         trainer.step(x, y)
-    if device.type == "cuda":
+    syncs = None
+    if device.type == "cuda":  # count the step's host synchronisations (the batched step should have none)
+        import warnings
+
+        torch.cuda.set_sync_debug_mode("warn")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.step(x, y)
+        torch.cuda.set_sync_debug_mode(0)
+        syncs = sum("synchroniz" in str(w.message) for w in caught)
         torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(reps):
@@ -108,7 +117,7 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
             "ms_per_step": 1000 * step, "train_images_per_s": batch / step, "ms_per_image_inference": 1000 * statistics.median(infer),
             "peak_mb": peak, "peak_kind": "cuda max allocated" if device.type == "cuda" else "process RSS",
             "gflop_per_step": flops / 1e9, "achieved_gflop_s": flops / 1e9 / step, "aten_ops_per_step": ops,
-            "channels_last": nhwc}
+            "channels_last": nhwc, "host_syncs_per_step": syncs}
 
 
 def _worker(queue, kwargs):
@@ -132,7 +141,7 @@ def measure(**kwargs) -> dict:
 def table(rows: list[dict]) -> str:
     literal = {r["size"]: r["ms_per_step"] for r in rows if r.get("mode") == "literal" and "error" not in r}
     head = (f"{'mode':<10}{'size':>6}{'ms/step':>10}{'img/s':>8}{'literal/this':>13}{'infer ms/img':>13}"
-            f"{'peak MB':>9}{'GFLOP/step':>11}{'GFLOP/s':>9}{'ops/step':>9}")
+            f"{'peak MB':>9}{'GFLOP/step':>11}{'GFLOP/s':>9}{'ops/step':>9}{'syncs':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
@@ -141,7 +150,8 @@ def table(rows: list[dict]) -> str:
         ratio = literal.get(r["size"], float("nan")) / r["ms_per_step"]
         lines.append(f"{r['mode']:<10}{r['size']:>6}{r['ms_per_step']:>10.0f}{r['train_images_per_s']:>8.2f}"
                      f"{ratio:>13.2f}{r['ms_per_image_inference']:>13.0f}{r['peak_mb']:>9.0f}"
-                     f"{r['gflop_per_step']:>11.1f}{r['achieved_gflop_s']:>9.1f}{r['aten_ops_per_step']:>9}")
+                     f"{r['gflop_per_step']:>11.1f}{r['achieved_gflop_s']:>9.1f}{r['aten_ops_per_step']:>9}"
+                     f"{'-' if r.get('host_syncs_per_step') is None else r['host_syncs_per_step']:>6}")
     return "\n".join(lines)
 
 
