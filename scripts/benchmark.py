@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from scripts.report import write_atomic
 from scripts.runtime import cpu_flags
 
 MODES = ("literal", "reuse", "batched", "amp", "compile")
@@ -171,18 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"error: --device {a.device} asked for, but no CUDA GPU is visible", file=sys.stderr)
         return 2
+    device = (torch.cuda.get_device_name() if a.device.startswith("cuda")
+              else f"{cpu_description()}; {a.threads or torch.get_num_threads()} threads")
     rows = []
     for size in a.sizes:
         for mode in a.modes:
             rows.append(measure(mode=mode, size=size, n_filters=a.n_filters, batch=a.batch_size, device_name=a.device,
                                 reps=a.reps, warmup=a.warmup, threads=a.threads, channels_last=a.channels_last))
             print(f"  {mode} {size}: {rows[-1].get('ms_per_step', float('nan')):.0f} ms/step", file=sys.stderr)
-    device = (torch.cuda.get_device_name() if a.device.startswith("cuda")
-              else f"{cpu_description()}; {a.threads or torch.get_num_threads()} threads")
+            if a.json:  # after every row: a run cut short keeps what it measured
+                write_atomic(a.json, json.dumps({"device": device, "torch": str(torch.__version__), "rows": rows},
+                                                indent=1) + "\n")
     print(f"training step (batch {a.batch_size}, n={a.n_filters}) and inference on {a.device} ({device}), torch {torch.__version__}")
     print(table(rows))
-    if a.json:
-        a.json.write_text(json.dumps({"device": device, "torch": str(torch.__version__), "rows": rows}, indent=1) + "\n")
     return 0
 
 

@@ -25,7 +25,7 @@ START=$(date +%s)
     || true; nproc; } > "$OUT/machine.txt" 2>&1
 echo "== benchmark ($BENCH_SIZE px): $MODES"
 # shellcheck disable=SC2086
-timeout 240 $PY -m scripts.benchmark --device "$DEVICE" --sizes "$BENCH_SIZE" --modes $MODES \
+timeout 200 $PY -m scripts.benchmark --device "$DEVICE" --sizes "$BENCH_SIZE" --modes $MODES \
     --reps 10 --warmup 3 --n-filters "$NF" --json "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.txt" || true
 FASTEST=$($PY - "$OUT/benchmark.json" <<'PY'
 import json, sys
