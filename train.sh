@@ -13,7 +13,7 @@ case "$DATASET" in
     demo)
         [ -d "$DATA/SYNTHETIC" ] || $PY -m scripts.synthetic --out "$DATA" --size 128
         exec $PY -m scripts.train --dataset SYNTHETIC --data-root "$DATA" --job_name "${JOB:-demo}" \
-            --epochs 100 --n-filters 8 --image-size 128 128 --val-every 10 --save-from 94 --save-every 3 \
+            --epochs 100 --n-filters 8 --image-size 112 112 --val-every 10 --save-from 94 --save-every 3 \
             --channels-last on "$@" ;;
     -*|"")
         echo "usage: sh train.sh DRIVE_AV|LES-AV|HRF-AV|MYDATA|demo [options]" >&2

@@ -19,7 +19,7 @@ from scripts.config import DATASETS, dataset_info, default_data_root
 from scripts.dataset import find_items
 from scripts.images import DataError, load_label, load_mask, open_image
 from scripts.metrics import PROB_METRICS, image_metrics, mean_metrics, resize_prob
-from scripts.report import format_table, per_image_csv, summary_json
+from scripts.report import format_table, metrics_csv, summary_json
 
 log = logging.getLogger("avseg")
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nthreshold-free AUCs of the probabilities (not the paper's binary ROC/PR):")
     print(format_table(mean, PROB_METRICS))
     if a.csv:
-        per_image_csv(a.csv, rows)
+        metrics_csv(a.csv, rows)
     if a.json:
         summary_json(a.json, mean)
     return 0

@@ -30,14 +30,17 @@ def write_atomic(path: Path | str, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
 
 
-def per_image_csv(path: Path | str, rows: list[tuple[str, dict[str, dict[str, float]]]], extra_key: str | None = None) -> None:
-    """One row per (image, class): id, class, every metric (fractions)."""
+def metrics_csv(path: Path | str, rows: list[tuple[str | tuple[str, ...], dict[str, dict[str, float]]]],
+                key_names: tuple[str, ...] = ("id",)) -> None:
+    """One row per (key, class): the key columns (e.g. checkpoint, id), class, every metric (fractions)."""
     buf = io.StringIO()
     metrics = [*PAPER_METRICS, *PROB_METRICS]
     writer = csv.writer(buf)
-    writer.writerow(([extra_key] if extra_key else []) + ["id", "class", *metrics])
+    writer.writerow([*key_names, "class", *metrics])
     for key, result in rows:
         keys = key if isinstance(key, tuple) else (key,)
+        if len(keys) != len(key_names):
+            raise ValueError(f"{path}: row key {keys} does not match the columns {key_names}")
         for cls in TABLE_ROWS:
             writer.writerow([*keys, cls, *(f"{result[cls].get(m, float('nan')):.10g}" for m in metrics)])
     write_atomic(path, buf.getvalue())

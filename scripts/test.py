@@ -27,7 +27,7 @@ from scripts.dataset import AVDataset
 from scripts.images import DataError
 from scripts.inference import iterate_predictions
 from scripts.metrics import PROB_METRICS, image_metrics, mean_metrics
-from scripts.report import format_table, per_image_csv, write_atomic
+from scripts.report import format_table, metrics_csv, write_atomic
 from scripts.runtime import UsageError, resolve_device
 from scripts.visualise import comparison_row
 
@@ -97,11 +97,13 @@ def run(args: argparse.Namespace) -> dict:
         log.info("%s: F1 %.2f  sensitivity %.2f", name, 100 * score["average"]["f1"], 100 * score["average"]["sensitivity"])
 
     row = paper_row(scores)
-    per_image_csv(results_dir / "per_image.csv", per_image, extra_key="checkpoint")
-    per_image_csv(results_dir / "summary.csv", summaries, extra_key="checkpoint")
+    metrics_csv(results_dir / "per_image.csv", per_image, key_names=("checkpoint", "id"))
+    metrics_csv(results_dir / "summary.csv", summaries, key_names=("checkpoint",))
     write_atomic(results_dir / "paper_row.json", json.dumps(
         {"dataset": args.dataset, "split": args.split, "checkpoints": [n for n, _ in sources],
-         "percent": {k: {"mean": m, "std": s} for k, (m, s) in row.items()}}, indent=1) + "\n")
+         "percent": {k: {"mean": m, "std": s} for k, (m, s) in row.items()},
+         "per_checkpoint": {n: {col: 100 * score["average"][m] for col, m in PAPER_COLUMNS.items()}
+                            for (n, _), score in zip(sources, scores)}}, indent=1) + "\n")
     mean = mean_metrics(scores)
     print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(sources)} checkpoint(s) "
           f"({sources[0][0]} .. {sources[-1][0]})")

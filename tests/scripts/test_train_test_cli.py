@@ -1,6 +1,7 @@
 """End to end: train on synthetic data, resume exactly, test; and the errors users meet first."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -59,6 +60,14 @@ def test_test_cli_writes_maps_tables_and_figures(trained, synthetic_root, tmp_pa
         assert 0 <= row["percent"][col]["mean"] <= 100 and row["percent"][col]["std"] >= 0
     lines = (tmp_path / "res" / "per_image.csv").read_text().splitlines()
     assert lines[0].startswith("checkpoint,id,class,accuracy") and len(lines) == 1 + 2 * 3 * 5
+    # summary.csv reads back under its own header: one row per checkpoint and class, F1 in the f1 column
+    with open(tmp_path / "res" / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    assert [(r["checkpoint"], r["class"]) for r in summary[:2]] == [("epoch_0001", "artery"), ("epoch_0001", "vein")]
+    assert {r["checkpoint"] for r in summary} == {"epoch_0001", "epoch_0002"} and "id" not in summary[0]
+    averages = [r for r in summary if r["class"] == "average"]
+    for r, cp in zip(averages, row["checkpoints"]):
+        assert float(r["f1"]) == pytest.approx(row["per_checkpoint"][cp]["F1"] / 100, abs=1e-9)
     assert len(list((tmp_path / "res" / "figures").glob("*.png"))) == 3
 
 
@@ -179,3 +188,16 @@ def test_settings_that_cannot_work_are_refused(synthetic_root, tmp_path, capsys)
 def test_a_run_shorter_than_save_from_still_leaves_a_snapshot(synthetic_root, tmp_path):
     assert _train(tmp_path, synthetic_root, "short", "--epochs", "1", "--save-from", "1300") == 0
     assert (tmp_path / "SYNTHETIC" / "short" / "epoch_0001.pt").is_file()
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_interval_means_every_log_every_steps(synthetic_root, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert _train(tmp_path, synthetic_root, "logged", "--epochs", "2", "--log-every", "2") == 0
+    events = EventAccumulator(str(tmp_path / "runs" / "logged"))
+    events.Reload()
+    for tag in ("loss/G", "loss/D", "loss/D_A", "loss/G_V"):
+        assert [e.step for e in events.Scalars(tag)] == [2, 4, 6], tag  # 3 steps per epoch, 2 epochs
+        assert all(0 < e.value < 10 for e in events.Scalars(tag))
+    assert [e.value for e in events.Scalars("lr/G")] == pytest.approx([8e-4] * 3)
