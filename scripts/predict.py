@@ -7,8 +7,10 @@ Inputs: files, folders or globs (jpg, png, tif, bmp, ...; any size; grey, RGB, R
 The model runs at its training size; maps come back at each photograph's own size. Per image
 ``<out>/<name>_av.png`` (red artery, blue vein, green uncertain/crossing), ``_prob.png``
 (probabilities x 255, RGB = artery, uncertain, vein), ``_vessel.png`` (binary vessel map) and
-``_overlay.png``; for the run ``<out>/predictions.csv``. FOV masks come from ``--masks DIR``
-(``<name>_mask.*`` or ``<name>.*``) or are derived from the photograph.
+``_overlay.png``; for the run ``<out>/predictions.csv`` (one row per input: its output name and
+source file). ``<name>`` is the file name without extension; where two inputs share it, see
+:func:`output_names`. FOV masks come from ``--masks DIR`` (``<stem>_mask.*`` or ``<stem>.*``) or
+are derived from the photograph.
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ import csv
 import glob
 import io
 import logging
+import os
 import sys
 import tempfile
 import time
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +68,31 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
                 warnings.warn(f"skipping {p}: not an image file (extension '{p.suffix}')", stacklevel=2)
     if not found:
         raise UsageError(f"no image files in {', '.join(inputs)}")
-    return found
+    unique = {p.resolve(): p for p in reversed(found)}  # a file named twice (folder and file) runs once
+    return [p for p in found if unique[p.resolve()] is p]
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """A unique, predictable output name per input.
+
+    The file name without extension; where several inputs share it (``a/01.jpg`` and ``b/01.png``,
+    or ``01.jpg`` next to ``01.png``), their path below the inputs' common folder, folders joined
+    by ``__`` and the extension appended (``a__01_jpg``, ``b__01_png``; ``01_jpg``, ``01_png``);
+    a name still taken gets ``_2``, ``_3`` ... in input order."""
+    stems = Counter(p.stem.lower() for p in files)
+    resolved = [p.resolve() for p in files]
+    common = Path(os.path.commonpath([str(p.parent) for p in resolved])) if files else Path()
+    names, taken = [], set()
+    for path, full in zip(files, resolved):
+        name = path.stem
+        if stems[path.stem.lower()] > 1:
+            name = "__".join(full.relative_to(common).with_suffix("").parts) + "_" + path.suffix.lstrip(".").lower()
+        unique, k = name, 2
+        while unique.lower() in taken:
+            unique, k = f"{name}_{k}", k + 1
+        taken.add(unique.lower())
+        names.append(unique)
+    return names
 
 
 def check_writable(out: Path) -> None:
@@ -103,13 +131,14 @@ def save_outputs(out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, fo
     n = max(int(fov.sum()), 1)
     a, v = int((artery & fov).sum()), int((vein & fov).sum())
     return {"vessel_fraction": pred.any(0)[fov].mean() if fov.any() else 0.0, "artery_fraction": a / n,
-            "vein_fraction": v / n, "artery_vein_ratio": a / v if v else float("nan")}
+            "vein_fraction": v / n, "artery_vein_ratio": a / v if a and v else None}  # undefined without both classes
 
 
 def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
     device = resolve_device(args.device)
     check_writable(args.out)
     files = collect_inputs(args.inputs)
+    names = dict(zip(files, output_names(files)))
     nets, size = load_model(args, device)
     log.info("%d image(s), model size %dx%d, device %s", len(files), *size, device)
     rows, failures = [], []
@@ -139,8 +168,8 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
         for path, photo, fov, prob in zip(ok, photos, fovs, probs):
             t1 = time.perf_counter()
             raw = resize_prob(prob, photo.shape[:2]) * torch.from_numpy(fov).to(prob.device)
-            stats = save_outputs(args.out, path.stem, photo, raw, fov)
-            rows.append({"id": path.stem, "file": str(path), "width": photo.shape[1], "height": photo.shape[0],
+            stats = save_outputs(args.out, names[path], photo, raw, fov)
+            rows.append({"id": names[path], "file": str(path), "width": photo.shape[1], "height": photo.shape[0],
                          **stats, "seconds": per_image + time.perf_counter() - t1})
             bar.update(1)
     bar.close()
@@ -148,7 +177,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        writer.writerow({k: "" if v is None else f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()})
     write_atomic(args.out / "predictions.csv", buf.getvalue())
     return len(rows), failures
 
@@ -180,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{done} image(s) written to {args.out} (predictions.csv)")
     if failures:
         print(f"{len(failures)} image(s) failed:", file=sys.stderr)
-        for path, msg in failures:
-            print(f"  {path}: {msg}", file=sys.stderr)
+        for path, msg in failures:  # the message names the file
+            print(f"  {msg}" if str(path) in msg else f"  {path}: {msg}", file=sys.stderr)
         return 1
     return 0
 

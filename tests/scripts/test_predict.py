@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,47 @@ def test_original_needs_image_size(photos, tmp_path, capsys):
         torch.save({}, files[-1])
     assert main([str(photos), "--original", *map(str, files), "--out", str(tmp_path / "o")]) == 2
     assert "expected a state dict" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("files, expected", [
+    (["a/01.jpg", "b/01.png", "c/02.tif"], ["a__01_jpg", "b__01_png", "02"]),
+    (["x/01.jpg", "x/01.png"], ["01_jpg", "01_png"]),
+    (["x/01.JPG", "y/01.jpg"], ["x__01_jpg", "y__01_jpg"]),
+    (["p/a__01.jpg", "p/a/01.jpg", "p/b/01.jpg"], ["a__01", "a__01_jpg", "b__01_jpg"]),
+])
+def test_output_names_are_unique_and_predictable(tmp_path, files, expected):
+    from scripts.predict import output_names
+
+    paths = [tmp_path / f for f in files]
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+    assert output_names(paths) == expected
+
+
+def test_same_stem_inputs_keep_their_own_outputs(photos, checkpoint, tmp_path, capsys):
+    """01.png next to 01.jpg and another 01.png in a second folder: three sets of outputs, three rows."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    grey = Image.open(photos / "grey.png")
+    grey.save(a / "01.png"), grey.convert("RGB").save(a / "01.jpg"), grey.save(b / "01.png")
+    out = tmp_path / "out"
+    assert main([str(a), str(b), str(a / "01.png"), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert sorted((r["id"], Path(r["file"]).relative_to(tmp_path).as_posix()) for r in rows) == [
+        ("a__01_jpg", "a/01.jpg"), ("a__01_png", "a/01.png"), ("b__01_png", "b/01.png")]
+    for name in ("a__01_jpg", "a__01_png", "b__01_png"):
+        assert (out / f"{name}_av.png").is_file() and (out / f"{name}_prob.png").is_file()
+
+
+def test_ratio_is_empty_without_both_classes(checkpoint, tmp_path):
+    from scripts.predict import save_outputs
+
+    photo = np.zeros((32, 32, 3), np.uint8)
+    fov = np.ones((32, 32), bool)
+    prob = torch.zeros(3, 32, 32)
+    prob[2, :4] = 1.0  # vein only
+    stats = save_outputs(tmp_path, "x", photo, prob, fov)
+    assert stats["artery_vein_ratio"] is None and stats["vein_fraction"] == pytest.approx(4 / 32)
+    prob[0, 10:12] = 1.0  # and some artery
+    assert save_outputs(tmp_path, "y", photo, prob, fov)["artery_vein_ratio"] == pytest.approx(0.5)
