@@ -79,10 +79,20 @@ def load_generators(path: Path | str, device: str | torch.device = "cpu") -> tup
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a checkpoint of this project (no '{FORMAT}' format tag); "
                               "for weights trained with the original code use --original A.pth V.pth G.pth")
+    require_parts(ckpt, path, {"config": ("n_filters",), "nets": GENERATORS})
     nets = build_networks(int(ckpt["config"]["n_filters"]))
     for name in GENERATORS:
         load_state(nets[name], ckpt["nets"][name], f"{path} [{name}]")
     return {k: v.to(device).eval() for k, v in nets.items()}, ckpt["config"]
+
+
+def require_parts(ckpt: dict, path: Path | str, parts: dict[str, tuple[str, ...]]) -> None:
+    """Raise a CheckpointError naming what a project checkpoint lacks (a damaged or hand-edited file)."""
+    missing = [k for k in parts if not isinstance(ckpt.get(k), dict)]
+    missing += [f"{k}.{sub}" for k, subs in parts.items() if k not in missing for sub in subs if sub not in ckpt[k]]
+    if missing:
+        raise CheckpointError(f"{path}: this checkpoint lacks {', '.join(missing)}; it is damaged or was written "
+                              "by another tool. Use another checkpoint (e.g. an epoch_XXXX.pt snapshot).")
 
 
 def load_original_generators(paths: dict[str, Path], device: str | torch.device = "cpu") -> dict[str, nn.Module]:
@@ -90,10 +100,17 @@ def load_original_generators(paths: dict[str, Path], device: str | torch.device 
     nets = {}
     for name in GENERATORS:
         state = load(paths[name], device)
-        if not isinstance(state, dict) or not state:
-            raise CheckpointError(f"{paths[name]}: expected a state dict of the original {name}")
+        if isinstance(state, dict) and state.get("format") == FORMAT:
+            raise CheckpointError(f"{paths[name]}: this is a checkpoint of this project, not a state dict of the "
+                                  "original code; give it with --checkpoint instead of --original")
+        if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(f"{paths[name]}: expected a state dict (parameter name -> tensor) of the "
+                                  f"original {name}; check that the three files are G_A, G_V and G in that order")
         if is_original_state_dict(state):
             state = map_original_state_dict(state)
+        if "encoder.inc.conv1.0.weight" not in state:
+            raise CheckpointError(f"{paths[name]}: not a state dict of the original networks (no input convolution "
+                                  "'inc.double_conv.0.weight'); check the file")
         net = (FusionGenerator if name == "G" else BranchGenerator)(_width_of(state))
         load_state(net, state, f"{paths[name]} [{name}]")
         nets[name] = net.to(device).eval()

@@ -134,6 +134,42 @@ class StopFlag:
             signal.signal(sig, old)
 
 
+# Settings that define the model, the data or the method: a resumed run must keep them. The others
+# (epochs, device, workers, step mode, precision, compile, intervals, time limit, output folders,
+# data location) may change on --resume.
+RESUME_LOCKED = ("dataset", "n_filters", "seed", "batch_size", "image_size", "uniform", "validation", "learning_rate",
+                 "alpha", "beta", "gamma", "adv_double_sigmoid")
+
+
+def _load_resume(args: argparse.Namespace, last_path: Path, device: torch.device) -> dict:
+    """The checkpoint to resume from, checked against this command's settings (fills --image-size)."""
+    path = last_path if args.resume == "auto" else Path(args.resume)
+    if not path.is_file():
+        raise ckpt.CheckpointError(f"--resume: no checkpoint at {path}; start without --resume, or give "
+                                   "--resume PATH/last.pt (and the same --job_name and --out as the run)")
+    resume = ckpt.load(path, device)
+    if not isinstance(resume, dict) or resume.get("format") != ckpt.FORMAT or "trainer" not in resume:
+        raise ckpt.CheckpointError(f"--resume {path}: not a resumable last.pt of this project (snapshots and "
+                                   "best.pt hold only the generators; resume from the job's last.pt)")
+    ckpt.require_parts(resume, path, {"config": RESUME_LOCKED[:4], "nets": (*ckpt.GENERATORS, "D"),
+                                      "trainer": ("opts", "scheds"), "rng": ()})
+    if "lr" not in next(iter(resume["trainer"]["scheds"].values()), {}):
+        raise ckpt.CheckpointError(f"{path}: written by an older version of this project (host-side "
+                                   "schedulers); finish it with that version or start a new job")
+    saved = resume["config"]
+    for key in RESUME_LOCKED:
+        asked = getattr(args, key)
+        if key == "image_size":
+            asked = list(asked) if asked else saved.get(key)
+        if key in saved and saved[key] != asked:
+            raise ckpt.CheckpointError(
+                f"--resume: the run was trained with {key.replace('_', '-')}={saved[key]!r}, this command asks "
+                f"for {asked!r}. Resume with the same setting, or start a new job (--job_name). Settings that "
+                "may change on resume: epochs, device, workers, step, amp, compile, intervals, time limit.")
+    args.image_size = args.image_size or saved["image_size"]
+    return resume
+
+
 def _check_settings(args: argparse.Namespace) -> None:
     for name in ("epochs", "batch_size", "log_every", "save_every", "val_every", "image_every"):
         if getattr(args, name) < 1:
@@ -152,19 +188,7 @@ def run(args: argparse.Namespace) -> dict:
     last_path = job_dir / "last.pt"
     resume = None
     if args.resume:
-        resume = ckpt.load(last_path if args.resume == "auto" else args.resume, device)
-        if resume.get("format") != ckpt.FORMAT or "trainer" not in resume:
-            raise ckpt.CheckpointError(f"{args.resume}: not a resumable last.pt of this project")
-        if "lr" not in next(iter(resume["trainer"]["scheds"].values())):
-            raise ckpt.CheckpointError(f"{args.resume}: written by an older version of this project (host-side "
-                                       "schedulers); finish it with that version or start a new job")
-        saved = resume["config"]
-        asked = {"dataset": args.dataset, "n_filters": args.n_filters, "seed": args.seed, "batch_size": args.batch_size}
-        for key, value in asked.items():
-            if saved[key] != value:
-                raise ckpt.CheckpointError(f"--resume: the checkpoint was trained with {key}={saved[key]!r}, this "
-                                           f"command asks for {value!r}; resume with the same settings")
-        args.image_size = args.image_size or saved["image_size"]
+        resume = _load_resume(args, last_path, device)
     seed_everything(args.seed)
     full = AVDataset(args.dataset, "training", data_root, train=True, image_size=args.image_size, uniform=args.uniform)
     cfg = _config(args, list(full.model_size))
@@ -190,6 +214,10 @@ def run(args: argparse.Namespace) -> dict:
         start_epoch, skip = resume["epoch"], resume["step_in_epoch"]
         global_step, best = resume["global_step"], resume["best_f1"]
         log.info("resumed %s at epoch %d, step %d", last_path, start_epoch, skip)
+        if start_epoch > args.epochs:
+            log.warning("this run had already finished its %d epochs: nothing was trained. Give a larger --epochs "
+                        "to continue it.", start_epoch - 1)
+            return {"stopped": False, "history": [], "job_dir": job_dir, "trained": False}
 
     steps_per_epoch = -(-len(train_ds) // args.batch_size)
     if args.compile:
@@ -330,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if result["stopped"]:
         return 130 if args.max_steps is None else 0
-    log.info("done in %.1f s; checkpoints in %s", time.perf_counter() - start, result["job_dir"])
+    if result.get("trained", True):
+        log.info("done in %.1f s; checkpoints in %s", time.perf_counter() - start, result["job_dir"])
     return 0
 
 

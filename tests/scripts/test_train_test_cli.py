@@ -201,3 +201,45 @@ def test_tensorboard_gets_interval_means_every_log_every_steps(synthetic_root, t
         assert [e.step for e in events.Scalars(tag)] == [2, 4, 6], tag  # 3 steps per epoch, 2 epochs
         assert all(0 < e.value < 10 for e in events.Scalars(tag))
     assert [e.value for e in events.Scalars("lr/G")] == pytest.approx([8e-4] * 3)
+
+
+@pytest.mark.slow
+def test_resume_refuses_changed_settings_and_says_when_nothing_is_left(synthetic_root, tmp_path, capsys, caplog):
+    assert _train(tmp_path, synthetic_root, "r", "--epochs", "1") == 0
+    capsys.readouterr()
+    assert _train(tmp_path, synthetic_root, "r", "--epochs", "2", "--resume", "--image-size", "32", "32") == 2
+    err = capsys.readouterr().err
+    assert "trained with image-size=[64, 64], this command asks for [32, 32]" in err
+    assert _train(tmp_path, synthetic_root, "r", "--epochs", "2", "--resume", "--beta", "2.0") == 2
+    assert "beta=1.1" in capsys.readouterr().err
+    with caplog.at_level("WARNING", logger="avseg"):
+        assert _train(tmp_path, synthetic_root, "r", "--epochs", "1", "--resume") == 0
+    assert "already finished its 1 epochs: nothing was trained" in caplog.text
+
+
+@pytest.mark.parametrize("content, message", [
+    (lambda p: torch.save(torch.zeros(3), p), "not a resumable last.pt"),
+    (lambda p: torch.save({"format": "avseg-v1", "trainer": {}, "config": {}}, p), "lacks"),
+    (None, "no checkpoint at"),
+])
+def test_resume_with_the_wrong_file(synthetic_root, tmp_path, capsys, content, message):
+    path = tmp_path / "given.pt"
+    if content is not None:
+        content(path)
+    assert _train(tmp_path, synthetic_root, "w", "--epochs", "1", "--resume", str(path)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "--checkpoint" not in err
+
+
+def test_generator_checkpoint_missing_parts(synthetic_root, tmp_path, capsys):
+    bad = tmp_path / "epoch_0001.pt"
+    torch.save({"format": "avseg-v1", "config": {"n_filters": 8}, "nets": {"G_A": {}}}, bad)
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--checkpoint", str(bad)]) == 2
+    assert "lacks nets.G_V, nets.G" in capsys.readouterr().err
+
+
+def test_project_checkpoint_given_as_original(trained, synthetic_root, capsys):
+    snap = str(trained / "SYNTHETIC" / "e2e" / "epoch_0001.pt")
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--original", snap, snap, snap,
+                          "--image-size", "64", "64"]) == 2
+    assert "checkpoint of this project" in capsys.readouterr().err
