@@ -1,13 +1,27 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it over the target.
+"""Atomic file writes: write a temporary file beside the target, fsync it, then rename it over the target.
 
-A reader (or a crash) never sees half a file: the target is either the old or the new version.
+A reader (or a crash, or a power loss) never sees half a file: the target is either the old or the
+new version. A write that fails raises :class:`WriteError`, which names the file and the cause.
 """
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger("avseg")
+_CAUSES = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded",
+           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+           errno.EPERM: "permission denied", errno.EISDIR: "that path is a folder; give a file name",
+           errno.ENOTDIR: "a part of that path is a file, not a folder"}
+
+
+class WriteError(OSError):
+    """A file could not be written; the message says which, why, and that the old version is intact."""
 
 
 def _umask() -> int:
@@ -16,18 +30,43 @@ def _umask() -> int:
     return mask
 
 
+def _cause(err: BaseException, folder: Path) -> str:
+    if not folder.is_dir() and any(p.is_file() for p in (folder, *folder.parents)):
+        return _CAUSES[errno.ENOTDIR]
+    if isinstance(err, OSError) and err.errno in _CAUSES:
+        return _CAUSES[err.errno]
+    try:  # torch.save reports a full disk as a RuntimeError without an errno
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return "no space left on the disk"
+    except OSError:
+        pass
+    return f"{type(err).__name__}: {err}"
+
+
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)``, give the file the usual permissions, fsync it, then rename it to ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as f:  # on disk before the rename: a power loss cannot leave a torn file
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        state = "the previous version is unchanged" if path.is_file() else "nothing was written"
+        raise WriteError(f"could not write {path}: {_cause(err, path.parent)} ({state})") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files that an interrupted atomic write (a killed process) left in ``folder``."""
+    for stale in Path(folder).glob(".*.tmp"):
+        if stale.is_file():
+            stale.unlink()
+            log.info("removed %s, left by an interrupted write", stale)

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scripts.atomic import WriteError
 from scripts.config import DATASETS, dataset_info, default_data_root
 from scripts.dataset import find_items
-from scripts.images import DataError, load_label, load_mask, open_image
+from scripts.images import DataError, decode_image, load_label, load_mask
 from scripts.metrics import PROB_METRICS, image_metrics, mean_metrics, resize_prob
 from scripts.report import format_table, metrics_csv, summary_json
 
@@ -28,7 +29,7 @@ def load_prediction(path: Path, image_id: str, raw_hw: tuple[int, int], model_wh
     """Read a prediction PNG as a (3, H, W) probability tensor at the raw size."""
     if not path.is_file():
         raise DataError(f"image {image_id}: prediction {path} is missing")
-    img = open_image(path)
+    img = decode_image(path)
     if img.mode != "RGB":
         raise DataError(f"image {image_id}: prediction {path} has mode {img.mode} ({len(img.getbands())} channels); "
                         "expected an RGB PNG (artery, uncertain, vein probability x 255)")
@@ -73,18 +74,18 @@ def main(argv: list[str] | None = None) -> int:
             raise DataError(f"prediction folder not found: {a.pred}")
         rows = evaluate_folder(a.pred, a.dataset, a.split, a.data_root or default_data_root(),
                                tuple(a.image_size) if a.image_size else None)
-    except DataError as err:
+        mean = mean_metrics([r for _, r in rows])
+        if a.csv:
+            metrics_csv(a.csv, rows)
+        if a.json:
+            summary_json(a.json, mean)
+    except (DataError, ValueError, WriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    mean = mean_metrics([r for _, r in rows])
     print(f"{a.dataset}/{a.split}: {len(rows)} images, paper protocol (percent)")
     print(format_table(mean))
     print("\nthreshold-free AUCs of the probabilities (not the paper's binary ROC/PR):")
     print(format_table(mean, PROB_METRICS))
-    if a.csv:
-        metrics_csv(a.csv, rows)
-    if a.json:
-        summary_json(a.json, mean)
     return 0
 
 

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("avseg.onnx"))
     p.add_argument("--opset", type=int, default=17)
     a = p.parse_args(argv)
+    if a.out.is_dir():
+        print(f"error: --out {a.out} is a folder; give a file name such as {a.out / 'avseg.onnx'}", file=sys.stderr)
+        return 2
     try:
         nets, cfg = ckpt.load_generators(a.checkpoint)
     except ckpt.CheckpointError as err:

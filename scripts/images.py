@@ -30,7 +30,8 @@ def open_image(path: Path) -> Image.Image:
     return img
 
 
-def _decode(path: Path) -> Image.Image:
+def decode_image(path: Path) -> Image.Image:
+    """Open and decode an image file, raising :class:`DataError` (naming it) if it is unreadable or truncated."""
     img = open_image(path)
     try:
         img.load()
@@ -54,17 +55,17 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
 
 def load_photo(path: Path) -> np.ndarray:
     """A photograph as (H, W, 3) uint8 RGB."""
-    return to_rgb8(_decode(path))
+    return to_rgb8(decode_image(path))
 
 
 def load_label(path: Path) -> tuple[np.ndarray, str]:
     """A label file as (H, W, 3) bool channels plus its encoding ("rgb" or "index")."""
-    return label_to_channels(_decode(path), path)
+    return label_to_channels(decode_image(path), path)
 
 
 def load_mask(path: Path) -> np.ndarray:
     """An FOV mask (0/1 or 0/255, one or three channels, any palette) as (H, W) bool."""
-    arr = np.asarray(_decode(path))
+    arr = np.asarray(decode_image(path))
     if arr.ndim == 3:
         arr = arr.max(axis=2)
     top = arr.max()

@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from scripts import checkpoint as ckpt
+from scripts.atomic import WriteError
 from scripts.augment import normalise, resize_image
 from scripts.dataset import MASK_EXTENSIONS, check_model_size, find_file
 from scripts.images import IMAGE_EXTENSIONS, DataError, derive_fov, load_mask, load_photo
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         done, failures = run(args)
-    except (DataError, ckpt.CheckpointError, UsageError, ValueError) as err:
+    except (DataError, ckpt.CheckpointError, UsageError, ValueError, WriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{done} image(s) written to {args.out} (predictions.csv)")

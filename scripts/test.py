@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from scripts import checkpoint as ckpt
+from scripts.atomic import WriteError
 from scripts.config import DATASETS, default_data_root
 from scripts.dataset import AVDataset
 from scripts.images import DataError
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         run(args)
-    except (DataError, ckpt.CheckpointError, UsageError, ValueError) as err:
+    except (DataError, ckpt.CheckpointError, UsageError, ValueError, WriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

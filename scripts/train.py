@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from scripts import checkpoint as ckpt
+from scripts.atomic import WriteError, remove_stale_temporaries
 from scripts.config import DATASETS, PAPER, default_data_root
 from scripts.dataset import AVDataset, EpochSampler, split_ids
 from scripts.images import DataError
@@ -226,6 +227,7 @@ def run(args: argparse.Namespace) -> dict:
         log.info("compiling the networks (torch.compile, mode %s): the first steps take longer", args.compile)
         trainer.compile(args.compile, example)
     job_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(job_dir)
     write_atomic(job_dir / "config.json", json.dumps({**cfg, "versions": ckpt.versions()}, indent=1) + "\n")
     sampler = EpochSampler(len(train_ds), args.seed)
     loader = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler, num_workers=workers,
@@ -353,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         start = time.perf_counter()
         result = run(args)
-    except (DataError, ckpt.CheckpointError, UsageError, ValueError) as err:
+    except (DataError, ckpt.CheckpointError, UsageError, ValueError, WriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if result["stopped"]:

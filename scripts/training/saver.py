@@ -62,7 +62,7 @@ class BackgroundSaver:
                     event.synchronize()  # the copies into pinned memory are done
                 save_atomic(host, path)
             except Exception as err:  # reported by wait(); the previous file is intact
-                self._failure = f"could not write {path}: {err}. The previous version of the file is unchanged."
+                self._failure = str(err)
 
         self._thread = threading.Thread(target=write, name=f"save {Path(path).name}")
         self._thread.start()
@@ -79,7 +79,7 @@ class BackgroundSaver:
         if failure and strict:
             raise CheckpointError(failure)
         if failure:
-            log.error("%s Training goes on; the next write tries again.", failure)
+            log.error("%s; training goes on, the next write tries again", failure)
         return failure
 
 

@@ -58,3 +58,24 @@ def test_bad_prediction_names_the_image(synthetic_root, tmp_path, capsys, proble
     assert rc == 2
     import re
     assert re.search(message, capsys.readouterr().err)
+
+
+def test_truncated_prediction_and_folder_outputs_are_named(tmp_path, capsys):
+    from scripts.synthetic import write_dataset
+
+    root = tmp_path / "data"
+    write_dataset(root, "SYNTHETIC", n_train=1, n_test=1, size=32, seed=0)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    good = pred / "01_test.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(good)
+    data = good.read_bytes()
+    good.write_bytes(data[: len(data) // 2])  # truncated
+    args = ["--pred", str(pred), "--dataset", "SYNTHETIC", "--data-root", str(root)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "01_test.png: the image data is corrupt or truncated" in err and "Traceback" not in err
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(good)
+    (tmp_path / "a_folder").mkdir()
+    assert main([*args, "--csv", str(tmp_path / "a_folder")]) == 2
+    assert "could not write" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def test_failed_write_is_reported_and_previous_file_kept(tmp_path, caplog):
     saver.submit({"v": torch.tensor(2)}, blocker / "last.pt")  # its parent is a file: the write fails
     with caplog.at_level(logging.ERROR, logger="avseg"):
         failure = saver.wait()
-    assert failure and "not_a_folder" in failure and "unchanged" in failure
+    assert failure and "not_a_folder" in failure and "is a file, not a folder" in failure
     assert "could not write" in caplog.text
     assert int(torch.load(target, weights_only=True)["v"]) == 1
 
