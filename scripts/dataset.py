@@ -50,10 +50,17 @@ def check_model_size(size: Sequence[int], what: str = "--image-size") -> tuple[i
 
 
 def find_file(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None:
+    """``folder/stem + ext`` for the first extension that exists, in any capitalisation (.png, .PNG, .Png)."""
     for ext in extensions:
         for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
             if cand.is_file():
                 return cand
+    if folder.is_dir():
+        found = {p.name[len(stem):].lower(): p for p in folder.iterdir()
+                 if p.name.startswith(stem) and p.is_file()}
+        for ext in extensions:
+            if ext.lower() in found:
+                return found[ext.lower()]
     return None
 
 
@@ -81,11 +88,25 @@ def find_items(split_dir: Path, label_suffixes: Sequence[str]) -> list[Item]:
     return items
 
 
-def _check_sizes(item: Item) -> None:
-    size = image_size(item.image)
-    for kind, path in (("label", item.label), ("mask", item.mask)):
-        if path is not None and (other := image_size(path)) != size:
-            raise DataError(f"{path}: {kind} size {other[0]}x{other[1]} differs from image {item.image} size {size[0]}x{size[1]}")
+def _size_problem(item: Item) -> str | None:
+    try:
+        size = image_size(item.image)
+        for kind, path in (("label", item.label), ("mask", item.mask)):
+            if path is not None and (other := image_size(path)) != size:
+                return (f"{path}: {kind} size {other[0]}x{other[1]} differs from image {item.image} size "
+                        f"{size[0]}x{size[1]}")
+    except DataError as err:
+        return str(err)
+    return None
+
+
+def _raise_all(problems: list[str | None], what: str) -> None:
+    """One DataError listing every problem found (so a user fixes them all in one go)."""
+    problems = [p for p in problems if p]
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    if problems:
+        raise DataError(f"{what}: {len(problems)} files have problems:\n  " + "\n  ".join(problems))
 
 
 def split_ids(n: int, val_percent: float, seed: int) -> tuple[list[int], list[int]]:
@@ -135,8 +156,7 @@ class AVDataset(Dataset):
         self.model_size = check_model_size(size)
         all_items = find_items(split_dir, info.label_suffixes)
         self.items = [all_items[i] for i in indices] if indices is not None else all_items
-        for item in self.items:
-            _check_sizes(item)
+        _raise_all([_size_problem(item) for item in self.items], f"{name}/{split}")
         modes = Counter("index" if open_image(it.label).mode in ("L", "I", "I;16", "1") else "rgb" for it in self.items)
         log.info("%s/%s: %d images; label encoding: %s", name, split, len(self.items), dict(modes))
         missing = [it.id for it in self.items if it.mask is None]
@@ -146,6 +166,17 @@ class AVDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def preload(self) -> None:
+        """Decode every image, label and mask now (they stay cached for the run), and report every
+        unreadable or invalid file at once, before any training or testing starts."""
+        problems = []
+        for index in range(len(self.items)):
+            try:
+                self._load(index)
+            except (DataError, ValueError) as err:  # LabelError is a ValueError
+                problems.append(str(err))
+        _raise_all(problems, f"{self.name}/{self.split}")
 
     def _load(self, index: int) -> tuple:
         """Decoded arrays: (model-size image, model-size label, model-size mask, raw label, raw mask)."""

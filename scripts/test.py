@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> dict:
         if dataset is None or tuple(dataset.model_size) != tuple(size or dataset.model_size):
             dataset = AVDataset(args.dataset, args.split, args.data_root or default_data_root(), train=False,
                                 image_size=size)
+            dataset.preload()  # every file checked before the first checkpoint is scored
         last = i == len(sources) - 1
         rows = []
         for j, pred in enumerate(iterate_predictions(nets, dataset, device)):

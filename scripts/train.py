@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -120,11 +121,14 @@ class StopFlag:
         self._old = {}
 
     def __enter__(self):
+        self._pid = os.getpid()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
+        if os.getpid() != self._pid:  # a DataLoader worker (forked with this handler): the main process decides
+            return
         if self.set:  # second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.set = True
@@ -197,6 +201,9 @@ def run(args: argparse.Namespace) -> dict:
     train_ds = AVDataset(args.dataset, "training", data_root, train=True, image_size=full.model_size, indices=train_idx)
     val_ds = AVDataset(args.dataset, "training", data_root, train=False, image_size=full.model_size, indices=val_idx) \
         if val_idx else None
+    for ds in (train_ds, val_ds):  # every file decoded and checked before the first step
+        if ds is not None:
+            ds.preload()
     log.info("train %d / validation %d images at %dx%d on %s; step: %s, %s", len(train_ds), len(val_idx),
              *full.model_size, device, args.step_mode, f"{args.amp} autocast" if args.amp else "float32")
 

@@ -254,3 +254,32 @@ def test_non_image_file_is_reported_not_silent(copy_dataset, caplog):
 def test_image_size_must_be_divisible_by_16(synthetic_root):
     with pytest.raises(ValueError, match="multiples of 16"):
         AVDataset("SYNTHETIC", "training", synthetic_root, image_size=(60, 64))
+
+
+def test_label_extension_in_any_capitalisation(copy_dataset):
+    root = copy_dataset()
+    label = _bad(root) / "1st_manual" / "02_training.png"
+    label.rename(label.with_suffix(".Png"))
+    ds = AVDataset("SYNTHETIC", "training", root)
+    assert ds.items[1].label.name == "02_training.Png"
+
+
+def test_every_bad_file_is_reported_at_once_before_training(copy_dataset):
+    root = copy_dataset()
+    manual = _bad(root) / "1st_manual"
+    Image.fromarray(np.full((64, 64), 7, np.uint8), mode="L").save(manual / "01_training.png")
+    Image.open(_bad(root) / "images" / "04_training.png").convert("RGB").save(manual / "04_training.png")  # a photo
+    ds = AVDataset("SYNTHETIC", "training", root)
+    with pytest.raises(DataError) as info:
+        ds.preload()
+    message = str(info.value)
+    assert "2 files have problems" in message and "01_training.png" in message and "04_training.png" in message
+
+
+def test_size_mismatches_and_unreadable_files_are_reported_together(copy_dataset):
+    root = copy_dataset()
+    for name in ("01_training.png", "02_training.png"):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(_bad(root) / "1st_manual" / name)
+    (_bad(root) / "1st_manual" / "04_training.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
+    with pytest.raises(DataError, match=r"3 files have problems(.|\n)*01_training(.|\n)*02_training(.|\n)*04_training"):
+        AVDataset("SYNTHETIC", "training", root)

@@ -243,3 +243,29 @@ def test_project_checkpoint_given_as_original(trained, synthetic_root, capsys):
     assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--original", snap, snap, snap,
                           "--image-size", "64", "64"]) == 2
     assert "checkpoint of this project" in capsys.readouterr().err
+
+
+def test_a_bad_validation_label_stops_the_run_before_training(synthetic_root, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root / "SYNTHETIC", data / "SYNTHETIC")
+    for f in sorted((data / "SYNTHETIC" / "training" / "1st_manual").glob("*.png")):  # every label, the validation one too
+        Image.fromarray(np.full((64, 64), 9, np.uint8), mode="L").save(f)
+    assert _train(tmp_path, data, "bad", "--epochs", "3") == 2
+    err = capsys.readouterr().err
+    assert "6 files have problems" not in err and "files have problems" in err  # train and validation split, each at once
+    assert not (tmp_path / "SYNTHETIC" / "bad").exists()  # nothing trained, nothing written
+
+
+def test_stop_flag_ignores_signals_in_dataloader_workers(monkeypatch):
+    flag = train_cli.StopFlag()
+    flag._pid = os.getpid() + 1  # as seen from a forked worker
+    flag._handle(2, None)
+    assert flag.set is False
+    flag._pid = os.getpid()
+    flag._handle(2, None)
+    assert flag.set is True
