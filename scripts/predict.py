@@ -41,7 +41,7 @@ from scripts.inference import predict_probs
 from scripts.labels import av_colour_map, decode_classes
 from scripts.metrics import resize_prob
 from scripts.report import write_atomic
-from scripts.runtime import UsageError, resolve_device
+from scripts.runtime import UsageError, positive_int, resolve_device
 from scripts.visualise import overlay
 
 log = logging.getLogger("avseg")
@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="model input size (default: the checkpoint's training size)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     return p
 

@@ -1,6 +1,7 @@
 """What the command-line entry points share: the usage error, device choice, worker count."""
 from __future__ import annotations
 
+import argparse
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -72,4 +73,35 @@ def resolve_amp(value: str | None, device: torch.device) -> str | None:
         return None
     if value == "fp16" and device.type != "cuda":
         raise UsageError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16")
+    return value
+
+
+def _whole(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (argparse then names the option in its error, exit code 2)."""
+    return _whole(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    return _whole(text, 0)
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value

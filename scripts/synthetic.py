@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from scripts.runtime import non_negative_int, positive_int
+
 Segment = tuple[tuple[float, float], tuple[float, float], float]  # start, end, width
 
 
@@ -112,9 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data", help="data root to write into (default: ./data)")
     p.add_argument("--name", default="SYNTHETIC")
-    p.add_argument("--train", type=int, default=12)
-    p.add_argument("--test", type=int, default=6)
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--train", type=positive_int, default=12)
+    p.add_argument("--test", type=non_negative_int, default=6)
+    p.add_argument("--size", type=positive_int, default=256)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     root = write_dataset(a.out, a.name, a.train, a.test, a.size, a.seed)

@@ -34,7 +34,15 @@ from scripts.images import DataError
 from scripts.inference import evaluate, iterate_predictions
 from scripts.metrics import mean_metrics
 from scripts.report import write_atomic
-from scripts.runtime import UsageError, resolve_amp, resolve_device, resolve_workers
+from scripts.runtime import (
+    UsageError,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    resolve_amp,
+    resolve_device,
+    resolve_workers,
+)
 from scripts.seeding import rng_state, seed_everything, set_rng_state
 from scripts.training import STEP_MODES, GANTrainer, LossWeights
 from scripts.training.saver import BackgroundSaver
@@ -54,8 +62,8 @@ def str2bool(v: str) -> bool:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", "-e", type=int, default=PAPER.epochs)
-    p.add_argument("--batch-size", "-b", type=int, default=PAPER.batch_size)
+    p.add_argument("--epochs", "-e", type=positive_int, default=PAPER.epochs)
+    p.add_argument("--batch-size", "-b", type=positive_int, default=PAPER.batch_size)
     p.add_argument("--learning-rate", "-l", type=float, default=PAPER.learning_rate)
     p.add_argument("--alpha", type=float, default=PAPER.alpha, help="weight of the MSE loss")
     p.add_argument("--beta", type=float, default=PAPER.beta, help="weight of the BCE segmentation loss")
@@ -67,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uniform", type=str2bool, nargs="?", const=True, default=False, help="all datasets at 912x912")
     p.add_argument("--discriminator", default="unet", choices=["unet"], help="discriminator type (U-Net)")
     p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
-    p.add_argument("--n-filters", type=int, default=PAPER.n_filters, help="base width n (32 in the paper)")
+    p.add_argument("--n-filters", type=positive_int, default=PAPER.n_filters, help="base width n (32 in the paper)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="model input size (default: the dataset's, SPEC section 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -75,13 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "else up to 8 by the machine's cores)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="LAST_PT",
                    help="continue from last.pt (default: the job's own)")
-    p.add_argument("--save-from", type=int, default=PAPER.save_from, help="first snapshot epoch")
-    p.add_argument("--save-every", type=int, default=PAPER.save_every, help="epochs between snapshots")
-    p.add_argument("--val-every", type=int, default=10, help="epochs between validations")
-    p.add_argument("--last-every-minutes", type=float, default=10.0, metavar="MIN",
+    p.add_argument("--save-from", type=non_negative_int, default=PAPER.save_from, help="first snapshot epoch")
+    p.add_argument("--save-every", type=positive_int, default=PAPER.save_every, help="epochs between snapshots")
+    p.add_argument("--val-every", type=positive_int, default=10, help="epochs between validations")
+    p.add_argument("--last-every-minutes", type=positive_float, default=10.0, metavar="MIN",
                    help="minutes between writes of the resumable last.pt (also written at the end and on Ctrl-C)")
-    p.add_argument("--log-every", type=int, default=10, help="steps between TensorBoard loss/lr points (interval means)")
-    p.add_argument("--image-every", type=int, default=5, help="validations between TensorBoard image grids")
+    p.add_argument("--log-every", type=positive_int, default=10, help="steps between TensorBoard loss/lr points (interval means)")
+    p.add_argument("--image-every", type=positive_int, default=5, help="validations between TensorBoard image grids")
     p.add_argument("--out", type=Path, default=Path("."), help="checkpoints go to OUT/<DATASET>/<job>")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="TensorBoard folder")
     p.add_argument("--step", dest="step_mode", choices=STEP_MODES, default="batched",
@@ -99,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "training goes on without it and says so")
     p.add_argument("--adv-double-sigmoid", action="store_true",
                    help="the original code's adversarial loss (sigmoid before BCE-with-logits); off per SPEC")
-    p.add_argument("--max-steps", type=int, default=None, help="stop (saving last.pt) after this many steps")
+    p.add_argument("--max-steps", type=positive_int, default=None, help="stop (saving last.pt) after this many steps")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="end training cleanly (validation, snapshot, last.pt) after the first epoch past this")
     return p
@@ -175,16 +183,7 @@ def _load_resume(args: argparse.Namespace, last_path: Path, device: torch.device
     return resume
 
 
-def _check_settings(args: argparse.Namespace) -> None:
-    for name in ("epochs", "batch_size", "log_every", "save_every", "val_every", "image_every"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.last_every_minutes <= 0:
-        raise UsageError(f"--last-every-minutes must be positive, got {args.last_every_minutes}")
-
-
 def run(args: argparse.Namespace) -> dict:
-    _check_settings(args)
     device = resolve_device(args.device)
     workers = resolve_workers(str(args.workers), device)
     args.amp = resolve_amp(args.amp, device)

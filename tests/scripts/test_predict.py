@@ -152,3 +152,9 @@ def test_ratio_is_empty_without_both_classes(checkpoint, tmp_path):
     assert stats["artery_vein_ratio"] is None and stats["vein_fraction"] == pytest.approx(4 / 32)
     prob[0, 10:12] = 1.0  # and some artery
     assert save_outputs(tmp_path, "y", photo, prob, fov)["artery_vein_ratio"] == pytest.approx(0.5)
+
+
+def test_batch_size_zero_is_refused_by_name(photos, checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([str(photos), "--checkpoint", str(checkpoint), "--batch-size", "0"])
+    assert stop.value.code == 2 and "argument --batch-size: must be at least 1, got 0" in capsys.readouterr().err

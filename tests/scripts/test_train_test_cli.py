@@ -178,9 +178,19 @@ def test_compile_failure_falls_back_to_eager(synthetic_root, tmp_path, monkeypat
     assert (tmp_path / "SYNTHETIC" / "compiled" / "epoch_0001.pt").is_file()
 
 
-def test_settings_that_cannot_work_are_refused(synthetic_root, tmp_path, capsys):
-    assert _train(tmp_path, synthetic_root, "x", "--epochs", "0") == 2
-    assert "--epochs must be at least 1" in capsys.readouterr().err
+@pytest.mark.parametrize("option, value, message", [
+    ("--epochs", "0", "argument --epochs/-e: must be at least 1, got 0"),
+    ("--batch-size", "0", "argument --batch-size/-b: must be at least 1, got 0"),
+    ("--log-every", "x", "argument --log-every: expected a whole number, got 'x'"),
+    ("--last-every-minutes", "0", "argument --last-every-minutes: must be positive, got 0"),
+])
+def test_settings_that_cannot_work_are_refused_by_name(synthetic_root, tmp_path, capsys, option, value, message):
+    with pytest.raises(SystemExit) as stop:
+        _train(tmp_path, synthetic_root, "x", option, value)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_worker_count_is_refused(synthetic_root, tmp_path, capsys):
     assert _train(tmp_path, synthetic_root, "x", "--epochs", "1", "--workers", "many") == 2
     assert "--workers" in capsys.readouterr().err
 
