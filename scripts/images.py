@@ -25,8 +25,11 @@ def open_image(path: Path) -> Image.Image:
         img = Image.open(path)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{path}: cannot be read as an image ({err}); replace or remove the file") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: cannot be read as an image (unknown or damaged format); replace or remove the file") \
+            from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read as an image ({err.strerror or err}); replace or remove the file") from None
     return img
 
 

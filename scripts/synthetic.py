@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ def write_dataset(out: Path | str, name: str = "SYNTHETIC", n_train: int = 12, n
     return root
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data", help="data root to write into (default: ./data)")
     p.add_argument("--name", default="SYNTHETIC")
@@ -119,9 +120,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=positive_int, default=256)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    root = write_dataset(a.out, a.name, a.train, a.test, a.size, a.seed)
+    try:
+        root = write_dataset(a.out, a.name, a.train, a.test, a.size, a.seed)
+    except OSError as err:
+        print(f"error: cannot write the synthetic set under {a.out}: {err.strerror or err} ({err.filename or a.out})",
+              file=sys.stderr)
+        return 2
     print(f"wrote {a.train} training and {a.test} test images to {root}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -79,3 +79,25 @@ def test_truncated_prediction_and_folder_outputs_are_named(tmp_path, capsys):
     (tmp_path / "a_folder").mkdir()
     assert main([*args, "--csv", str(tmp_path / "a_folder")]) == 2
     assert "could not write" in capsys.readouterr().err
+
+
+def test_tables_read_back_as_printed(synthetic_root, tmp_path, capsys):
+    """The CSV and JSON hold the numbers the command printed (read with the standard readers)."""
+    import csv
+
+    (tmp_path / "pred").mkdir()
+    for i, colour in ((1, (255, 0, 0)), (2, (0, 0, 255)), (3, (255, 0, 255))):
+        Image.new("RGB", (64, 64), colour).save(tmp_path / "pred" / f"0{i}_test.png")
+    assert main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root),
+                 "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv")]) == 0
+    printed = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line[:1].isalpha()}
+    header = printed["class"]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    for cls in ("artery", "vein", "uncertain", "average"):
+        for name, text in zip(header, printed[cls]):
+            assert float(text) == pytest.approx(100 * summary[cls][name], abs=0.006), (cls, name)
+    with open(tmp_path / "s.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    per_image_f1 = [float(r["f1"]) for r in rows if r["class"] == "average"]
+    assert [r["id"] for r in rows if r["class"] == "average"] == ["01_test", "02_test", "03_test"]
+    assert sum(per_image_f1) / 3 == pytest.approx(summary["average"]["f1"], abs=1e-9)

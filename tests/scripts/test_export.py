@@ -22,3 +22,14 @@ def test_onnx_matches_pytorch(tmp_path):
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-4
+
+
+def test_export_refuses_bad_inputs_by_name(tmp_path, capsys):
+    from scripts.export import main
+
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "x.pt: cannot be loaded safely" in capsys.readouterr().err
+    assert main(["--checkpoint", str(bad), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

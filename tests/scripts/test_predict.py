@@ -61,7 +61,12 @@ def test_masks_folder_is_used(photos, checkpoint, tmp_path):
     Image.fromarray(np.zeros((733, 1000), np.uint8) + 255).save(masks / "odd_mask.png")
     out = tmp_path / "out"
     assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out), "--masks", str(masks)]) == 0
-    assert len(_rows(out)) == 1
+    rows = _rows(out)
+    assert len(rows) == 1
+    # predictions.csv reads back as what the maps show (the FOV is the whole image here)
+    vessel = np.asarray(Image.open(out / "odd_vessel.png")) > 0
+    assert float(rows[0]["vessel_fraction"]) == pytest.approx(vessel.mean(), abs=1e-5)
+    assert (int(rows[0]["width"]), int(rows[0]["height"])) == (1000, 733)
 
 
 def test_text_and_corrupt_files(photos, checkpoint, tmp_path, capsys):
@@ -72,7 +77,7 @@ def test_text_and_corrupt_files(photos, checkpoint, tmp_path, capsys):
         rc = main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out)])
     assert rc == 1
     err = capsys.readouterr().err
-    assert "1 image(s) failed" in err and "broken.png" in err
+    assert "1 image(s) failed" in err and err.count("broken.png") == 1
     assert {r["id"] for r in _rows(out)} == {"odd", "grey", "rgba", "deep16"}
 
 

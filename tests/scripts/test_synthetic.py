@@ -31,3 +31,17 @@ def test_written_dataset_loads(tmp_path):
     ds = AVDataset("SYNTHETIC", "training", tmp_path, train=True, image_size=(64, 64))
     item = ds[(0, 0)]
     assert item["image"].shape == (3, 64, 64) and item["target"].sum() > 0
+
+
+def test_cli_refuses_bad_numbers_and_unwritable_places(tmp_path, capsys):
+    import pytest
+
+    from scripts.synthetic import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--out", str(tmp_path), "--train", "0"])
+    assert stop.value.code == 2 and "argument --train: must be at least 1" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["--out", str(blocker), "--train", "1", "--test", "0", "--size", "32"]) == 2
+    assert "cannot write the synthetic set" in capsys.readouterr().err

@@ -51,11 +51,17 @@ def test_test_cli_writes_maps_tables_and_figures(trained, synthetic_root, tmp_pa
     assert rc == 0
     out = capsys.readouterr().out
     assert "Paper table row" in out and "Threshold-free" in out
+    printed_row = out.split("binary 'ROC'/'PR' as in the paper):\n", 1)[1].splitlines()[0]
     for sub, size in (("small_pre", (64, 64)), ("raw_pre", (64, 64))):
         files = sorted((tmp_path / "Final_pre" / sub).glob("*.png"))
         assert [f.name for f in files] == ["01_test.png", "02_test.png", "03_test.png"]
     row = json.loads((tmp_path / "res" / "paper_row.json").read_text())
     assert row["checkpoints"] == ["epoch_0001", "epoch_0002"]
+    for part in printed_row.split("  "):  # "F1: 12.34 +- 0.56" as printed, and in paper_row.json
+        name, numbers = part.split(": ")
+        mean, std = (float(v) for v in numbers.split(" +- "))
+        assert (mean, std) == (pytest.approx(row["percent"][name]["mean"], abs=0.006),
+                               pytest.approx(row["percent"][name]["std"], abs=0.006))
     for col in ("Sensitivity", "ROC", "F1", "PR", "MSE"):
         assert 0 <= row["percent"][col]["mean"] <= 100 and row["percent"][col]["std"] >= 0
     lines = (tmp_path / "res" / "per_image.csv").read_text().splitlines()
