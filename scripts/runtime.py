@@ -105,3 +105,16 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def ensure_folder(path: Path, option: str) -> Path:
+    """Create an output folder before any work, or raise a UsageError naming the option and the cause."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as err:
+        hint = "a file of that name is in the way" if isinstance(err, (FileExistsError, NotADirectoryError)) else (
+            err.strerror or str(err))
+        raise UsageError(f"{option} {path}: cannot create or write this folder ({hint}); choose another path") from None
+    return path

@@ -29,7 +29,7 @@ from scripts.images import DataError
 from scripts.inference import iterate_predictions
 from scripts.metrics import PROB_METRICS, image_metrics, mean_metrics
 from scripts.report import format_table, metrics_csv, write_atomic
-from scripts.runtime import UsageError, resolve_device
+from scripts.runtime import UsageError, ensure_folder, resolve_device
 from scripts.visualise import comparison_row
 
 log = logging.getLogger("avseg")
@@ -64,7 +64,9 @@ def paper_row(scores: list[dict]) -> dict[str, tuple[float, float]]:
 def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     job_dir = args.out / args.dataset / args.job_name
-    results_dir = args.results or Path("results") / args.dataset / args.job_name
+    results_dir = ensure_folder(args.results or Path("results") / args.dataset / args.job_name, "--results")
+    for sub in ("small_pre", "raw_pre"):
+        ensure_folder(args.maps_dir / sub, "--maps-dir")
     if args.original:
         sources = [("original", None)]
     else:

@@ -36,6 +36,7 @@ from scripts.metrics import mean_metrics
 from scripts.report import write_atomic
 from scripts.runtime import (
     UsageError,
+    ensure_folder,
     non_negative_int,
     positive_float,
     positive_int,
@@ -232,7 +233,8 @@ def run(args: argparse.Namespace) -> dict:
         example = (torch.zeros(args.batch_size, 3, h, w, device=device), torch.zeros(args.batch_size, 3, h, w, device=device))
         log.info("compiling the networks (torch.compile, mode %s): the first steps take longer", args.compile)
         trainer.compile(args.compile, example)
-    job_dir.mkdir(parents=True, exist_ok=True)
+    ensure_folder(job_dir, "--out")
+    ensure_folder(args.runs_dir / args.job_name, "--runs-dir")
     remove_stale_temporaries(job_dir)
     write_atomic(job_dir / "config.json", json.dumps({**cfg, "versions": ckpt.versions()}, indent=1) + "\n")
     sampler = EpochSampler(len(train_ds), args.seed)

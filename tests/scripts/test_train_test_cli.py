@@ -285,3 +285,14 @@ def test_stop_flag_ignores_signals_in_dataloader_workers(monkeypatch):
     flag._pid = os.getpid()
     flag._handle(2, None)
     assert flag.set is True
+
+
+def test_output_folders_that_cannot_be_made_are_named(synthetic_root, trained, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert train_cli.main([*TINY, "--data-root", str(synthetic_root), "--out", str(blocker), "--epochs", "1"]) == 2
+    assert f"--out {blocker / 'SYNTHETIC'}" in capsys.readouterr().err
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
+                          "--job_name", "e2e", "--results", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert f"--results {blocker}" in err and "a file of that name is in the way" in err
