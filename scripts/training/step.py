@@ -203,8 +203,11 @@ class GANTrainer:
         return loss
 
     def _update_generators(self, x: torch.Tensor, outputs: dict[str, tuple[torch.Tensor, ...]],
-                           targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The G_A, G_V and G updates, in that order (batched: one D call and one backward for all three)."""
+                           targets: dict[str, torch.Tensor], branch_probs: tuple[torch.Tensor, torch.Tensor]
+                           ) -> dict[str, torch.Tensor]:
+        """The G_A, G_V and G updates, in that order (batched: one D call and one backward for all three).
+
+        ``branch_probs``: the detached branch probabilities G takes as input (literal recomputes G with them)."""
         names = list(outputs)
         if self.mode == "batched":
             for name in names:
@@ -233,7 +236,7 @@ class GANTrainer:
             if self.literal and name == "G_A":  # the original recomputed each forward for its own update
                 outputs["G_V"] = self._forward("G_V", x)
             if self.literal and name == "G_V":
-                outputs["G"] = self._forward("G", x, *self._branch_probs)
+                outputs["G"] = self._forward("G", x, *branch_probs)
         return losses
 
     def _forward(self, name: str, x: torch.Tensor, a_prob=None, v_prob=None) -> tuple[torch.Tensor, ...]:
@@ -253,8 +256,8 @@ class GANTrainer:
                    "G_V": y[:, 2:3].expand_as(y).contiguous(memory_format=self.memory_format), "G": y}
         out_a = self._forward("G_A", x)
         out_v = self._forward("G_V", x)
-        self._branch_probs = (torch.sigmoid(out_a[0]).detach(), torch.sigmoid(out_v[0]).detach())
-        out_g = self._forward("G", x, *self._branch_probs)
+        branch_probs = (torch.sigmoid(out_a[0]).detach(), torch.sigmoid(out_v[0]).detach())
+        out_g = self._forward("G", x, *branch_probs)
         losses = {
             "D_A": self._update_d(x, targets["G_A"], torch.sigmoid(out_a[0])),
             "D_V": self._update_d(x, targets["G_V"], torch.sigmoid(out_v[0])),
@@ -262,7 +265,7 @@ class GANTrainer:
         }
         if self.literal:
             out_a = self._forward("G_A", x)
-        losses.update(self._update_generators(x, {"G_A": out_a, "G_V": out_v, "G": out_g}, targets))
+        losses.update(self._update_generators(x, {"G_A": out_a, "G_V": out_v, "G": out_g}, targets, branch_probs))
         self.scheds["G"].step(losses["G"])
         self.scheds["D"].step(losses["D"])
         return losses
