@@ -186,7 +186,7 @@ def _load_resume(args: argparse.Namespace, last_path: Path, device: torch.device
 
 def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
-    workers = resolve_workers(str(args.workers), device)
+    workers = resolve_workers(args.workers, device)
     args.amp = resolve_amp(args.amp, device)
     data_root = args.data_root or default_data_root()
     job_dir = args.out / args.dataset / args.job_name
@@ -194,6 +194,10 @@ def run(args: argparse.Namespace) -> dict:
     resume = None
     if args.resume:
         resume = _load_resume(args, last_path, device)
+        if resume["epoch"] > args.epochs:  # before any data is read or network built
+            log.warning("this run had already finished its %d epochs: nothing was trained. Give a larger --epochs "
+                        "to continue it.", resume["epoch"] - 1)
+            return {"stopped": False, "history": [], "job_dir": job_dir, "trained": False}
     seed_everything(args.seed)
     full = AVDataset(args.dataset, "training", data_root, train=True, image_size=args.image_size, uniform=args.uniform)
     cfg = _config(args, list(full.model_size))
@@ -222,10 +226,6 @@ def run(args: argparse.Namespace) -> dict:
         start_epoch, skip = resume["epoch"], resume["step_in_epoch"]
         global_step, best = resume["global_step"], resume["best_f1"]
         log.info("resumed %s at epoch %d, step %d", last_path, start_epoch, skip)
-        if start_epoch > args.epochs:
-            log.warning("this run had already finished its %d epochs: nothing was trained. Give a larger --epochs "
-                        "to continue it.", start_epoch - 1)
-            return {"stopped": False, "history": [], "job_dir": job_dir, "trained": False}
 
     steps_per_epoch = -(-len(train_ds) // args.batch_size)
     if args.compile:
