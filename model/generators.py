@@ -1,4 +1,5 @@
-"""The two generators of the method: branch generator (G_A, G_V) and fusion generator (G)."""
+"""The generators: branch generator (G_A, G_V) and fusion generator (G), in the paper's 2021 form and
+the authors' 2023 release form (SPEC 9.1), which differ only in their heads and how G fuses."""
 from __future__ import annotations
 
 import torch
@@ -39,6 +40,21 @@ class BranchGenerator(nn.Module):
         return self.head(self.decoder(self.encoder(x))[-1])
 
 
+class FeatureBranchGenerator(BranchGenerator):
+    """2023 branch: the same network with 4 class logits; also returns its last decoder features.
+
+    ``forward(x)`` returns ``(logits (B, 4, H, W), features (B, n, H, W))``: the features are what
+    the head is applied to, and what the 2023 fusion generator takes instead of probabilities.
+    """
+
+    def __init__(self, n_filters: int = 32, in_channels: int = 3, out_channels: int = 4) -> None:
+        super().__init__(n_filters, in_channels, out_channels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        features = self.decoder(self.encoder(x))[-1]
+        return self.head(features), features
+
+
 class FusionGenerator(nn.Module):
     """Binary-to-multi fusion generator with deep side outputs.
 
@@ -55,11 +71,38 @@ class FusionGenerator(nn.Module):
         self.side1 = SideOutput(8 * n, n, out_channels)
         self.side2 = SideOutput(4 * n, n, out_channels)
         self.side3 = SideOutput(2 * n, n, out_channels)
-        self.head = nn.Conv2d(n + 2 * out_channels, out_channels, kernel_size=1)
+        self.head = nn.Conv2d(self.head_inputs(n, out_channels), out_channels, kernel_size=1)
+
+    @staticmethod
+    def head_inputs(n: int, out_channels: int) -> int:
+        return n + 2 * out_channels
+
+    @staticmethod
+    def fuse(a: torch.Tensor, own: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """What the head sees: the branch inputs around G's own last decoder features."""
+        return torch.cat([a, own, v], dim=1)
 
     def forward(
-        self, x: torch.Tensor, a_prob: torch.Tensor, v_prob: torch.Tensor
+        self, x: torch.Tensor, a: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         d1, d2, d3, d4 = self.decoder(self.encoder(x))
-        logits = self.head(torch.cat([a_prob, d4, v_prob], dim=1))
-        return logits, self.side1(d1), self.side2(d2), self.side3(d3)
+        return self.head(self.fuse(a, d4, v)), self.side1(d1), self.side2(d2), self.side3(d3)
+
+
+class MeanFusionGenerator(FusionGenerator):
+    """2023 fusion generator: ``forward(x, f_a, f_v)`` takes the branches' features (B, n, H, W).
+
+    The head (1x1, n -> 4) sees the element-wise mean of [f_a, G's own features, f_v], so the
+    result does not depend on the order of the branches. Side outputs as in 2021, with 4 classes.
+    """
+
+    def __init__(self, n_filters: int = 32, in_channels: int = 3, out_channels: int = 4) -> None:
+        super().__init__(n_filters, in_channels, out_channels)
+
+    @staticmethod
+    def head_inputs(n: int, out_channels: int) -> int:
+        return n
+
+    @staticmethod
+    def fuse(a: torch.Tensor, own: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (a + own + v) / 3
