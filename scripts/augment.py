@@ -53,11 +53,13 @@ def augment(
     return image, lab.astype(bool), msk.astype(bool)  # copies: the cached arrays stay untouched
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
+def normalise(image: np.ndarray, multiply_std: bool = False) -> np.ndarray:
     """(H, W, 3) uint8 -> (3, H, W) float32, standardised per channel over pixels with red > 0.
 
-    (x - mean) / std, as decided in SPEC section 3 (the original multiplied by std). The statistics
-    come exactly (float64) from each channel's 256-bin histogram, and the output from a lookup table.
+    (x - mean) / std, as decided in SPEC section 3. The original code multiplied by std instead
+    (x in 0..255); ``multiply_std=True`` does that, for the authors' 2023 released weights, which
+    were trained with it (SPEC 9.3). The statistics come exactly (float64) from each channel's
+    256-bin histogram, and the output from a lookup table.
     """
     image = np.ascontiguousarray(image)
     inside = (image[..., 0] > 0).view(np.uint8)
@@ -70,5 +72,5 @@ def normalise(image: np.ndarray) -> np.ndarray:
         n = hist.sum()
         mean = hist @ values / n
         std = np.sqrt(hist @ (values - mean) ** 2 / n)
-        lut[0, :, c] = (values - mean) / max(std, 1e-6)
+        lut[0, :, c] = (values - mean) * std if multiply_std else (values - mean) / max(std, 1e-6)
     return np.ascontiguousarray(cv2.LUT(image, lut).transpose(2, 0, 1))

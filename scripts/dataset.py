@@ -127,7 +127,8 @@ class AVDataset(Dataset):
     ``train=True`` items: ``image`` (3, H, W) float normalised, ``target`` (3, H, W) float 0/1 and
     ``mask`` (1, H, W), augmented at the model size. ``train=False`` items: ``image`` at the model
     size, ``label`` (3, Hr, Wr) uint8 0/1 and ``mask`` (Hr, Wr) bool at the raw size, ``raw_size``
-    (Hr, Wr) and ``id``. Indexing with ``(index, seed)`` (see :class:`EpochSampler`) makes the
+    (Hr, Wr) and ``id``. ``variant="v2023"`` reads images, labels and masks as the authors' 2023
+    release does (SPEC 9.3: normalisation multiplied by std, exact-colour labels). Indexing with ``(index, seed)`` (see :class:`EpochSampler`) makes the
     augmentation reproducible whatever the number of DataLoader workers.
     """
 
@@ -140,8 +141,9 @@ class AVDataset(Dataset):
         image_size: Sequence[int] | None = None,
         uniform: bool = False,
         indices: Sequence[int] | None = None,
+        variant: str = "v2021",
     ) -> None:
-        self.name, self.split, self.train = name, split, train
+        self.name, self.split, self.train, self.variant = name, split, train, variant
         info = dataset_info(name)
         root = Path(data_root) / name
         if not root.is_dir():
@@ -183,8 +185,8 @@ class AVDataset(Dataset):
         if index not in self._cache:
             item = self.items[index]
             photo = load_photo(item.image)
-            label, _ = load_label(item.label)
-            mask = load_mask(item.mask) if item.mask is not None else derive_fov(photo, item.image)
+            label, _ = load_label(item.label, self.variant)
+            mask = load_mask(item.mask, self.variant) if item.mask is not None else derive_fov(photo, item.image)
             small = resize_image(photo, self.model_size)
             if self.train:
                 self._cache[index] = (small, resize_nearest(label, self.model_size), resize_nearest(mask, self.model_size))
@@ -204,7 +206,7 @@ class AVDataset(Dataset):
             }
         image, label, mask = self._load(index)
         return {
-            "image": torch.from_numpy(normalise(image)),
+            "image": torch.from_numpy(normalise(image, multiply_std=self.variant == "v2023")),
             "label": torch.from_numpy(np.ascontiguousarray(label.transpose(2, 0, 1))).to(torch.uint8),
             "mask": torch.from_numpy(mask),
             "raw_size": tuple(mask.shape),

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from scripts.labels import label_to_channels
+from scripts.labels import label_to_channels, release_label_channels
 
 log = logging.getLogger("avseg")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
@@ -61,20 +61,31 @@ def load_photo(path: Path) -> np.ndarray:
     return to_rgb8(decode_image(path))
 
 
-def load_label(path: Path) -> tuple[np.ndarray, str]:
-    """A label file as (H, W, 3) bool channels plus its encoding ("rgb" or "index")."""
-    return label_to_channels(decode_image(path), path)
+def load_label(path: Path, variant: str = "v2021") -> tuple[np.ndarray, str]:
+    """A label file as (H, W, 3) bool channels plus its encoding ("rgb" or "index").
+
+    ``variant="v2023"`` converts it as the authors' 2023 test code did (SPEC 9.3).
+    """
+    convert = release_label_channels if variant == "v2023" else label_to_channels
+    return convert(decode_image(path), path)
 
 
-def load_mask(path: Path) -> np.ndarray:
-    """An FOV mask (0/1 or 0/255, one or three channels, any palette) as (H, W) bool."""
+def load_mask(path: Path, variant: str = "v2021") -> np.ndarray:
+    """An FOV mask (0/1 or 0/255, one or three channels, any palette) as (H, W) bool.
+
+    Inside = value > half the maximum, over any channel. ``variant="v2023"`` follows the 2023 test
+    code (SPEC 9.3): channel 0 only, divided by 255 when the maximum is > 1, inside = > 0.5.
+    """
     arr = np.asarray(decode_image(path))
-    if arr.ndim == 3:
-        arr = arr.max(axis=2)
-    top = arr.max()
-    if top == 0:
+    if variant == "v2023":
+        arr = arr[..., 0] if arr.ndim == 3 else arr
+        fov = (arr / 255.0 if arr.max() > 1 else arr) > 0.5
+    else:
+        arr = arr.max(axis=2) if arr.ndim == 3 else arr
+        fov = arr > arr.max() / 2
+    if not fov.any():
         raise DataError(f"{path}: the FOV mask is empty (all zero); fix the mask or remove it to derive one")
-    return arr > top / 2
+    return fov
 
 
 def derive_fov(image: np.ndarray, source: Path | str = "image") -> np.ndarray:

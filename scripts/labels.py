@@ -60,6 +60,29 @@ def label_to_channels(img: Image.Image, path: Path | str) -> tuple[np.ndarray, s
     return rgb > 127, "rgb"
 
 
+# The 2023 release's label conversion (SPEC 9.3, commit df1d36d): exact colours to class indices;
+# any other colour (anti-aliased edge pixels) becomes background.
+RELEASE_COLOURS = {(0, 0, 0): 0, (255, 0, 0): 1, (0, 0, 255): 2, (0, 255, 0): 3, (255, 255, 255): 3,
+                   (0, 255, 255): 3, (255, 0, 255): 1}
+
+
+def release_label_channels(img: Image.Image, path: Path | str) -> tuple[np.ndarray, str]:
+    """A label file converted as the 2023 release's test code does, as (H, W, 3) bool channels.
+
+    RGB labels: exact colours only (see ``RELEASE_COLOURS``), other colours count as background;
+    index-map labels as in :func:`label_to_channels`. The result uses the one-class-per-pixel
+    channel codes of ``INDEX_TO_RGB``, which :func:`decode_classes` maps back to the same class.
+    """
+    if img.mode in ("L", "I", "I;16", "1"):
+        return label_to_channels(img, path)
+    rgb = np.asarray(img.convert("RGB")).astype(np.int64)
+    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    index = np.zeros(code.shape, np.int64)
+    for (r, g, b), cls in RELEASE_COLOURS.items():
+        index[code == ((r << 16) | (g << 8) | b)] = cls
+    return INDEX_TO_RGB[index], "rgb"
+
+
 def decode_classes(binary: torch.Tensor) -> torch.Tensor:
     """Decode a (..., 3, H, W) bool map into (..., 3, H, W) class masks ordered as ``CLASSES``.
 

@@ -130,21 +130,40 @@ def image_metrics(
     mask: np.ndarray | torch.Tensor,
     threshold: float = 0.5,
     with_prob_auc: bool = True,
+    binary: np.ndarray | torch.Tensor | None = None,
+    nan_policy: str = "zero",
 ) -> dict[str, dict[str, float]]:
     """Paper metrics of one image: {artery, vein, uncertain, average, vessel} -> {metric: value}.
 
     ``prob``: (3, H, W) float probabilities at the raw image size; ``label``: (3, H, W) binary
     ground truth; ``mask``: (H, W) or (1, H, W) FOV. The probability is zeroed outside the FOV and
     thresholded (> ``threshold``); the classes are decoded as in :func:`decode_classes`. A ratio that is
-    0/0 counts as 0 (with a warning for artery and vein); when the uncertain class has an undefined
-    F1 (no uncertain pixel in ground truth or prediction) all its numbers count as 0. The average
+    0/0 counts as 0 (with a warning for artery and vein); when the uncertain class has an F1 that the
+    original's formula 2PS / (P + S) leaves undefined (no true-positive uncertain pixel) all its
+    numbers count as 0. The average
     weights each class by its number of ground-truth pixels in the whole image. ``vessel`` scores the
     binary vessel map (any channel on) and is not part of the average.
+
+    ``binary``: a (3, H, W) bool channel map to score instead of ``prob > threshold`` (the 2023
+    release's argmax maps); ``prob`` then only gives the threshold-free AUCs. ``nan_policy="authors"``
+    follows the 2023 test code (SPEC 9.4): artery/vein NaNs stay NaN, and a class whose FOV
+    confusion matrix has one cell (ground truth and prediction both all-negative, or both
+    all-positive) scores 0 in every number; the uncertain rule is the same in both policies.
     """
+    if nan_policy not in ("zero", "authors"):
+        raise ValueError(f"nan_policy must be 'zero' or 'authors', got {nan_policy!r}")
     prob, label, mask = _as_tensor(prob, "prob"), _as_tensor(label, "label"), _as_tensor(mask, "mask")
     fov = validate_inputs(prob, label, mask)
     prob = prob * fov
-    pred_cls = decode_classes(prob > threshold)
+    if binary is None:
+        binary = prob > threshold
+    else:
+        binary = _as_tensor(binary, "binary")
+        if binary.shape != prob.shape or binary.dtype != torch.bool:
+            raise ValueError(f"binary must be a bool map of shape {tuple(prob.shape)}, got {tuple(binary.shape)} "
+                             f"({binary.dtype})")
+        binary = binary.to(prob.device) & fov
+    pred_cls = decode_classes(binary)
     gt_cls = decode_classes(label.bool())
     counts = class_counts(pred_cls, gt_cls, fov).tolist()
     weights = torch.bincount(_pack(gt_cls).flatten(), minlength=8).cpu().numpy()
@@ -159,8 +178,16 @@ def image_metrics(
         if with_prob_auc:
             roc_p, pr_p = _threshold_free(inside(score), inside(target))
             m.update(roc_auc_prob=roc_p, pr_auc_prob=pr_p)
-        if name == "uncertain" and math.isnan(m["f1"]):
+        tp, fp, fn, tn = counts_row
+        # The original computed F1 as 2PS / (P + S): undefined whenever no pixel is a true positive.
+        original_f1_undefined = tp == 0
+        one_cell = (tp + fp + fn == 0) or (fp + fn + tn == 0)
+        if (name == "uncertain" and original_f1_undefined) or (nan_policy == "authors" and one_cell):
             m = dict.fromkeys(m, 0.0)
+        if nan_policy == "authors":
+            if original_f1_undefined and not one_cell and name != "uncertain":
+                m["f1"] = math.nan
+            return m
         undefined = [k for k, v in m.items() if math.isnan(v)]
         if undefined and name in ("artery", "vein"):
             warnings.warn(f"{name}: {', '.join(undefined)} undefined (0/0), counted as 0", stacklevel=3)
@@ -168,8 +195,9 @@ def image_metrics(
 
     result = {name: scores(name, counts[c], prob[CLASS_CHANNEL[name]], gt_cls[c]) for c, name in enumerate(CLASSES)}
     total = weights.sum()
+    empty = math.nan if nan_policy == "authors" else 0.0
     result[AVERAGE] = {
-        k: float(sum(weights[c] * result[name][k] for c, name in enumerate(CLASSES)) / total) if total else 0.0
+        k: float(sum(weights[c] * result[name][k] for c, name in enumerate(CLASSES)) / total) if total else empty
         for k in result[CLASSES[0]]
     }
     result[VESSEL] = scores(VESSEL, counts[3], prob.amax(0), gt_cls.any(0))

@@ -25,3 +25,26 @@ def reference_weights(ref: dict, net: str) -> dict[str, torch.Tensor]:
         else:
             out[key] = 0.1 * torch.randn(shape, generator=g)
     return out
+
+
+def authors_misc_measures(truth, pred) -> tuple[float, ...]:
+    """The original evaluation's per-class numbers, written out independently with scikit-learn:
+    (acc, sensitivity, specificity, precision, G, F1, mse, iou). A one-cell confusion matrix
+    (a single class present) gives all zeros; other 0/0 ratios give NaN, as numpy does."""
+    import numpy as np
+    from sklearn.metrics import confusion_matrix, mean_squared_error
+
+    cm = confusion_matrix(truth, pred)
+    if cm.shape != (2, 2):
+        return (0.0,) * 8
+    mse = mean_squared_error(truth, pred)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cm = cm.astype(np.float64)
+        acc = (cm[0, 0] + cm[1, 1]) / cm.sum()
+        sens = cm[1, 1] / (cm[1, 0] + cm[1, 1])
+        spec = cm[0, 0] / (cm[0, 1] + cm[0, 0])
+        prec = cm[1, 1] / (cm[1, 1] + cm[0, 1])
+        g = np.sqrt(sens * spec)
+        f1 = 2 * prec * sens / (prec + sens)
+        iou = cm[1, 1] / (cm[1, 0] + cm[0, 1] + cm[1, 1])
+    return tuple(float(v) for v in (acc, sens, spec, prec, g, f1, mse, iou))

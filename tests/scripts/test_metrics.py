@@ -175,3 +175,58 @@ def test_vessel_level_scores_ignore_the_class():
     assert r["artery"]["sensitivity"] == 0.0
     assert r["vessel"]["sensitivity"] == 0.5 and r["vessel"]["precision"] == 1.0
     assert r["vessel"]["f1"] == pytest.approx(2 / 3)
+
+
+AUTHOR_KEYS = ("accuracy", "sensitivity", "specificity", "precision", "g_mean", "f1", "mse", "iou")
+
+
+def _index_maps(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random 12 x 10 ground-truth and predicted class indices (0 bg, 1 A, 2 V, 3 U) and an FOV;
+    some seeds drop a class from the prediction or the ground truth, or miss every uncertain pixel."""
+    rng = np.random.default_rng(seed)
+    gt = rng.choice(4, size=(12, 10), p=[0.6, 0.15, 0.15, 0.1])
+    pred = np.where(rng.random(gt.shape) < 0.7, gt, rng.choice(4, size=gt.shape))
+    if seed % 4 == 1:
+        pred[pred == 3] = 0  # no uncertain pixel predicted: its F1 is undefined in the original
+    if seed % 4 == 2:
+        pred[pred == 1] = 2  # no artery predicted: the original's artery ratios become NaN
+    if seed % 4 == 3:
+        gt[gt == 3], pred[pred == 3] = 0, 0  # no uncertain anywhere: one-cell matrix
+    fov = rng.random(gt.shape) < 0.9
+    return gt, pred, fov
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_authors_policy_equals_the_original_code_on_index_maps(seed):
+    from scripts.labels import INDEX_TO_RGB
+    from tests.helpers import authors_misc_measures
+
+    gt, pred, fov = _index_maps(seed)
+    label = INDEX_TO_RGB[gt].transpose(2, 0, 1)
+    binary = INDEX_TO_RGB[pred].transpose(2, 0, 1).copy()
+    binary[1] &= pred == 3  # uncertain predictions as green, not white (both decode to uncertain)
+    r = image_metrics(np.zeros(label.shape), label, fov, binary=torch.from_numpy(binary), nan_policy="authors",
+                      with_prob_auc=False)
+    expected = {}
+    for name, c in (("artery", 1), ("vein", 2), ("uncertain", 3)):
+        values = authors_misc_measures((gt[fov] == c).astype(int), (pred[fov] == c).astype(int))
+        if name == "uncertain" and np.isnan(values[5]):
+            values = (0.0,) * 8
+        expected[name] = dict(zip(AUTHOR_KEYS, values))
+        np.testing.assert_allclose([r[name][k] for k in AUTHOR_KEYS], values, rtol=1e-12, atol=0, err_msg=name)
+    counts = {name: (gt == c).sum() for name, c in (("artery", 1), ("vein", 2), ("uncertain", 3))}
+    for k in AUTHOR_KEYS:
+        want = sum(counts[n] * expected[n][k] for n in counts) / sum(counts.values())
+        np.testing.assert_allclose(r["average"][k], want, rtol=1e-12, atol=0, err_msg=k)
+
+
+def test_uncertain_without_a_true_positive_counts_as_zero():
+    label = np.zeros((3, 4, 4), np.uint8)
+    label[1, 0, :2] = 1  # two uncertain pixels in the ground truth, both missed
+    label[0, 3, :] = 1
+    prob = np.zeros((3, 4, 4))
+    prob[1, 2, :] = 1  # four uncertain pixels predicted elsewhere
+    prob[0, 3, :] = 1
+    r = image_metrics(prob, label, np.ones((4, 4), bool))
+    assert all(v == 0.0 for v in r["uncertain"].values())
+    assert r["artery"]["f1"] == 1.0
