@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model import BranchGenerator, Discriminator, FusionGenerator, is_original_state_dict, map_original_state_dict
+from model import build_discriminator, build_generators, describe_state, is_original_state_dict, map_original_state_dict
 from scripts.atomic import atomic_write
 
 FORMAT = "avseg-v1"
@@ -52,16 +52,11 @@ def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
             "point to the right file.") from None
 
 
-def build_networks(n_filters: int, with_discriminator: bool = False) -> dict[str, nn.Module]:
-    nets: dict[str, nn.Module] = {"G_A": BranchGenerator(n_filters), "G_V": BranchGenerator(n_filters),
-                                  "G": FusionGenerator(n_filters)}
+def build_networks(n_filters: int, with_discriminator: bool = False, variant: str = "v2021") -> dict[str, nn.Module]:
+    nets = build_generators(variant, n_filters)
     if with_discriminator:
-        nets["D"] = Discriminator(n_filters)
+        nets["D"] = build_discriminator(variant, n_filters)
     return nets
-
-
-def _width_of(state: dict[str, torch.Tensor]) -> int:
-    return int(state["encoder.inc.conv1.0.weight"].shape[0])
 
 
 def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -95,23 +90,49 @@ def require_parts(ckpt: dict, path: Path | str, parts: dict[str, tuple[str, ...]
                               "by another tool. Use another checkpoint (e.g. an epoch_XXXX.pt snapshot).")
 
 
-def load_original_generators(paths: dict[str, Path], device: str | torch.device = "cpu") -> dict[str, nn.Module]:
-    """G_A, G_V, G from three state-dict files written by the original code (keys are mapped)."""
-    nets = {}
-    for name in GENERATORS:
-        state = load(paths[name], device)
-        if isinstance(state, dict) and state.get("format") == FORMAT:
-            raise CheckpointError(f"{paths[name]}: this is a checkpoint of this project, not a state dict of the "
-                                  "original code; give it with --checkpoint instead of --original")
-        if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CheckpointError(f"{paths[name]}: expected a state dict (parameter name -> tensor) of the "
-                                  f"original {name}; check that the three files are G_A, G_V and G in that order")
-        if is_original_state_dict(state):
-            state = map_original_state_dict(state)
-        if "encoder.inc.conv1.0.weight" not in state:
-            raise CheckpointError(f"{paths[name]}: not a state dict of the original networks (no input convolution "
-                                  "'inc.double_conv.0.weight'); check the file")
-        net = (FusionGenerator if name == "G" else BranchGenerator)(_width_of(state))
-        load_state(net, state, f"{paths[name]} [{name}]")
-        nets[name] = net.to(device).eval()
-    return nets
+ROLE = {"G_A": "branch", "G_V": "branch", "G": "fusion"}
+ROLE_NAME = {"G_A": "the artery branch generator G_A", "G_V": "the vein branch generator G_V",
+             "G": "the fusion generator G"}
+
+
+def _original_state(path: Path, name: str, hint: str) -> tuple[dict[str, torch.Tensor], str, int]:
+    """A state dict written by the original code for generator ``name``, with this project's key names,
+    plus the variant and width its shapes show (SPEC 9.1). Loaded on the CPU whatever device saved it."""
+    state = load(path, "cpu")
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        raise CheckpointError(f"{path}: this is a checkpoint of this project, not a state dict of the "
+                              "original code; give it with --checkpoint instead")
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor) of {ROLE_NAME[name]}; {hint}")
+    if is_original_state_dict(state):
+        state = map_original_state_dict(state)
+    found = describe_state(state)
+    if found is None:
+        raise CheckpointError(f"{path}: not a state dict of this method's generators (no input convolution "
+                              f"'inc.double_conv.0.weight' or an unknown output head); {hint}")
+    variant, role, n = found
+    if role != ROLE[name]:
+        other = "a fusion generator (G, with side outputs)" if role == "fusion" else "a branch generator (G_A or G_V)"
+        raise CheckpointError(f"{path}: holds {other}, but this file should be {ROLE_NAME[name]}; {hint}")
+    return state, variant, n
+
+
+def load_original_generators(paths: dict[str, Path], device: str | torch.device = "cpu",
+                             hint: str = "check that the three files are G_A, G_V and G in that order"
+                             ) -> tuple[dict[str, nn.Module], str]:
+    """G_A, G_V, G from three state-dict files written by the original code (keys are mapped).
+
+    The variant (2021 paper or 2023 release, SPEC 9.1) is read from the weights' shapes; the three
+    files must agree on it and on the width. Returns (nets in eval mode on ``device``, variant).
+    """
+    states = {name: _original_state(Path(paths[name]), name, hint) for name in GENERATORS}
+    kinds = {(v, n) for _, v, n in states.values()}
+    if len(kinds) > 1:
+        found = ", ".join(f"{paths[name]}: {v}, width {n}" for name, (_, v, n) in states.items())
+        raise CheckpointError(f"the three generator files do not belong together ({found}); use G_A, G_V and G "
+                              "of one training run")
+    (variant, n), = kinds
+    nets = build_networks(n, variant=variant)
+    for name, (state, _, _) in states.items():
+        load_state(nets[name], state, f"{paths[name]} [{name}]")
+    return {k: v.to(device).eval() for k, v in nets.items()}, variant

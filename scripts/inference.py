@@ -1,19 +1,33 @@
-"""Running the three generators, and scoring them on a dataset with the paper protocol."""
+"""Running the generators, in either variant, and scoring them on a dataset.
+
+:class:`Predictor` is the one place that knows how a variant turns a photograph into maps:
+the 2021 paper networks (sigmoid probabilities, bicubic resize of the probabilities, threshold 0.5;
+SPEC 6) and the authors' 2023 release (softmax logits resized bicubic with ``align_corners=True``,
+argmax; SPEC 9.3-9.4). Both give their results in this project's convention: a (3, H, W)
+probability map with channels (artery, uncertain, vein) and a (3, H, W) bool channel map whose
+decoded classes (``scripts.labels.decode_classes``) are the prediction.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from scripts.augment import normalise
 from scripts.dataset import AVDataset, eval_collate
 from scripts.metrics import image_metrics, resize_prob
+
+RELEASE_TO_CHANNELS = [1, 3, 2]  # softmax classes (bg, A, V, U) -> our channels (artery, uncertain, vein)
 
 
 @torch.no_grad()
 def predict_probs(nets: dict[str, nn.Module], x: torch.Tensor, flip_tta: bool = False) -> torch.Tensor:
-    """(B, 3, H, W) normalised images -> (B, 3, H, W) fused probabilities (G_A, G_V, then G)."""
+    """2021 networks: (B, 3, H, W) normalised images -> (B, 3, H, W) fused probabilities (G_A, G_V, then G)."""
     def run(inp: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(nets["G_A"](inp))
         v = torch.sigmoid(nets["G_V"](inp))
@@ -25,22 +39,88 @@ def predict_probs(nets: dict[str, nn.Module], x: torch.Tensor, flip_tta: bool = 
     return prob
 
 
-def iterate_predictions(nets: dict[str, nn.Module], dataset: AVDataset, device: torch.device, batch_size: int = 1,
+@torch.no_grad()
+def release_logits(nets: dict[str, nn.Module], x: torch.Tensor, flip_tta: bool = False) -> torch.Tensor:
+    """2023 networks: (B, 3, H, W) images -> (B, 4, H, W) logits of G fed with the branches' features."""
+    def run(inp: torch.Tensor) -> torch.Tensor:
+        _, f_a = nets["G_A"](inp)
+        _, f_v = nets["G_V"](inp)
+        return nets["G"](inp, f_a, f_v)[0]
+
+    logits = run(x)
+    if flip_tta:  # not in the authors' code: the mean of the logits of the image and its mirror
+        logits = (logits + run(x.flip(-1)).flip(-1)) / 2
+    return logits
+
+
+def release_channels(class_index: torch.Tensor) -> torch.Tensor:
+    """(H, W) class indices (0 bg, 1 A, 2 V, 3 U) -> (3, H, W) bool channel map (artery, uncertain, vein)."""
+    return torch.stack([class_index == 1, class_index == 3, class_index == 2])
+
+
+@dataclass
+class Predictor:
+    """Generators of one variant at one model size (W, H), ready to predict."""
+
+    nets: dict[str, nn.Module]
+    variant: str
+    model_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for net in self.nets.values():
+            net.eval()
+
+    def normalise(self, image: np.ndarray) -> np.ndarray:
+        """A model-size (H, W, 3) uint8 image -> the network input (3, H, W) float32."""
+        return normalise(image, multiply_std=self.variant == "v2023")
+
+    def forward(self, x: torch.Tensor, flip_tta: bool = False) -> torch.Tensor:
+        """Model-size outputs: 2021 probabilities (B, 3, h, w), 2023 logits (B, 4, h, w)."""
+        if self.variant == "v2023":
+            return release_logits(self.nets, x, flip_tta)
+        return predict_probs(self.nets, x, flip_tta)
+
+    def small_prob(self, out: torch.Tensor) -> torch.Tensor:
+        """Model-size (3, h, w) probabilities (artery, uncertain, vein) of one forward output."""
+        if self.variant == "v2023":
+            return torch.softmax(out, dim=0)[RELEASE_TO_CHANNELS]
+        return out
+
+    def raw(self, out: torch.Tensor, raw_hw: tuple[int, int], fov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward output at the raw size: (probabilities (3, H, W), bool channel map (3, H, W)),
+        both zero outside the (H, W) bool FOV."""
+        if self.variant == "v2023":
+            logits = out[None].float()
+            if tuple(logits.shape[-2:]) != tuple(raw_hw):
+                logits = F.interpolate(logits, size=tuple(raw_hw), mode="bicubic", align_corners=True)
+            soft = torch.softmax(logits[0], dim=0)
+            prob = soft[RELEASE_TO_CHANNELS] * fov
+            return prob, release_channels(soft.argmax(dim=0)) & fov
+        prob = resize_prob(out, raw_hw) * fov
+        return prob, prob > 0.5
+
+
+def iterate_predictions(predictor: Predictor, dataset: AVDataset, device: torch.device, batch_size: int = 1,
                         workers: int = 0) -> Iterator[dict]:
-    """For each image of an evaluation dataset: id, model-size probs, raw-size probs (zero outside
-    the FOV), label and mask, all on ``device``."""
-    for net in nets.values():
-        net.eval()
+    """For each image of an evaluation dataset: id, model-size probabilities, raw-size probabilities
+    and binary channel map (zero outside the FOV), label and mask, all on ``device``."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=eval_collate)
     for batch in loader:
-        probs = predict_probs(nets, batch["image"].to(device))
+        outs = predictor.forward(batch["image"].to(device))
         for i, image_id in enumerate(batch["id"]):
             mask = batch["mask"][i].to(device)
-            raw = resize_prob(probs[i], batch["raw_size"][i]) * mask
-            yield {"id": image_id, "small": probs[i], "raw": raw, "label": batch["label"][i].to(device), "mask": mask}
+            prob, binary = predictor.raw(outs[i], batch["raw_size"][i], mask)
+            yield {"id": image_id, "small": predictor.small_prob(outs[i]), "raw": prob, "binary": binary,
+                   "label": batch["label"][i].to(device), "mask": mask}
 
 
-def evaluate(nets: dict[str, nn.Module], dataset: AVDataset, device: torch.device, with_prob_auc: bool = True) -> list:
-    """[(id, paper metrics)] over the dataset."""
-    return [(p["id"], image_metrics(p["raw"], p["label"], p["mask"], with_prob_auc=with_prob_auc))
-            for p in iterate_predictions(nets, dataset, device)]
+def score_prediction(predictor: Predictor, pred: dict, with_prob_auc: bool = True) -> dict:
+    """Metrics of one prediction of :func:`iterate_predictions`: the paper protocol (SPEC 6) for
+    2021 networks, the release's protocol (SPEC 9.4, with the authors' NaN rules) for 2023 ones."""
+    return image_metrics(pred["raw"], pred["label"], pred["mask"], with_prob_auc=with_prob_auc, binary=pred["binary"],
+                         nan_policy="authors" if predictor.variant == "v2023" else "zero")
+
+
+def evaluate(predictor: Predictor, dataset: AVDataset, device: torch.device, with_prob_auc: bool = True) -> list:
+    """[(id, metrics)] over the dataset."""
+    return [(p["id"], score_prediction(predictor, p, with_prob_auc)) for p in iterate_predictions(predictor, dataset, device)]

@@ -2,12 +2,14 @@
 
     python -m scripts.predict photos/ --checkpoint DRIVE_AV/paper/best.pt --out predictions
     python -m scripts.predict 'clinic/*.jpg' --original CP_A.pth CP_V.pth CP_G.pth --image-size 592 592
+    python -m scripts.predict photos/ --release weights/DRIVE_AV --out predictions   # authors' 2023 release
 
 Inputs: files, folders or globs (jpg, png, tif, bmp, ...; any size; grey, RGB, RGBA, 8- or 16-bit).
 The model runs at its training size; maps come back at each photograph's own size. Per image
 ``<out>/<name>_av.png`` (red artery, blue vein, green uncertain/crossing), ``_prob.png``
 (probabilities x 255, RGB = artery, uncertain, vein), ``_vessel.png`` (binary vessel map) and
-``_overlay.png``; for the run ``<out>/predictions.csv`` (one row per input: its output name and
+``_overlay.png``; with the 2023 release the probabilities are its softmax classes (artery,
+uncertain, vein) and the classes its argmax (SPEC 9.4). For the run ``<out>/predictions.csv`` (one row per input: its output name and
 source file). ``<name>`` is the file name without extension; where two inputs share it, see
 :func:`output_names`. FOV masks come from ``--masks DIR`` (``<stem>_mask.*`` or ``<stem>.*``) or
 are derived from the photograph.
@@ -34,12 +36,12 @@ from tqdm import tqdm
 
 from scripts import checkpoint as ckpt
 from scripts.atomic import WriteError
-from scripts.augment import normalise, resize_image
+from scripts.augment import resize_image
 from scripts.dataset import MASK_EXTENSIONS, check_model_size, find_file
 from scripts.images import IMAGE_EXTENSIONS, DataError, derive_fov, load_mask, load_photo
-from scripts.inference import predict_probs
+from scripts.inference import Predictor
 from scripts.labels import av_colour_map, decode_classes
-from scripts.metrics import resize_prob
+from scripts.release import RELEASE_SIZE, load_release
 from scripts.report import write_atomic
 from scripts.runtime import UsageError, positive_int, resolve_device
 from scripts.visualise import overlay
@@ -106,24 +108,33 @@ def check_writable(out: Path) -> None:
         raise UsageError(f"cannot write to the output folder {out}: {err.strerror or err}") from None
 
 
-def load_model(args: argparse.Namespace, device: torch.device) -> tuple[dict, tuple[int, int]]:
+def load_model(args: argparse.Namespace, device: torch.device) -> Predictor:
+    if args.release:
+        nets = load_release(args.release, args.dataset, device)
+        return Predictor(nets, "v2023", check_model_size(args.image_size or RELEASE_SIZE))
     if args.original:
-        nets = ckpt.load_original_generators(dict(zip(ckpt.GENERATORS, args.original)), device)
+        nets, variant = ckpt.load_original_generators(dict(zip(ckpt.GENERATORS, args.original)), device)
+        log.info("--original: the files hold the %s variant", "2023 release (4-class softmax)" if variant == "v2023"
+                 else "2021 paper (3 sigmoid outputs)")
+        if variant == "v2023":
+            return Predictor(nets, variant, check_model_size(args.image_size or RELEASE_SIZE))
         if not args.image_size:
             raise UsageError("--original: give --image-size W H, the size the original model was trained at "
                              "(592 592 for DRIVE_AV, 800 720 for LES-AV, 880 592 for HRF-AV)")
-        return nets, check_model_size(args.image_size)
+        return Predictor(nets, variant, check_model_size(args.image_size))
     if args.checkpoint is None:
-        raise UsageError("give --checkpoint PATH (a .pt of this project, e.g. DRIVE_AV/paper/best.pt) "
-                         "or --original G_A.pth G_V.pth G.pth")
+        raise UsageError("give --checkpoint PATH (a .pt of this project, e.g. DRIVE_AV/paper/best.pt), "
+                         "--release DIR (the authors' released weights) or --original G_A.pth G_V.pth G.pth")
     path = args.checkpoint / "best.pt" if args.checkpoint.is_dir() else args.checkpoint
     nets, cfg = ckpt.load_generators(path, device)
-    return nets, check_model_size(args.image_size or cfg["image_size"])
+    return Predictor(nets, "v2021", check_model_size(args.image_size or cfg["image_size"]))
 
 
-def save_outputs(out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, fov: np.ndarray) -> dict:
-    """Write the four pictures of one image and return its CSV statistics."""
-    pred = (prob > 0.5).cpu().numpy() & fov
+def save_outputs(out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, binary: torch.Tensor,
+                 fov: np.ndarray) -> dict:
+    """Write the four pictures of one image (probabilities and bool channel map at its size) and
+    return its CSV statistics."""
+    pred = binary.cpu().numpy() & fov
     Image.fromarray(av_colour_map(pred)).save(out / f"{stem}_av.png")
     Image.fromarray((prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()).save(out / f"{stem}_prob.png")
     Image.fromarray(pred.any(0).astype(np.uint8) * 255).save(out / f"{stem}_vessel.png")
@@ -140,7 +151,8 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
     check_writable(args.out)
     files = collect_inputs(args.inputs)
     names = dict(zip(files, output_names(files)))
-    nets, size = load_model(args, device)
+    predictor = load_model(args, device)
+    size = predictor.model_size
     log.info("%d image(s), model size %dx%d, device %s", len(files), *size, device)
     rows, failures = [], []
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=None)
@@ -161,15 +173,15 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
                 bar.update(1)
                 continue
             ok.append(path), photos.append(photo), fovs.append(fov)
-            xs.append(torch.from_numpy(normalise(resize_image(photo, size))))
+            xs.append(torch.from_numpy(predictor.normalise(resize_image(photo, size))))
         if not ok:
             continue
-        probs = predict_probs(nets, torch.stack(xs).to(device), flip_tta=args.tta)
+        outs = predictor.forward(torch.stack(xs).to(device), flip_tta=args.tta)
         per_image = (time.perf_counter() - t0) / len(ok)
-        for path, photo, fov, prob in zip(ok, photos, fovs, probs):
+        for path, photo, fov, out in zip(ok, photos, fovs, outs):
             t1 = time.perf_counter()
-            raw = resize_prob(prob, photo.shape[:2]) * torch.from_numpy(fov).to(prob.device)
-            stats = save_outputs(args.out, names[path], photo, raw, fov)
+            raw, binary = predictor.raw(out, photo.shape[:2], torch.from_numpy(fov).to(out.device))
+            stats = save_outputs(args.out, names[path], photo, raw, binary, fov)
             rows.append({"id": names[path], "file": str(path), "width": photo.shape[1], "height": photo.shape[0],
                          **stats, "seconds": per_image + time.perf_counter() - t1})
             bar.update(1)
@@ -186,13 +198,19 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="image files, folders or globs")
-    p.add_argument("--checkpoint", type=Path, help="a .pt of this project, or a job folder (uses best.pt)")
-    p.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
-                   help="state dicts written by the original code (artery, vein, fusion)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path, help="a .pt of this project, or a job folder (uses best.pt)")
+    which.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
+                       help="state dicts written by the original code (artery, vein, fusion); the variant (2021 "
+                            "paper or 2023 release) is read from their shapes")
+    which.add_argument("--release", type=Path, metavar="DIR",
+                       help="the authors' released checkpoints: the folder with CP_best_F1_{all,A,V}.pth, or the "
+                            "unzipped release above it with --dataset")
+    p.add_argument("--dataset", default=None, help="with --release: which dataset's weights, when DIR holds several")
     p.add_argument("--out", type=Path, default=Path("predictions"))
     p.add_argument("--masks", type=Path, default=None, help="folder of FOV masks (<name>_mask.* or <name>.*)")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                   help="model input size (default: the checkpoint's training size)")
+                   help="model input size (default: the checkpoint's training size; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")

@@ -1,6 +1,11 @@
 """Evaluate a training run's checkpoints on the test split with the paper protocol (SPEC section 6).
 
     python -m scripts.test --dataset DRIVE_AV --job_name drive_paper
+    python -m scripts.test --dataset DRIVE_AV --release weights/DRIVE_AV   # the authors' 2023 release
+
+The authors' released checkpoints (``--release``, or ``--original`` files of that variant) are scored
+as their own test code does (SPEC 9.3-9.4: 720 x 720, argmax of the softmax): one checkpoint, so no
+std; the binary "ROC"/"PR" columns are section 6's reading of the argmax maps.
 
 Evaluates every ``epoch_XXXX.pt`` snapshot of the run (or ``best.pt`` when there is none, or the
 files given with ``--checkpoint``), prints the paper table row as mean +- std over checkpoints
@@ -26,8 +31,9 @@ from scripts.atomic import WriteError
 from scripts.config import DATASETS, default_data_root
 from scripts.dataset import AVDataset
 from scripts.images import DataError
-from scripts.inference import iterate_predictions
-from scripts.metrics import PROB_METRICS, image_metrics, mean_metrics
+from scripts.inference import Predictor, iterate_predictions, score_prediction
+from scripts.metrics import PROB_METRICS, mean_metrics
+from scripts.release import RELEASE_SIZE, load_release
 from scripts.report import format_table, metrics_csv, write_atomic
 from scripts.runtime import UsageError, ensure_folder, resolve_device
 from scripts.visualise import comparison_row
@@ -61,37 +67,50 @@ def paper_row(scores: list[dict]) -> dict[str, tuple[float, float]]:
             for col, m in PAPER_COLUMNS.items()}
 
 
+def load_predictor(source: Path | None, args: argparse.Namespace, device: torch.device) -> Predictor:
+    """The generators to score: a project checkpoint (``source``), ``--release`` or ``--original``."""
+    if args.release:
+        nets, variant, size = load_release(args.release, args.dataset, device), "v2023", RELEASE_SIZE
+    elif args.original:
+        nets, variant = ckpt.load_original_generators(dict(zip(ckpt.GENERATORS, args.original)), device)
+        log.info("--original: the files hold the %s variant", "2023 release (4-class softmax)" if variant == "v2023"
+                 else "2021 paper (3 sigmoid outputs)")
+        size = RELEASE_SIZE if variant == "v2023" else None
+    else:
+        nets, cfg = ckpt.load_generators(source, device)
+        variant, size = "v2021", cfg.get("image_size")
+    size = args.image_size or size
+    return Predictor(nets, variant, tuple(size) if size else None)  # type: ignore[arg-type]
+
+
 def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     job_dir = args.out / args.dataset / args.job_name
     results_dir = ensure_folder(args.results or Path("results") / args.dataset / args.job_name, "--results")
     for sub in ("small_pre", "raw_pre"):
         ensure_folder(args.maps_dir / sub, "--maps-dir")
-    if args.original:
-        sources = [("original", None)]
+    if args.release or args.original:
+        sources: list[tuple[str, Path | None]] = [("release" if args.release else "original", None)]
     else:
         sources = [(p.stem, p) for p in find_checkpoints(job_dir, args.checkpoint)]
     per_image, summaries, scores = [], [], []
     dataset = None
     for i, (name, path) in enumerate(sources):
-        if path is None:
-            nets = ckpt.load_original_generators(dict(zip(ckpt.GENERATORS, args.original)), device)
-            size = args.image_size
-        else:
-            nets, cfg = ckpt.load_generators(path, device)
-            size = args.image_size or cfg.get("image_size")
-        if dataset is None or tuple(dataset.model_size) != tuple(size or dataset.model_size):
+        predictor = load_predictor(path, args, device)
+        wanted = (tuple(predictor.model_size or ()), predictor.variant)
+        if dataset is None or wanted != (tuple(dataset.model_size) if predictor.model_size else (), dataset.variant):
             dataset = AVDataset(args.dataset, args.split, args.data_root or default_data_root(), train=False,
-                                image_size=size)
+                                image_size=predictor.model_size, variant=predictor.variant)
             dataset.preload()  # every file checked before the first checkpoint is scored
+        predictor.model_size = dataset.model_size
         last = i == len(sources) - 1
         rows = []
-        for j, pred in enumerate(iterate_predictions(nets, dataset, device)):
-            rows.append((pred["id"], image_metrics(pred["raw"], pred["label"], pred["mask"])))
+        for j, pred in enumerate(iterate_predictions(predictor, dataset, device)):
+            rows.append((pred["id"], score_prediction(predictor, pred)))
             if last:
                 save_prob_png(args.maps_dir / "small_pre" / f"{pred['id']}.png", pred["small"])
                 save_prob_png(args.maps_dir / "raw_pre" / f"{pred['id']}.png", pred["raw"])
-                fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"])
+                fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"])
                 (results_dir / "figures").mkdir(parents=True, exist_ok=True)
                 Image.fromarray(fig).save(results_dir / "figures" / f"{pred['id']}.png")
         score = mean_metrics([r for _, r in rows])
@@ -103,16 +122,26 @@ def run(args: argparse.Namespace) -> dict:
     row = paper_row(scores)
     metrics_csv(results_dir / "per_image.csv", per_image, key_names=("checkpoint", "id"))
     metrics_csv(results_dir / "summary.csv", summaries, key_names=("checkpoint",))
+    protocol = "SPEC 9.4 (2023 release: softmax argmax)" if predictor.variant == "v2023" else "SPEC 6 (paper)"
     write_atomic(results_dir / "paper_row.json", json.dumps(
-        {"dataset": args.dataset, "split": args.split, "checkpoints": [n for n, _ in sources],
+        {"dataset": args.dataset, "split": args.split, "protocol": protocol, "variant": predictor.variant,
+         "model_size": list(dataset.model_size), "checkpoints": [n for n, _ in sources],
          "percent": {k: {"mean": m, "std": s} for k, (m, s) in row.items()},
          "per_checkpoint": {n: {col: 100 * score["average"][m] for col, m in PAPER_COLUMNS.items()}
                             for (n, _), score in zip(sources, scores)}}, indent=1) + "\n")
     mean = mean_metrics(scores)
     print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(sources)} checkpoint(s) "
           f"({sources[0][0]} .. {sources[-1][0]})")
-    print("\nPaper table row (percent, mean +- std over checkpoints; binary 'ROC'/'PR' as in the paper):")
-    print("  ".join(f"{k}: {m:.2f} +- {s:.2f}" for k, (m, s) in row.items()))
+    if predictor.variant == "v2023":
+        print(f"\nThe authors' 2023 release, scored as their test code does (SPEC 9.3-9.4): model size "
+              f"{dataset.model_size[0]}x{dataset.model_size[1]}, argmax of the softmax, FOV pixels; 'ROC'/'PR' are "
+              "section 6's binary reading of the argmax maps (their test code prints none).")
+    if len(sources) == 1:
+        print("\nPaper table row (percent; 1 checkpoint, so no std):")
+        print("  ".join(f"{k}: {m:.2f}" for k, (m, _) in row.items()))
+    else:
+        print("\nPaper table row (percent, mean +- std over checkpoints; binary 'ROC'/'PR' as in the paper):")
+        print("  ".join(f"{k}: {m:.2f} +- {s:.2f}" for k, (m, s) in row.items()))
     print("\nPer class (percent, mean over checkpoints):")
     print(format_table(mean))
     print("\nThreshold-free AUCs of the probabilities (not the paper's 'ROC'/'PR'):")
@@ -128,10 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
     p.add_argument("--out", type=Path, default=Path("."), help="where training wrote OUT/<DATASET>/<job>")
-    p.add_argument("--checkpoint", type=Path, action="append", help="evaluate this file (repeatable)")
-    p.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
-                   help="state dicts written by the original code (artery, vein, fusion)")
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path, action="append", help="evaluate this file (repeatable)")
+    which.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
+                       help="state dicts written by the original code (artery, vein, fusion); the variant (2021 "
+                            "paper or 2023 release) is read from their shapes")
+    which.add_argument("--release", type=Path, metavar="DIR",
+                       help="the authors' released checkpoints: the folder with CP_best_F1_{all,A,V}.pth, or the "
+                            "unzipped release above it (the one for --dataset is found)")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="model size (default: the checkpoint's; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")
     p.add_argument("--maps-dir", type=Path, default=Path("Final_pre"))
     p.add_argument("--results", type=Path, default=None, help="default: results/<DATASET>/<job>")

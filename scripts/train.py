@@ -31,7 +31,7 @@ from scripts.atomic import WriteError, remove_stale_temporaries
 from scripts.config import DATASETS, PAPER, default_data_root
 from scripts.dataset import AVDataset, EpochSampler, split_ids
 from scripts.images import DataError
-from scripts.inference import evaluate, iterate_predictions
+from scripts.inference import Predictor, evaluate, iterate_predictions
 from scripts.metrics import mean_metrics
 from scripts.report import write_atomic
 from scripts.runtime import (
@@ -309,7 +309,8 @@ def run(args: argparse.Namespace) -> dict:
                 args.time_limit is not None and time.perf_counter() - started > 60 * args.time_limit)
             if val_ds is not None and (epoch % args.val_every == 0 or last_epoch):
                 t_val = time.perf_counter()
-                scores = mean_metrics([r for _, r in evaluate(nets, val_ds, device, with_prob_auc=False)])
+                predictor = Predictor({k: nets[k] for k in ckpt.GENERATORS}, "v2021", val_ds.model_size)
+                scores = mean_metrics([r for _, r in evaluate(predictor, val_ds, device, with_prob_auc=False)])
                 n_validations += 1
                 for cls, values in scores.items():
                     for k, v in values.items():
@@ -320,9 +321,10 @@ def run(args: argparse.Namespace) -> dict:
                            f"{100 * scores['average']['sensitivity']:.2f}  mean losses "
                            + " ".join(f"{k} {v:.3f}" for k, v in shown.items()))
                 if (n_validations - 1) % args.image_every == 0:
-                    first = next(iterate_predictions(nets, torch.utils.data.Subset(val_ds, [0]), device))
+                    first = next(iterate_predictions(predictor, torch.utils.data.Subset(val_ds, [0]), device))
                     writer.add_image("val/photo_truth_prediction_errors", comparison_row(
-                        val_ds, 0, first["raw"], first["label"], first["mask"]), epoch, dataformats="HWC")
+                        val_ds, 0, first["raw"], first["label"], first["mask"], first["binary"]), epoch,
+                        dataformats="HWC")
                 timer.validation += time.perf_counter() - t_val
                 timer.validations += 1
                 if f1 > best:

@@ -43,13 +43,14 @@ def error_map(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> np.ndarr
 
 
 def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
-                      max_height: int = 512) -> np.ndarray:
+                      max_height: int = 512, binary: np.ndarray | None = None) -> np.ndarray:
     """photograph | ground truth | prediction | error map | vessel probability, one (H, 5W, 3) image.
 
+    The prediction is ``prob > 0.5`` unless a bool channel map ``binary`` is given (argmax maps).
     The last panel (max probability over the channels, black 0 to white 1) shows what the model
-    sees below the 0.5 threshold.
+    sees below the threshold.
     """
-    pred = (prob > 0.5) & mask
+    pred = ((prob > 0.5) if binary is None else binary.astype(bool)) & mask
     heat = np.repeat((np.clip(prob.max(axis=0) * mask, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
     panels = [photo, av_colour_map(label.astype(bool)), av_colour_map(pred), error_map(pred, label.astype(bool), mask),
               heat]
@@ -65,10 +66,12 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
     return np.concatenate(row, axis=1)
 
 
-def comparison_row(dataset, index: int, prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+def comparison_row(dataset, index: int, prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor,
+                   binary: torch.Tensor | None = None) -> np.ndarray:
     """:func:`comparison_figure` for item ``index`` of an evaluation dataset (raw-size tensors)."""
     photo = load_photo(dataset.items[index].image)
-    return comparison_figure(photo, prob.cpu().numpy(), label.cpu().numpy().astype(bool), mask.cpu().numpy())
+    return comparison_figure(photo, prob.cpu().numpy(), label.cpu().numpy().astype(bool), mask.cpu().numpy(),
+                             binary=None if binary is None else binary.cpu().numpy())
 
 
 def overlay(photo: np.ndarray, pred: np.ndarray, alpha: float = 0.6) -> np.ndarray:

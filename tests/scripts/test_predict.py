@@ -153,10 +153,10 @@ def test_ratio_is_empty_without_both_classes(checkpoint, tmp_path):
     fov = np.ones((32, 32), bool)
     prob = torch.zeros(3, 32, 32)
     prob[2, :4] = 1.0  # vein only
-    stats = save_outputs(tmp_path, "x", photo, prob, fov)
+    stats = save_outputs(tmp_path, "x", photo, prob, prob > 0.5, fov)
     assert stats["artery_vein_ratio"] is None and stats["vein_fraction"] == pytest.approx(4 / 32)
     prob[0, 10:12] = 1.0  # and some artery
-    assert save_outputs(tmp_path, "y", photo, prob, fov)["artery_vein_ratio"] == pytest.approx(0.5)
+    assert save_outputs(tmp_path, "y", photo, prob, prob > 0.5, fov)["artery_vein_ratio"] == pytest.approx(0.5)
 
 
 def test_batch_size_zero_is_refused_by_name(photos, checkpoint, tmp_path, capsys):
