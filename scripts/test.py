@@ -86,7 +86,9 @@ def load_predictor(source: Path | None, args: argparse.Namespace, device: torch.
 def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
     job_dir = args.out / args.dataset / args.job_name
-    results_dir = ensure_folder(args.results or Path("results") / args.dataset / args.job_name, "--results")
+    # a release or original files are not a training run of --job_name: their results go apart
+    run_name = "release" if args.release else "original" if args.original else args.job_name
+    results_dir = ensure_folder(args.results or Path("results") / args.dataset / run_name, "--results")
     for sub in ("small_pre", "raw_pre"):
         ensure_folder(args.maps_dir / sub, "--maps-dir")
     if args.release or args.original:
@@ -130,8 +132,8 @@ def run(args: argparse.Namespace) -> dict:
          "per_checkpoint": {n: {col: 100 * score["average"][m] for col, m in PAPER_COLUMNS.items()}
                             for (n, _), score in zip(sources, scores)}}, indent=1) + "\n")
     mean = mean_metrics(scores)
-    print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(sources)} checkpoint(s) "
-          f"({sources[0][0]} .. {sources[-1][0]})")
+    names = sources[0][0] if len(sources) == 1 else f"{sources[0][0]} .. {sources[-1][0]}"
+    print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(sources)} checkpoint(s) ({names})")
     if predictor.variant == "v2023":
         print(f"\nThe authors' 2023 release, scored as their test code does (SPEC 9.3-9.4): model size "
               f"{dataset.model_size[0]}x{dataset.model_size[1]}, argmax of the softmax, FOV pixels; 'ROC'/'PR' are "
@@ -169,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model size (default: the checkpoint's; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")
     p.add_argument("--maps-dir", type=Path, default=Path("Final_pre"))
-    p.add_argument("--results", type=Path, default=None, help="default: results/<DATASET>/<job>")
+    p.add_argument("--results", type=Path, default=None,
+                   help="default: results/<DATASET>/<job> (results/<DATASET>/release or .../original for those)")
     return p
 
 
