@@ -27,6 +27,7 @@ from scripts.images import (
     load_photo,
     open_image,
 )
+from scripts.vessels.graph import VesselGraph, build_graph
 
 log = logging.getLogger("avseg")
 MASK_EXTENSIONS = (".gif", ".png", ".tif", ".tiff", ".jpg", ".bmp")
@@ -165,6 +166,7 @@ class AVDataset(Dataset):
         if missing:
             log.warning("%s/%s: no FOV mask for %s; deriving the FOV from the image", name, split, missing[:5])
         self._cache: dict[int, tuple] = {}
+        self._graphs: dict[tuple[int, float | None], VesselGraph] = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -193,6 +195,13 @@ class AVDataset(Dataset):
             else:
                 self._cache[index] = (small, label, mask)
         return self._cache[index]
+
+    def vessel_graph(self, index: int, radius: float | None = None) -> VesselGraph:
+        """The ground-truth vessel graph of an evaluation item (built once, then cached)."""
+        if (index, radius) not in self._graphs:
+            _, label, mask = self._load(index)
+            self._graphs[(index, radius)] = build_graph(label.transpose(2, 0, 1), radius=radius, fov=mask)
+        return self._graphs[(index, radius)]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, seed = key if isinstance(key, tuple) else (key, key)

@@ -19,8 +19,12 @@ from scripts.atomic import WriteError
 from scripts.config import DATASETS, dataset_info, default_data_root
 from scripts.dataset import find_items
 from scripts.images import DataError, decode_image, load_label, load_mask
+from scripts.labels import decode_classes
 from scripts.metrics import PROB_METRICS, image_metrics, mean_metrics, resize_prob
-from scripts.report import format_table, metrics_csv, summary_json
+from scripts.report import format_table, metrics_csv, summary_json, write_csv
+from scripts.vessels import segments as seg
+from scripts.vessels.graph import build_graph
+from scripts.vessels.segments import format_segments
 
 log = logging.getLogger("avseg")
 
@@ -42,8 +46,10 @@ def load_prediction(path: Path, image_id: str, raw_hw: tuple[int, int], model_wh
 
 
 def evaluate_folder(pred_dir: Path, dataset: str, split: str, data_root: Path,
-                    model_size: tuple[int, int] | None = None) -> list[tuple[str, dict]]:
-    """Per-image paper metrics of the predictions in ``pred_dir``."""
+                    model_size: tuple[int, int] | None = None, crossing_radius: float | None = None,
+                    min_segment_length: int = seg.MIN_LENGTH) -> list[tuple[str, dict, dict]]:
+    """Per image: id, paper metrics and segment counts (``scripts.vessels.segments``) of the
+    predictions in ``pred_dir``."""
     info = dataset_info(dataset)
     items = find_items(Path(data_root) / dataset / split, info.label_suffixes)
     results = []
@@ -53,7 +59,10 @@ def evaluate_folder(pred_dir: Path, dataset: str, split: str, data_root: Path,
         if mask is None:
             raise DataError(f"{item.image}: no FOV mask; the paper protocol needs one per test image")
         prob = load_prediction(pred_dir / f"{item.id}.png", item.id, mask.shape, model_size or info.model_size)
-        results.append((item.id, image_metrics(prob, label.transpose(2, 0, 1), mask)))
+        label = label.transpose(2, 0, 1)
+        classes = decode_classes(prob * torch.from_numpy(mask) > 0.5).numpy()
+        counts = seg.segment_counts(build_graph(label, crossing_radius, mask), classes, min_segment_length)
+        results.append((item.id, image_metrics(prob, label, mask), counts))
     return results
 
 
@@ -66,19 +75,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("W", "H"),
                    help="model size the predictions may be at (default: the dataset's)")
     p.add_argument("--csv", type=Path, help="write per-image, per-class rows here")
-    p.add_argument("--json", type=Path, help="write the mean over images here as {class: {metric: value}}")
+    p.add_argument("--segments-csv", type=Path, help="write per-image segment counts and rates here")
+    p.add_argument("--json", type=Path, help="write the mean over images here as {class: {metric: value}}, "
+                                             "plus 'segments': the pooled segment metrics")
+    seg.add_segment_options(p)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if not a.pred.is_dir():
             raise DataError(f"prediction folder not found: {a.pred}")
-        rows = evaluate_folder(a.pred, a.dataset, a.split, a.data_root or default_data_root(),
-                               tuple(a.image_size) if a.image_size else None)
+        results = evaluate_folder(a.pred, a.dataset, a.split, a.data_root or default_data_root(),
+                                  tuple(a.image_size) if a.image_size else None, a.crossing_radius,
+                                  a.min_segment_length)
+        rows = [(image_id, r) for image_id, r, _ in results]
         mean = mean_metrics([r for _, r in rows])
+        segments = seg.segment_metrics(seg.pool([c for _, _, c in results]), a.mixed_share)
         if a.csv:
             metrics_csv(a.csv, rows)
+        if a.segments_csv:
+            write_csv(a.segments_csv, [{"id": i, **c, **seg.segment_metrics(c, a.mixed_share)} for i, _, c in results])
         if a.json:
-            summary_json(a.json, mean)
+            summary_json(a.json, mean, extra={"segments": segments})
     except (DataError, ValueError, WriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -86,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(mean))
     print("\nthreshold-free AUCs of the probabilities (not the paper's binary ROC/PR):")
     print(format_table(mean, PROB_METRICS))
+    print(f"\nsegments (ground-truth centreline segments, pooled over images; mixed at {100 * a.mixed_share:g} %):")
+    print(format_segments(segments))
     return 0
 
 

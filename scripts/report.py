@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 from scripts.atomic import atomic_write
@@ -46,6 +47,24 @@ def metrics_csv(path: Path | str, rows: list[tuple[str | tuple[str, ...], dict[s
     write_atomic(path, buf.getvalue())
 
 
-def summary_json(path: Path | str, result: dict[str, dict[str, float]]) -> None:
-    """{class: {metric: value}} for artery, vein, uncertain, average (fractions)."""
-    write_atomic(path, json.dumps({c: result[c] for c in ROWS}, indent=1) + "\n")
+def summary_json(path: Path | str, result: dict[str, dict[str, float]], extra: dict | None = None) -> None:
+    """{class: {metric: value}} for artery, vein, uncertain, average (fractions), plus ``extra`` keys.
+    NaN (a rate with nothing to count) is written as null."""
+    data = {c: result[c] for c in ROWS} | (extra or {})
+    write_atomic(path, json.dumps(nan_to_null(data), indent=1, allow_nan=False) + "\n")
+
+
+def nan_to_null(x):
+    if isinstance(x, dict):
+        return {k: nan_to_null(v) for k, v in x.items()}
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def write_csv(path: Path | str, rows: list[dict]) -> None:
+    """Rows of dicts with the same keys as a CSV file (written atomically)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: f"{v:.10g}" if isinstance(v, float) else v for k, v in r.items()})
+    write_atomic(path, buf.getvalue())

@@ -31,11 +31,13 @@ from scripts.atomic import WriteError
 from scripts.config import DATASETS, default_data_root
 from scripts.dataset import AVDataset
 from scripts.images import DataError
+from scripts.labels import decode_classes
 from scripts.inference import Predictor, iterate_predictions, score_prediction
 from scripts.metrics import PROB_METRICS, mean_metrics
 from scripts.release import RELEASE_SIZE, load_release
-from scripts.report import format_table, metrics_csv, write_atomic
+from scripts.report import format_table, metrics_csv, nan_to_null, write_atomic, write_csv
 from scripts.runtime import UsageError, ensure_folder, resolve_device
+from scripts.vessels import segments as seg
 from scripts.visualise import comparison_row
 
 log = logging.getLogger("avseg")
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         sources = [(p.stem, p) for p in find_checkpoints(job_dir, args.checkpoint)]
     per_image, summaries, scores = [], [], []
+    segment_rows, segment_scores = [], []
     dataset = None
     for i, (name, path) in enumerate(sources):
         predictor = load_predictor(path, args, device)
@@ -106,15 +109,23 @@ def run(args: argparse.Namespace) -> dict:
             dataset.preload()  # every file checked before the first checkpoint is scored
         predictor.model_size = dataset.model_size
         last = i == len(sources) - 1
-        rows = []
+        rows, counts = [], []
         for j, pred in enumerate(iterate_predictions(predictor, dataset, device)):
             rows.append((pred["id"], score_prediction(predictor, pred)))
+            graph = dataset.vessel_graph(j, args.crossing_radius)
+            classes = decode_classes(pred["binary"]).cpu().numpy()
+            counts.append(seg.segment_counts(graph, classes, args.min_segment_length))
+            segment_rows.append({"checkpoint": name, "id": pred["id"], **counts[-1],
+                                 **seg.segment_metrics(counts[-1], args.mixed_share)})
             if last:
                 save_prob_png(args.maps_dir / "small_pre" / f"{pred['id']}.png", pred["small"])
                 save_prob_png(args.maps_dir / "raw_pre" / f"{pred['id']}.png", pred["raw"])
-                fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"])
+                verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
+                fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"],
+                                     segments=lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width))
                 (results_dir / "figures").mkdir(parents=True, exist_ok=True)
                 Image.fromarray(fig).save(results_dir / "figures" / f"{pred['id']}.png")
+        segment_scores.append(seg.segment_metrics(seg.pool(counts), args.mixed_share))
         score = mean_metrics([r for _, r in rows])
         scores.append(score)
         per_image += [((name, image_id), r) for image_id, r in rows]
@@ -122,6 +133,8 @@ def run(args: argparse.Namespace) -> dict:
         log.info("%s: F1 %.2f  sensitivity %.2f", name, 100 * score["average"]["f1"], 100 * score["average"]["sensitivity"])
 
     row = paper_row(scores)
+    seg_mean = nan_to_null({k: float(np.mean([s[k] for s in segment_scores])) for k in segment_scores[0]})
+    seg_std = nan_to_null({k: float(np.std([s[k] for s in segment_scores])) for k in segment_scores[0]})
     metrics_csv(results_dir / "per_image.csv", per_image, key_names=("checkpoint", "id"))
     metrics_csv(results_dir / "summary.csv", summaries, key_names=("checkpoint",))
     protocol = "SPEC 9.4 (2023 release: softmax argmax)" if predictor.variant == "v2023" else "SPEC 6 (paper)"
@@ -130,7 +143,13 @@ def run(args: argparse.Namespace) -> dict:
          "model_size": list(dataset.model_size), "checkpoints": [n for n, _ in sources],
          "percent": {k: {"mean": m, "std": s} for k, (m, s) in row.items()},
          "per_checkpoint": {n: {col: 100 * score["average"][m] for col, m in PAPER_COLUMNS.items()}
-                            for (n, _), score in zip(sources, scores)}}, indent=1) + "\n")
+                            for (n, _), score in zip(sources, scores)},
+         "segments": {"settings": {"mixed_share": args.mixed_share, "min_segment_length": args.min_segment_length,
+                                   "crossing_radius": args.crossing_radius},
+                      "mean": seg_mean, "std": seg_std,
+                      "per_checkpoint": {n: nan_to_null(s) for (n, _), s in zip(sources, segment_scores)}}},
+        indent=1, allow_nan=False) + "\n")
+    write_csv(results_dir / "segments.csv", segment_rows)
     mean = mean_metrics(scores)
     names = sources[0][0] if len(sources) == 1 else f"{sources[0][0]} .. {sources[-1][0]}"
     print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(sources)} checkpoint(s) ({names})")
@@ -148,6 +167,10 @@ def run(args: argparse.Namespace) -> dict:
     print(format_table(mean))
     print("\nThreshold-free AUCs of the probabilities (not the paper's 'ROC'/'PR'):")
     print(format_table(mean, PROB_METRICS))
+    print(f"\nSegments (ground-truth centreline segments, pooled over images; mean over checkpoints; "
+          f"mixed at {100 * args.mixed_share:g} %; README 'Segment-level evaluation'):")
+    print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
+                              None if len(sources) == 1 else {k: np.nan if v is None else v for k, v in seg_std.items()}))
     print(f"\nmaps: {args.maps_dir}/{{small_pre,raw_pre}}  tables and figures: {results_dir}")
     return {"row": row, "mean": mean, "results_dir": results_dir}
 
@@ -171,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model size (default: the checkpoint's; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")
     p.add_argument("--maps-dir", type=Path, default=Path("Final_pre"))
+    seg.add_segment_options(p)
     p.add_argument("--results", type=Path, default=None,
                    help="default: results/<DATASET>/<job> (results/<DATASET>/release or .../original for those)")
     return p

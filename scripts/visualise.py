@@ -6,6 +6,8 @@ crossing pixel found as vessel, green = missed vessel, magenta = false vessel, b
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from PIL import Image
@@ -43,18 +45,24 @@ def error_map(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> np.ndarr
 
 
 def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
-                      max_height: int = 512, binary: np.ndarray | None = None) -> np.ndarray:
-    """photograph | ground truth | prediction | error map | vessel probability, one (H, 5W, 3) image.
+                      max_height: int = 512, binary: np.ndarray | None = None,
+                      segments: Callable[[int], np.ndarray] | None = None) -> np.ndarray:
+    """photograph | ground truth | prediction | error map | vessel probability [| segment verdicts],
+    one (H, 5W or 6W, 3) image.
 
     The prediction is ``prob > 0.5`` unless a bool channel map ``binary`` is given (argmax maps).
-    The last panel (max probability over the channels, black 0 to white 1) shows what the model
-    sees below the threshold.
+    The fifth panel (max probability over the channels, black 0 to white 1) shows what the model
+    sees below the threshold. ``segments(thickness)`` draws the sixth: the ground-truth centreline
+    coloured by segment verdict (``scripts.vessels.segments.VERDICT_COLOURS``), with lines thick
+    enough to survive the downscaling.
     """
     pred = ((prob > 0.5) if binary is None else binary.astype(bool)) & mask
     heat = np.repeat((np.clip(prob.max(axis=0) * mask, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
     panels = [photo, av_colour_map(label.astype(bool)), av_colour_map(pred), error_map(pred, label.astype(bool), mask),
               heat]
     h, w = photo.shape[:2]
+    if segments is not None:
+        panels.append(segments(max(1, int(np.ceil(h / max_height)))))
     if h > max_height:
         size = (round(w * max_height / h), max_height)
         panels = [np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i in (0, 4) else Image.NEAREST))
@@ -67,11 +75,12 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
 
 
 def comparison_row(dataset, index: int, prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor,
-                   binary: torch.Tensor | None = None) -> np.ndarray:
+                   binary: torch.Tensor | None = None, segments: Callable[[int], np.ndarray] | None = None
+                   ) -> np.ndarray:
     """:func:`comparison_figure` for item ``index`` of an evaluation dataset (raw-size tensors)."""
     photo = load_photo(dataset.items[index].image)
     return comparison_figure(photo, prob.cpu().numpy(), label.cpu().numpy().astype(bool), mask.cpu().numpy(),
-                             binary=None if binary is None else binary.cpu().numpy())
+                             binary=None if binary is None else binary.cpu().numpy(), segments=segments)
 
 
 def overlay(photo: np.ndarray, pred: np.ndarray, alpha: float = 0.6) -> np.ndarray:

@@ -20,16 +20,22 @@ def _write_predictions(root, out, size=None):
 def test_ground_truth_as_prediction_scores_perfectly(synthetic_root, tmp_path, capsys):
     _write_predictions(synthetic_root, tmp_path / "pred")
     rc = main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root),
-               "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv")])
+               "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv"),
+               "--segments-csv", str(tmp_path / "seg.csv")])
     assert rc == 0
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert list(summary) == ["artery", "vein", "uncertain", "average"]
+    assert list(summary) == ["artery", "vein", "uncertain", "average", "segments"]
+    segments = summary["segments"]
+    assert segments["segments"] > 0 and segments["av_accuracy"] == 1.0 and segments["mixed_rate"] == 0.0
+    seg_rows = (tmp_path / "seg.csv").read_text().splitlines()
+    assert len(seg_rows) == 1 + 3 and seg_rows[0].startswith("id,segments,")
     assert summary["artery"]["f1"] == 1.0 and summary["vein"]["sensitivity"] == 1.0
     assert {"accuracy", "sensitivity", "specificity", "precision", "g_mean", "f1", "iou", "mse", "roc", "pr"} <= set(
         summary["average"])
     rows = (tmp_path / "s.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 5
-    assert "paper protocol" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "paper protocol" in out and "mixed_rate" in out
 
 
 def test_model_size_predictions_are_resized(synthetic_root, tmp_path):

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from scripts import test as test_cli
 from scripts import train as train_cli
@@ -74,7 +76,22 @@ def test_test_cli_writes_maps_tables_and_figures(trained, synthetic_root, tmp_pa
     averages = [r for r in summary if r["class"] == "average"]
     for r, cp in zip(averages, row["checkpoints"]):
         assert float(r["f1"]) == pytest.approx(row["per_checkpoint"][cp]["F1"] / 100, abs=1e-9)
-    assert len(list((tmp_path / "res" / "figures").glob("*.png"))) == 3
+    figures = sorted((tmp_path / "res" / "figures").glob("*.png"))
+    assert len(figures) == 3
+    photo = np.asarray(Image.open(synthetic_root / "SYNTHETIC" / "test" / "images" / "01_test.png"))
+    assert np.asarray(Image.open(figures[0])).shape[1] == 6 * photo.shape[1] + 5 * 4  # six panels, 4 px gaps
+    # segments: per image and checkpoint in segments.csv, pooled per checkpoint in paper_row.json
+    with open(tmp_path / "res" / "segments.csv", newline="") as f:
+        seg_rows = list(csv.DictReader(f))
+    assert [(r["checkpoint"], r["id"]) for r in seg_rows][:2] == [("epoch_0001", "01_test"), ("epoch_0001", "02_test")]
+    assert len(seg_rows) == 2 * 3
+    for cp in row["checkpoints"]:
+        pooled = row["segments"]["per_checkpoint"][cp]
+        mine = [r for r in seg_rows if r["checkpoint"] == cp]
+        assert pooled["segments"] == sum(float(r["segments"]) for r in mine) > 0
+        detected = sum(float(r["detected"]) for r in mine)
+        assert pooled["detection_rate"] == pytest.approx(detected / pooled["segments"])
+    assert "crossing_mixed_rate" in out and row["segments"]["settings"]["mixed_share"] == 0.1
 
 
 @pytest.mark.slow
