@@ -1,6 +1,7 @@
 """Speed and memory of a training step and of inference, per step mode.
 
     python -m scripts.benchmark --sizes 128 256 512 --modes literal reuse batched --json bench.json
+    python -m scripts.benchmark --segments HRF-AV --data-root data --limit 21   # segment evaluation, one core
 
 Modes (all exact but ``amp``; see scripts/training/step.py):
 ``literal`` the original's calls (every forward recomputed, D nine times; plain Adam, contiguous);
@@ -156,8 +157,61 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def segments_benchmark(dataset: str, data_root: Path, split: str, limit: int | None) -> str:
+    """Seconds per image of segment-level evaluation on one core: label decoding, the ground-truth
+    graph (built once per image) and scoring one prediction (the ground truth with the class of
+    half of every segment flipped)."""
+    import os
+    import warnings
+
+    import cv2
+    import numpy as np
+
+    from scripts.config import dataset_info
+    from scripts.dataset import find_items
+    from scripts.images import load_label
+    from scripts.labels import decode_classes
+    from scripts.vessels.graph import build_graph
+    from scripts.vessels.segments import segment_counts
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    items = find_items(Path(data_root) / dataset / split, dataset_info(dataset).label_suffixes)[:limit]
+    rows = []
+    for item in items:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            label = load_label(item.label)[0].transpose(2, 0, 1)
+        t1 = time.perf_counter()
+        graph = build_graph(label)
+        t2 = time.perf_counter()
+        pred = decode_classes(torch.from_numpy(label)).numpy()
+        half = graph.pixels[np.r_[np.diff(graph.segment) != 0, True].cumsum() % 2 == 0]  # stand-in prediction
+        a, v = pred[0].ravel(), pred[1].ravel()
+        a[half], v[half] = v[half].copy(), a[half].copy()
+        t3 = time.perf_counter()
+        segment_counts(graph, pred)
+        t4 = time.perf_counter()
+        rows.append((item.id, label.shape[2], label.shape[1], graph.n_segments, t1 - t0, t2 - t1, t4 - t3))
+    lines = [f"segment evaluation, {dataset}/{split}, one core of {cpu_description()}",
+             f"{'image':<16}{'size':>12}{'segments':>10}{'read label s':>14}{'graph s':>9}{'score s':>9}"]
+    lines += [f"{r[0]:<16}{f'{r[1]}x{r[2]}':>12}{r[3]:>10}{r[4]:>14.2f}{r[5]:>9.2f}{r[6]:>9.3f}" for r in rows]
+    total = [sum(r[k] for r in rows) for k in (4, 5, 6)]
+    lines.append(f"{f'total ({len(rows)} images)':<38}{total[0]:>14.2f}{total[1]:>9.2f}{total[2]:>9.3f}")
+    lines.append(f"graph + scoring: {total[1] + total[2]:.1f} s; with label decoding: {sum(total):.1f} s")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--segments", metavar="DATASET", default=None,
+                   help="time segment-level evaluation on DATASET's labels instead of the networks")
+    p.add_argument("--data-root", type=Path, default=None, help="with --segments (default: $AVSEG_DATA or ./data)")
+    p.add_argument("--split", default="training", help="with --segments")
+    p.add_argument("--limit", type=int, default=None, help="with --segments: the first N images")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "reuse", "batched"])
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format")
@@ -169,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
+    if a.segments:
+        from scripts.config import default_data_root
+
+        print(segments_benchmark(a.segments, a.data_root or default_data_root(), a.split, a.limit))
+        return 0
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"error: --device {a.device} asked for, but no CUDA GPU is visible", file=sys.stderr)
         return 2

@@ -48,3 +48,39 @@ def authors_misc_measures(truth, pred) -> tuple[float, ...]:
         f1 = 2 * prec * sens / (prec + sens)
         iou = cm[1, 1] / (cm[1, 0] + cm[0, 1] + cm[1, 1])
     return tuple(float(v) for v in (acc, sens, spec, prec, g, f1, mse, iou))
+
+
+def corrupt_ground_truth(label, graph, mode: str):
+    """Decoded ground-truth classes (3, H, W) with artery and vein swapped, segment by segment, on
+    the vessel pixels nearest to the chosen centreline pixels: ``"half_of_each"`` swaps the first
+    half of every segment (mixed segments), ``"every_other"`` swaps every other segment whole (wrong
+    segments), ``"drop_every_other"`` removes every other segment (missed segments)."""
+    import cv2
+    import numpy as np
+    import torch
+
+    from scripts.labels import decode_classes
+
+    classes = decode_classes(torch.from_numpy(np.asarray(label, bool))).numpy().copy()
+    if graph.n_segments == 0:
+        return classes
+    start = np.r_[0, np.flatnonzero(np.diff(graph.segment)) + 1]
+    position = np.arange(len(graph.pixels)) - np.repeat(start, graph.length[graph.segment[start]])
+    if mode == "half_of_each":
+        chosen = position < graph.length[graph.segment] // 2
+    elif mode in ("every_other", "drop_every_other"):
+        chosen = graph.segment % 2 == 0
+    else:
+        raise ValueError(mode)
+    centre = np.zeros(graph.shape, bool)
+    centre.ravel()[graph.pixels] = True
+    _, nearest = cv2.distanceTransformWithLabels((~centre).view(np.uint8), cv2.DIST_L2, 5,
+                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    order = np.argsort(graph.pixels)  # DIST_LABEL_PIXEL numbers centreline pixels in row-major order
+    region = chosen[order][nearest - 1] & classes.any(axis=0)
+    a, v = classes[0].copy(), classes[1].copy()
+    if mode == "drop_every_other":
+        classes[:, region] = False
+    else:
+        classes[0][region], classes[1][region] = v[region], a[region]
+    return classes

@@ -205,3 +205,31 @@ def test_ground_truth_against_itself_on_every_real_image(real_data):
                     (1.0, 1.0, 0.0, 0.0), item.label
                 checked += 1
     assert checked >= 40
+
+
+def test_corruptions_that_pixel_metrics_cannot_tell_apart_are_told_apart(real_data):
+    """Swapping A/V on half of every segment and on every other whole segment cost the same pixel
+    F1; the segment metrics call the first mixed and the second wrong."""
+    from scripts.dataset import find_items
+    from scripts.images import load_label, load_mask
+    from scripts.metrics import image_metrics
+    from tests.helpers import corrupt_ground_truth
+
+    for item in find_items(real_data / "DRIVE_AV" / "test", ("",))[:3]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            label = load_label(item.label)[0].transpose(2, 0, 1)
+        mask = load_mask(item.mask)
+        graph = build_graph(label, fov=mask)
+        result = {}
+        for mode in ("half_of_each", "every_other"):
+            cls = corrupt_ground_truth(label, graph, mode)
+            binary = np.stack([cls[PA], cls[PU], cls[PV]])
+            pixel = image_metrics(binary.astype(np.float32), label, mask, binary=torch.from_numpy(binary),
+                                  with_prob_auc=False)
+            result[mode] = (pixel["average"]["f1"], segment_metrics(segment_counts(graph, cls)))
+        (f1_half, half), (f1_other, other) = result["half_of_each"], result["every_other"]
+        assert abs(f1_half - f1_other) < 0.08 and 0.4 < f1_half < 0.65
+        assert half["mixed_rate"] > 0.95 and other["mixed_rate"] == 0.0
+        assert half["switches_per_segment"] > 0.95 and other["switches_per_segment"] == 0.0
+        assert 0.4 < other["av_accuracy"] < 0.6 and half["detection_rate"] == other["detection_rate"] == 1.0
