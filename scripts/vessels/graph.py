@@ -44,6 +44,7 @@ class VesselGraph:
     near_crossing: np.ndarray  # (S,) bool: passes within ``radius`` of an artery/vein crossing
     nodes: np.ndarray  # flat indices of branch and crossing points
     crossings: np.ndarray  # flat indices of the node pixels that are artery/vein crossings
+    ends: np.ndarray  # flat indices of the centreline's end points
     radius: float
 
     @property
@@ -162,18 +163,19 @@ def build_graph(label: np.ndarray, radius: float | None = None, fov: np.ndarray 
         radius = max(2.0, RADIUS_SHARE * (cols[-1] - cols[0] + 1)) if cols.size else 2.0
     if not vessel.any():
         empty = np.zeros(0, np.int64)
-        return VesselGraph(shape, empty, empty, np.zeros(0, np.uint8), empty, np.zeros(0, bool), empty, empty,
+        return VesselGraph(shape, empty, empty, np.zeros(0, np.uint8), empty, np.zeros(0, bool), empty, empty, empty,
                            float(radius))
     half_width = cv2.distanceTransform(vessel.view(np.uint8), cv2.DIST_L2, 5)
     skel = _prune_spurs(skeletonize(vessel), crossing, half_width)
-    nodes, _, labels, n = _segments(skel, crossing, cls)
+    nodes, ends, labels, n = _segments(skel, crossing, cls)
     pixels, seg = _order(labels, n)
     seg = seg - 1
     length = np.bincount(seg, minlength=n)
     votes = np.bincount(seg * 4 + cls.ravel()[pixels], minlength=4 * n).reshape(n, 4)
     truth = (1 + votes[:, 1:].argmax(axis=1)).astype(np.uint8)
     near, crossing_pix = _near_crossings(nodes, crossing, pixels, seg, truth, radius)
-    return VesselGraph(shape, pixels, seg, truth, length, near, np.flatnonzero(nodes), crossing_pix, float(radius))
+    return VesselGraph(shape, pixels, seg, truth, length, near, np.flatnonzero(nodes), crossing_pix,
+                       np.flatnonzero(ends), float(radius))
 
 
 def _near_crossings(nodes: np.ndarray, green: np.ndarray, pixels: np.ndarray, seg: np.ndarray, truth: np.ndarray,

@@ -90,6 +90,7 @@ def test_y_branch_gives_three_segments_and_no_crossing():
         label[V, 35 - i, 35 + i] = label[V, 35 + i, 35 + i] = True
     graph, counts, m = score(label, classes_of(label))
     assert graph.n_segments == 3 and (graph.truth == VEIN).all() and graph.nodes.size >= 1
+    assert sorted(divmod(int(p), 70) for p in graph.ends) == [(6, 64), (35, 2), (64, 64)]
     assert not graph.near_crossing.any() and counts["crossing_segments"] == 0
     assert (m["detection_rate"], m["av_accuracy"], m["mixed_rate"]) == (1.0, 1.0, 0.0)
     assert math.isnan(m["crossing_av_accuracy"])  # nothing to count: undefined, not 0
