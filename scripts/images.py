@@ -1,6 +1,7 @@
 """Reading photographs, labels and FOV masks from disk, with errors that name the file."""
 from __future__ import annotations
 
+import glob
 import logging
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from scripts.labels import label_to_channels, release_label_channels
+from scripts.runtime import UsageError
 
 log = logging.getLogger("avseg")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
@@ -104,3 +106,27 @@ def image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file header."""
     with open_image(path) as img:
         return img.size
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Expand files, folders and globs; warn about (and skip) anything that is not an image file."""
+    found: list[Path] = []
+    for entry in inputs:
+        path = Path(entry)
+        if path.is_dir():
+            candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        elif path.is_file():
+            candidates = [path]
+        else:
+            candidates = [Path(p) for p in sorted(glob.glob(entry)) if Path(p).is_file()]
+            if not candidates:
+                raise UsageError(f"input not found: {entry} (no such file or folder, and no file matches it as a glob)")
+        for p in candidates:
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(p)
+            else:
+                warnings.warn(f"skipping {p}: not an image file (extension '{p.suffix}')", stacklevel=2)
+    if not found:
+        raise UsageError(f"no image files in {', '.join(inputs)}")
+    unique = {p.resolve(): p for p in reversed(found)}  # a file named twice (folder and file) runs once
+    return [p for p in found if unique[p.resolve()] is p]

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import io
 import logging
 import os
 import sys
 import tempfile
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -38,7 +36,7 @@ from scripts import checkpoint as ckpt
 from scripts.atomic import WriteError
 from scripts.augment import resize_image
 from scripts.dataset import MASK_EXTENSIONS, check_model_size, find_file
-from scripts.images import IMAGE_EXTENSIONS, DataError, derive_fov, load_mask, load_photo
+from scripts.images import DataError, collect_inputs, derive_fov, load_mask, load_photo
 from scripts.inference import Predictor
 from scripts.labels import av_colour_map, decode_classes
 from scripts.release import RELEASE_SIZE, load_release
@@ -49,30 +47,6 @@ from scripts.visualise import overlay
 log = logging.getLogger("avseg")
 CSV_FIELDS = ("id", "file", "width", "height", "vessel_fraction", "artery_fraction", "vein_fraction",
               "artery_vein_ratio", "seconds")
-
-
-def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Expand files, folders and globs; warn about (and skip) anything that is not an image file."""
-    found: list[Path] = []
-    for entry in inputs:
-        path = Path(entry)
-        if path.is_dir():
-            candidates = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-        elif path.is_file():
-            candidates = [path]
-        else:
-            candidates = [Path(p) for p in sorted(glob.glob(entry)) if Path(p).is_file()]
-            if not candidates:
-                raise UsageError(f"input not found: {entry} (no such file or folder, and no file matches it as a glob)")
-        for p in candidates:
-            if p.suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(p)
-            else:
-                warnings.warn(f"skipping {p}: not an image file (extension '{p.suffix}')", stacklevel=2)
-    if not found:
-        raise UsageError(f"no image files in {', '.join(inputs)}")
-    unique = {p.resolve(): p for p in reversed(found)}  # a file named twice (folder and file) runs once
-    return [p for p in found if unique[p.resolve()] is p]
 
 
 def output_names(files: list[Path]) -> list[str]:

@@ -50,13 +50,27 @@ def _draw(segs: list[Segment], size: int, scale: float = 1.0) -> np.ndarray:
     return np.asarray(img) > 0
 
 
+DISC_SIGMA = 0.045  # the optic disc's brightness profile: a Gaussian of this share of the image size
+
+
+def _disc_centre(rng: np.random.Generator, size: int) -> tuple[float, float]:
+    c = (size - 1) / 2
+    return c + rng.choice([-1, 1]) * rng.uniform(0.18, 0.26) * size, c + rng.uniform(-0.06, 0.06) * size
+
+
+def disc_of(seed: int, size: int = 256) -> tuple[float, float, float]:
+    """Where :func:`make_sample` puts the optic disc: centre x, y and radius (two sigmas of its profile)."""
+    x, y = _disc_centre(np.random.default_rng(seed), size)
+    return x, y, 2 * DISC_SIGMA * size
+
+
 def make_sample(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One synthetic (image uint8 HxWx3, label uint8 HxWx3, mask bool HxW)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     c = (size - 1) / 2
     fov = (xx - c) ** 2 + (yy - c) ** 2 <= (0.46 * size) ** 2
-    disc = (c + rng.choice([-1, 1]) * rng.uniform(0.18, 0.26) * size, c + rng.uniform(-0.06, 0.06) * size)
+    disc = _disc_centre(rng, size)
 
     trees = {}
     for kind, width, offset in (("artery", 0.022 * size, 0.0), ("vein", 0.032 * size, 0.35)):
@@ -82,7 +96,7 @@ def make_sample(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.
     light = 0.75 + 0.35 * np.exp(-((xx - disc[0]) ** 2 + (yy - disc[1]) ** 2) / (2 * (0.35 * size) ** 2))
     light *= 1.0 - 0.25 * r ** 2 + 0.06 * np.sin(xx / size * 5 + rng.uniform(0, 6))
     base = np.stack([205 * light, 95 * light, 40 * light], axis=-1)
-    od = np.exp(-((xx - disc[0]) ** 2 + (yy - disc[1]) ** 2) / (2 * (0.045 * size) ** 2))[..., None]
+    od = np.exp(-((xx - disc[0]) ** 2 + (yy - disc[1]) ** 2) / (2 * (DISC_SIGMA * size) ** 2))[..., None]
     base = base * (1 - od) + np.array([250, 225, 160]) * od
     darken = np.zeros((size, size, 3), np.float32)
     darken[artery] = (0.30, 0.42, 0.38)

@@ -1,0 +1,238 @@
+"""Vascular biomarkers of an artery/vein map: calibre, CRAE/CRVE/AVR, tortuosity, fractal dimension,
+vessel density. Every measure is defined in the README ("Vascular biomarkers").
+
+The map's centreline graph is ``scripts.vessels.graph`` (the one the segment evaluation uses);
+here it is built from the map itself.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from scripts.vessels.disc import Disc
+from scripts.vessels.graph import ARTERY, VEIN, VesselGraph, build_graph
+
+CLASS_IDS = {"artery": ARTERY, "vein": VEIN}
+KNUDTSON = {"artery": 0.88, "vein": 0.95}  # Knudtson et al. 2003, revised Parr-Hubbard constants
+N_LARGEST = 6
+MIN_TORTUOSITY_LENGTH = 20  # segments shorter than this (centreline pixels) get no tortuosity
+SMOOTHING = 2.0  # Gaussian sigma (pixels) applied to centreline coordinates before the arc length
+CURVATURE_SMOOTHING = 4.0  # ... and before curvature, which the pixel staircase would otherwise dominate
+TANGENT_SPAN = 3  # centreline pixels either side that give the direction of the centreline
+PROFILE_STEP = 0.25  # pixels between samples of a perpendicular profile
+
+
+def channels_of(classes: np.ndarray) -> np.ndarray:
+    """Decoded classes (artery, vein, uncertain) -> label channels (artery, uncertain, vein) for
+    :func:`scripts.vessels.graph.build_graph`."""
+    a, v, u = (np.asarray(c, bool) for c in classes)
+    return np.stack([a, u, v])
+
+
+def _starts(graph: VesselGraph) -> tuple[np.ndarray, np.ndarray]:
+    """For every centreline pixel, the index of its segment's first and last pixel."""
+    first = np.r_[0, np.flatnonzero(np.diff(graph.segment)) + 1]
+    last = np.r_[first[1:] - 1, len(graph.segment) - 1]
+    seg_rank = np.cumsum(np.r_[0, np.diff(graph.segment) != 0]) if len(graph.segment) else np.zeros(0, int)
+    return first[seg_rank], last[seg_rank]
+
+
+def pixel_widths(graph: VesselGraph, vessel: np.ndarray | dict[int, np.ndarray]) -> np.ndarray:
+    """Vessel width at every centreline pixel (NaN where undefined), measured perpendicular to the
+    centreline: the distance between the two places where a line through the pixel, normal to the
+    local direction, crosses the vessel edge (the 0.5 level of the bilinearly interpolated mask,
+    sampled every ``PROFILE_STEP`` px and interpolated between samples, so that staircase edges of
+    oblique vessels count as straight ones). The distance transform bounds how far each profile looks.
+    ``vessel``: one (H, W) bool mask, or one per ground-truth class of the segments ({ARTERY: mask,
+    VEIN: mask}: an artery is measured in the artery map, so a vein touching it does not widen it;
+    pixels of other classes get NaN)."""
+    n = len(graph.pixels)
+    if n == 0:
+        return np.zeros(0)
+    h, w = graph.shape
+    y, x = np.divmod(graph.pixels, w)
+    first, last = _starts(graph)
+    i = np.arange(n)
+    j0, j1 = np.maximum(i - TANGENT_SPAN, first), np.minimum(i + TANGENT_SPAN, last)
+    dy, dx = (y[j1] - y[j0]).astype(np.float64), (x[j1] - x[j0]).astype(np.float64)
+    norm = np.hypot(dx, dy)
+    ok = norm > 0
+    ny, nx = np.where(ok, dx / np.where(ok, norm, 1), 0), np.where(ok, -dy / np.where(ok, norm, 1), 0)
+    masks = vessel if isinstance(vessel, dict) else {None: vessel}
+    half = np.full((2, n), np.nan)
+    for cls, mask in masks.items():
+        pick = np.flatnonzero(graph.truth[graph.segment] == cls) if cls is not None else np.arange(n)
+        if pick.size:
+            half[:, pick] = _profiles(np.asarray(mask, bool), graph.pixels[pick], y[pick], x[pick], ny[pick], nx[pick])
+    width = half.sum(axis=0)
+    width[~ok] = np.nan
+    return width
+
+
+def _profiles(vessel: np.ndarray, pixels: np.ndarray, y: np.ndarray, x: np.ndarray, ny: np.ndarray, nx: np.ndarray
+              ) -> np.ndarray:
+    """(2, n) distances from each pixel to the vessel edge along +normal and -normal."""
+    n = len(pixels)
+    dist = cv2.distanceTransform(vessel.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).ravel()[pixels]
+    steps = np.arange(0.0, 2.0 * float(dist.max()) + 3.0, PROFILE_STEP)
+    image = vessel.astype(np.float32)
+    half = np.zeros((2, n))
+    for k, sign in enumerate((1.0, -1.0)):
+        out = np.full(n, np.nan)
+        for chunk in np.array_split(np.arange(n), max(1, n * len(steps) // 4_000_000 + 1)):
+            map_y = (y[chunk, None] + sign * ny[chunk, None] * steps).astype(np.float32)
+            map_x = (x[chunk, None] + sign * nx[chunk, None] * steps).astype(np.float32)
+            v = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            below = v < 0.5
+            hit = below.any(axis=1)
+            j = np.maximum(below.argmax(axis=1), 1)
+            rows = np.arange(len(chunk))
+            v0, v1 = v[rows, j - 1], v[rows, j]
+            frac = np.clip((v0 - 0.5) / np.maximum(v0 - v1, 1e-6), 0, 1)
+            out[chunk] = np.where(hit, steps[j - 1] + frac * PROFILE_STEP, np.nan)
+        half[k] = out
+    return half
+
+
+def _segment_median(values: np.ndarray, segment: np.ndarray, n: int, where: np.ndarray | None = None) -> np.ndarray:
+    keep = ~np.isnan(values) if where is None else (~np.isnan(values) & where)
+    out = np.full(n, np.nan)
+    if not keep.any():
+        return out
+    seg, val = segment[keep], values[keep]
+    order = np.lexsort((val, seg))
+    seg, val = seg[order], val[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(seg)) + 1]
+    ends = np.r_[starts[1:], len(seg)]
+    mid = (starts + ends - 1) / 2
+    out[seg[starts]] = (val[np.floor(mid).astype(int)] + val[np.ceil(mid).astype(int)]) / 2
+    return out
+
+
+def knudtson(widths: list[float] | np.ndarray, constant: float) -> float:
+    """Knudtson's iterative pairing of the (up to six) largest widths: sort, pair the largest with the
+    smallest, the second largest with the second smallest, ... each pair giving
+    ``constant * sqrt(a^2 + b^2)``; an odd middle width is carried to the next round as it is;
+    repeat until one value remains. NaN for no widths."""
+    w = sorted((float(v) for v in widths if not math.isnan(v)), reverse=True)[:N_LARGEST]
+    if not w:
+        return math.nan
+    while len(w) > 1:
+        w.sort()
+        n = len(w)
+        paired = [constant * math.hypot(w[i], w[n - 1 - i]) for i in range(n // 2)]
+        w = paired + ([w[n // 2]] if n % 2 else [])
+    return w[0]
+
+
+def tortuosity(graph: VesselGraph) -> tuple[np.ndarray, np.ndarray]:
+    """Per segment: distance factor (arc length / chord) and the integral of squared curvature
+    (1/px) along the centreline, from coordinates smoothed by Gaussians of ``SMOOTHING`` and
+    ``CURVATURE_SMOOTHING`` px; NaN for segments shorter than ``MIN_TORTUOSITY_LENGTH``."""
+    n = graph.n_segments
+    dfac, curv = np.full(n, np.nan), np.full(n, np.nan)
+    y, x = np.divmod(graph.pixels, graph.shape[1])
+    starts = np.r_[0, np.flatnonzero(np.diff(graph.segment)) + 1] if n else np.zeros(0, int)
+    for s, start in zip(graph.segment[starts] if n else [], starts):
+        length = graph.length[s]
+        if length < MIN_TORTUOSITY_LENGTH:
+            continue
+        ys = gaussian_filter1d(y[start:start + length].astype(np.float64), SMOOTHING, mode="nearest")
+        xs = gaussian_filter1d(x[start:start + length].astype(np.float64), SMOOTHING, mode="nearest")
+        arc = float(np.hypot(np.diff(xs), np.diff(ys)).sum())
+        chord = float(np.hypot(xs[-1] - xs[0], ys[-1] - ys[0]))
+        if chord <= 0:
+            continue
+        dfac[s] = arc / chord
+        ys = gaussian_filter1d(y[start:start + length].astype(np.float64), CURVATURE_SMOOTHING, mode="nearest")
+        xs = gaussian_filter1d(x[start:start + length].astype(np.float64), CURVATURE_SMOOTHING, mode="nearest")
+        dx, dy = np.gradient(xs), np.gradient(ys)
+        ddx, ddy = np.gradient(dx), np.gradient(dy)
+        speed = np.hypot(dx, dy)
+        kappa = np.abs(dx * ddy - dy * ddx) / np.maximum(speed, 1e-9) ** 3
+        curv[s] = float((kappa ** 2 * speed).sum())
+    return dfac, curv
+
+
+def fractal_dimension(binary: np.ndarray) -> float:
+    """Box-counting dimension: the slope of log(boxes holding a vessel pixel) against log(1 / box
+    size), box sizes 2, 4, 8, ... up to a quarter of the shorter image side. NaN for an empty map."""
+    if not binary.any():
+        return math.nan
+    h, w = binary.shape
+    sizes = [2 ** k for k in range(1, 16) if 2 ** k <= min(h, w) / 4]
+    if len(sizes) < 2:
+        return math.nan
+    counts = []
+    for s in sizes:
+        ph, pw = -h % s, -w % s
+        padded = np.pad(binary, ((0, ph), (0, pw)))
+        counts.append(padded.reshape(padded.shape[0] // s, s, padded.shape[1] // s, s).any(axis=(1, 3)).sum())
+    return float(np.polyfit(np.log(1.0 / np.array(sizes)), np.log(counts), 1)[0])
+
+
+def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    keep = ~np.isnan(values)
+    if not keep.any():
+        return math.nan, math.nan
+    return float(values[keep].mean()), float(np.average(values[keep], weights=weights[keep]))
+
+
+def measure(classes: np.ndarray, disc: Disc | None, fov: np.ndarray | None = None, pixel_um: float | None = None,
+            graph: VesselGraph | None = None, source: str = "map") -> dict[str, float]:
+    """All biomarkers of one map. ``classes``: (3, H, W) bool decoded classes (artery, vein,
+    uncertain); ``disc``: the optic disc (None: no zone measures); ``fov``: (H, W) bool (default:
+    the whole image); ``graph``: the map's vessel graph if already built."""
+    classes = np.asarray(classes, bool)
+    shape = classes.shape[1:]
+    fov = np.ones(shape, bool) if fov is None else np.asarray(fov, bool)
+    vessel = classes.any(axis=0)
+    graph = graph if graph is not None else build_graph(channels_of(classes), fov=fov)
+    widths = pixel_widths(graph, {ARTERY: classes[0] | classes[2], VEIN: classes[1] | classes[2]})
+    seg_width = _segment_median(widths, graph.segment, graph.n_segments)
+    dfac, curv = tortuosity(graph)
+    zones = disc.zones(shape) if disc is not None else {}
+    out: dict[str, float] = {}
+    if disc is not None:
+        out.update(disc_x=disc.x, disc_y=disc.y, disc_radius=disc.radius, disc_confidence=disc.confidence)
+        rho = disc.distance(shape).ravel()[graph.pixels]
+        in_b = (rho >= 2 * disc.radius) & (rho <= 3 * disc.radius)
+        zone_width = _segment_median(widths, graph.segment, graph.n_segments, where=in_b)
+        outer = rho >= 2.5 * disc.radius  # a segment crossing the middle circle of zone B is one vessel there
+        crosses = (np.bincount(graph.segment, weights=outer, minlength=graph.n_segments) > 0) & \
+                  (np.bincount(graph.segment, weights=~outer, minlength=graph.n_segments) > 0)
+    for name, cls in CLASS_IDS.items():
+        mine = graph.truth == cls
+        mask = classes[0 if name == "artery" else 1]
+        out[f"{name}_segments"] = float(mine.sum())
+        calibre = _weighted(seg_width[mine], graph.length[mine].astype(float))[1]
+        out[f"{name}_calibre_px"] = calibre
+        t_mean, t_w = _weighted(dfac[mine], graph.length[mine].astype(float))
+        c_mean, c_w = _weighted(curv[mine], graph.length[mine].astype(float))
+        out.update({f"{name}_tortuosity_distance": t_mean, f"{name}_tortuosity_distance_weighted": t_w,
+                    f"{name}_tortuosity_curvature": c_mean, f"{name}_tortuosity_curvature_weighted": c_w,
+                    f"{name}_fractal_dimension": fractal_dimension(mask & fov),
+                    f"{name}_density_fov": float((mask & fov).sum() / max(fov.sum(), 1))})
+        for zone, zmask in zones.items():
+            inside = zmask & fov
+            out[f"{name}_density_{zone}"] = float((mask & inside).sum() / inside.sum()) if inside.any() else math.nan
+        if disc is not None:
+            chosen = mine & crosses & ~np.isnan(zone_width)
+            out[f"{name}_zone_b_vessels"] = float(chosen.sum())
+            key = "crae" if name == "artery" else "crve"
+            out[f"{key}_px"] = knudtson(zone_width[chosen], KNUDTSON[name])
+            if not chosen.any():
+                warnings.warn(f"{source}: no {name} crosses zone B (0.5-1 disc diameter from the disc margin); "
+                              f"{key.upper()} and AVR are undefined", stacklevel=2)
+    out["vessel_fractal_dimension"] = fractal_dimension(vessel & fov)
+    out["vessel_density_fov"] = float((vessel & fov).sum() / max(fov.sum(), 1))
+    if disc is not None:
+        out["avr"] = out["crae_px"] / out["crve_px"] if out["crve_px"] else math.nan
+    if pixel_um:
+        for k in [k for k in out if k.endswith("_px") and k not in ("disc_radius",)]:
+            out[k[:-3] + "_um"] = out[k] * pixel_um
+    return out

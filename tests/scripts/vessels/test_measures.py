@@ -1,0 +1,166 @@
+"""Vascular biomarkers on synthetic maps whose answers are known by construction."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from scripts.vessels.disc import Disc, locate_disc
+from scripts.vessels.graph import build_graph
+from scripts.vessels.measures import (
+    channels_of,
+    fractal_dimension,
+    knudtson,
+    measure,
+    pixel_widths,
+    tortuosity,
+)
+
+ARTERY, VEIN = 0, 1  # rows of the decoded classes (artery, vein, uncertain)
+
+
+def band(shape, centre, angle_deg, width, length, cls=ARTERY):
+    """A straight vessel of ``width`` px through ``centre`` at ``angle_deg``, ``length`` px long."""
+    classes = np.zeros((3, *shape), bool)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    a = math.radians(angle_deg)
+    along = (xx - centre[0]) * math.cos(a) + (yy - centre[1]) * math.sin(a)
+    across = -(xx - centre[0]) * math.sin(a) + (yy - centre[1]) * math.cos(a)
+    classes[cls] = (across >= -width / 2) & (across < width / 2) & (np.abs(along) <= length / 2)
+    return classes
+
+
+@pytest.mark.parametrize("angle", [0, 90, 30, 60])
+@pytest.mark.parametrize("width", [2, 3, 5, 8, 12])
+def test_calibre_of_straight_vessels_within_half_a_pixel(width, angle):
+    classes = band((120, 120), (60, 60), angle, width, 90)
+    graph = build_graph(channels_of(classes))
+    assert graph.scored().sum() == 1  # (blunt oblique ends may leave a pixel or two between branch pixels)
+    widths = pixel_widths(graph, classes.any(axis=0))
+    assert abs(np.nanmedian(widths) - width) <= 0.5
+    assert abs(measure(classes, None)["artery_calibre_px"] - width) <= 0.5
+
+
+def test_knudtson_pairing_by_hand():
+    # round 1 pairs (10, 5), (9, 6), (8, 7); round 2 pairs the largest and smallest, the middle is carried
+    r1 = [0.88 * math.hypot(10, 5), 0.88 * math.hypot(9, 6), 0.88 * math.hypot(8, 7)]
+    r2 = [0.88 * math.hypot(max(r1), min(r1)), sorted(r1)[1]]
+    assert knudtson([5, 6, 7, 8, 9, 10, 1, 2], 0.88) == pytest.approx(0.88 * math.hypot(*r2))  # six largest only
+    assert knudtson([4.0], 0.95) == 4.0 and math.isnan(knudtson([], 0.88))
+
+
+def radial_map(artery_widths, vein_widths, size=400, radius=30):
+    """Straight vessels leaving a disc at the centre, alternating artery and vein, evenly spread."""
+    classes = np.zeros((3, size, size), bool)
+    c = size / 2
+    widths = [(ARTERY, w) for w in artery_widths] + [(VEIN, w) for w in vein_widths]
+    order = [widths[i // 2 + (len(widths) // 2 if i % 2 else 0)] for i in range(len(widths))]
+    for k, (cls, w) in enumerate(order):
+        angle = 360 * k / len(order) + 7
+        a = math.radians(angle)
+        mid = (c + 3.5 * radius * math.cos(a), c + 3.5 * radius * math.sin(a))
+        classes[cls] |= band((size, size), mid, angle, w, 3.6 * radius)[ARTERY]
+    return classes, Disc(c, c, radius)
+
+
+def test_crae_crve_and_avr_equal_the_formula_on_the_known_widths():
+    arteries, veins = [9, 8, 7, 6, 5, 4], [12, 11, 10, 9, 8, 7]
+    classes, disc = radial_map(arteries, veins)
+    m = measure(classes, disc)
+    assert m["artery_zone_b_vessels"] == 6 and m["vein_zone_b_vessels"] == 6
+    crae, crve = knudtson(arteries, 0.88), knudtson(veins, 0.95)
+    assert m["crae_px"] == pytest.approx(crae, abs=0.5) and m["crve_px"] == pytest.approx(crve, abs=0.5)
+    assert m["avr"] == pytest.approx(crae / crve, abs=0.03)
+    um = measure(classes, disc, pixel_um=12.5)
+    assert um["crae_um"] == pytest.approx(12.5 * m["crae_px"]) and um["artery_calibre_um"] == pytest.approx(
+        12.5 * m["artery_calibre_px"])
+
+
+def test_no_vessel_in_zone_b_is_defined_with_a_warning():
+    classes = band((200, 200), (100, 20), 0, 4, 150)  # far from the disc
+    with pytest.warns(UserWarning, match="no artery crosses zone B"):
+        m = measure(classes, Disc(100, 150, 10))
+    assert math.isnan(m["crae_px"]) and math.isnan(m["avr"]) and m["artery_zone_b_vessels"] == 0
+    assert m["artery_calibre_px"] == pytest.approx(4, abs=0.5)
+
+
+def test_empty_map_is_defined():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = measure(np.zeros((3, 64, 64), bool), Disc(32, 32, 5))
+    assert m["artery_segments"] == 0 and math.isnan(m["artery_calibre_px"]) and m["vessel_density_fov"] == 0.0
+
+
+@pytest.mark.parametrize("amplitude, wavelength", [(4, 80), (10, 60), (15, 90)])
+@pytest.mark.parametrize("width", [1, 5])
+def test_tortuosity_of_sine_vessels_within_two_percent(amplitude, wavelength, width):
+    h, w = 120, 320
+    yy, xx = np.mgrid[:h, :w]
+    centre = 60 + amplitude * np.sin(2 * np.pi * (xx - 20) / wavelength)
+    classes = np.zeros((3, h, w), bool)
+    if width == 1:
+        t = np.linspace(20, 300, 40000)
+        classes[VEIN, np.round(60 + amplitude * np.sin(2 * np.pi * (t - 20) / wavelength)).astype(int),
+                np.round(t).astype(int)] = True
+    else:
+        classes[VEIN] = (np.abs(yy - centre) <= width / 2) & (xx >= 20) & (xx <= 300)
+    t = np.linspace(20, 300, 200001)
+    y = 60 + amplitude * np.sin(2 * np.pi * (t - 20) / wavelength)
+    true_ratio = np.hypot(np.diff(t), np.diff(y)).sum() / math.hypot(t[-1] - t[0], y[-1] - y[0])
+    graph = build_graph(channels_of(classes))
+    assert graph.n_segments == 1
+    distance_factor, curvature = tortuosity(graph)
+    assert distance_factor[0] == pytest.approx(true_ratio, rel=0.02)
+    assert curvature[0] > 0.05
+
+
+def test_straight_vessel_is_not_tortuous():
+    graph = build_graph(channels_of(band((100, 200), (100, 50), 20, 3, 150)))
+    distance_factor, curvature = tortuosity(graph)
+    scored = graph.scored()
+    assert distance_factor[scored][0] == pytest.approx(1.0, abs=0.005) and curvature[scored][0] < 0.02
+
+
+def test_curvature_grows_with_bending():
+    h, w = 120, 320
+    yy, xx = np.mgrid[:h, :w]
+    values = []
+    for amplitude in (0, 4, 10):
+        classes = np.zeros((3, h, w), bool)
+        classes[VEIN] = (np.abs(yy - 60 - amplitude * np.sin(2 * np.pi * (xx - 20) / 60)) <= 2.5) & (xx >= 20) & (xx <= 300)
+        graph = build_graph(channels_of(classes))
+        values.append(tortuosity(graph)[1][graph.scored()][0])
+    # analytic integrals of squared curvature: 0, 0.24, 1.05 /px; the smoothing leaves about 0.01 on a straight line
+    assert values[0] < 0.02 and 0.15 < values[1] < 0.35 and 0.8 < values[2] < 1.3
+
+
+def test_fractal_dimension_of_a_line_and_of_a_filled_region():
+    line = np.zeros((512, 512), bool)
+    line[256, 20:500] = True
+    filled = np.zeros((512, 512), bool)
+    filled[20:500, 20:500] = True
+    assert fractal_dimension(line) == pytest.approx(1.0, abs=0.05)
+    assert fractal_dimension(filled) == pytest.approx(2.0, abs=0.1)
+    assert math.isnan(fractal_dimension(np.zeros((64, 64), bool)))
+
+
+def test_density_per_zone():
+    classes = np.zeros((3, 100, 100), bool)
+    classes[ARTERY, :, :10] = True
+    m = measure(classes, Disc(50, 50, 5))
+    assert m["artery_density_fov"] == pytest.approx(0.1) and m["vein_density_fov"] == 0.0
+    assert m["artery_density_zone_b"] == 0.0  # zone B (10-15 px from the centre) holds none of it
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_disc_located_in_synthetic_photographs(seed):
+    from scripts.synthetic import disc_of, make_sample
+
+    photo, _, fov = make_sample(seed, 256)
+    x, y, radius = disc_of(seed, 256)
+    with pytest.warns(UserWarning, match="located automatically"):
+        disc = locate_disc(photo, fov)
+    assert math.hypot(disc.x - x, disc.y - y) < radius / 2
+    assert 0 < disc.confidence <= 1 and disc.source == "located"
