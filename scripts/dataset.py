@@ -196,10 +196,17 @@ class AVDataset(Dataset):
                 self._cache[index] = (small, label, mask)
         return self._cache[index]
 
+    def ground_truth(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw-size (H, W, 3) bool label channels and (H, W) bool FOV of an evaluation item."""
+        if self.train:
+            raise ValueError("ground_truth() is for evaluation datasets (train=False): training items are resized")
+        _, label, mask = self._load(index)
+        return label, mask
+
     def vessel_graph(self, index: int, radius: float | None = None) -> VesselGraph:
         """The ground-truth vessel graph of an evaluation item (built once, then cached)."""
         if (index, radius) not in self._graphs:
-            _, label, mask = self._load(index)
+            label, mask = self.ground_truth(index)
             self._graphs[(index, radius)] = build_graph(label.transpose(2, 0, 1), radius=radius, fov=mask)
         return self._graphs[(index, radius)]
 

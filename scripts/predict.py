@@ -8,7 +8,8 @@ Inputs: files, folders or globs (jpg, png, tif, bmp, ...; any size; grey, RGB, R
 The model runs at its training size; maps come back at each photograph's own size. Per image
 ``<out>/<name>_av.png`` (red artery, blue vein, green uncertain/crossing), ``_prob.png``
 (probabilities x 255, RGB = artery, uncertain, vein), ``_vessel.png`` (binary vessel map) and
-``_overlay.png``; with the 2023 release the probabilities are its softmax classes (artery,
+``_overlay.png``; ``predictions.csv`` also holds the vascular biomarkers of each map (optic disc
+located in the photograph; ``--no-biomarkers`` skips them); with the 2023 release the probabilities are its softmax classes (artery,
 uncertain, vein) and the classes its argmax (SPEC 9.4). For the run ``<out>/predictions.csv`` (one row per input: its output name and
 source file). ``<name>`` is the file name without extension; where two inputs share it, see
 :func:`output_names`. FOV masks come from ``--masks DIR`` (``<stem>_mask.*`` or ``<stem>.*``) or
@@ -43,6 +44,8 @@ from scripts.release import RELEASE_SIZE, load_release
 from scripts.report import write_atomic
 from scripts.runtime import UsageError, positive_int, resolve_device
 from scripts.visualise import overlay
+from scripts.vessels.disc import locate_disc
+from scripts.vessels.measures import measure
 
 log = logging.getLogger("avseg")
 CSV_FIELDS = ("id", "file", "width", "height", "vessel_fraction", "artery_fraction", "vein_fraction",
@@ -156,15 +159,21 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
             t1 = time.perf_counter()
             raw, binary = predictor.raw(out, photo.shape[:2], torch.from_numpy(fov).to(out.device))
             stats = save_outputs(args.out, names[path], photo, raw, binary, fov)
+            if not args.no_biomarkers:
+                classes = decode_classes(binary.cpu()).numpy()
+                disc = locate_disc(photo, fov, str(path))
+                stats.update(measure(classes, disc, fov, args.pixel_um, source=str(path)))
             rows.append({"id": names[path], "file": str(path), "width": photo.shape[1], "height": photo.shape[0],
                          **stats, "seconds": per_image + time.perf_counter() - t1})
             bar.update(1)
     bar.close()
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    fields = list(CSV_FIELDS) + [k for r in rows[:1] for k in r if k not in CSV_FIELDS]
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: "" if v is None else f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()})
+        writer.writerow({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.6g}"
+                         if isinstance(v, float) else v for k, v in r.items()})
     write_atomic(args.out / "predictions.csv", buf.getvalue())
     return len(rows), failures
 
@@ -188,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--no-biomarkers", action="store_true",
+                   help="skip the vascular biomarkers (README 'Vascular biomarkers') in predictions.csv")
+    p.add_argument("--pixel-um", type=float, default=None, metavar="U",
+                   help="micrometres per pixel of the photographs: calibres and CRAE/CRVE also in micrometres")
     return p
 
 

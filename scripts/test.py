@@ -11,13 +11,17 @@ Evaluates every ``epoch_XXXX.pt`` snapshot of the run (or ``best.pt`` when there
 files given with ``--checkpoint``), prints the paper table row as mean +- std over checkpoints
 and the per-class tables, and writes
 ``Final_pre/small_pre/<id>.png`` and ``Final_pre/raw_pre/<id>.png`` (maps of the last checkpoint),
-``<results>/per_image.csv``, ``<results>/summary.csv``, ``<results>/paper_row.json`` and one comparison
-figure per image in ``<results>/figures/``.
+``<results>/per_image.csv``, ``<results>/summary.csv``, ``<results>/paper_row.json``,
+``<results>/segments.csv`` (segment-level evaluation), ``<results>/biomarkers.csv`` (vascular
+biomarkers of the ground truth and of the last checkpoint's maps, side by side) and one
+comparison figure per image in ``<results>/figures/``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import warnings
 import logging
 import sys
 from pathlib import Path
@@ -30,14 +34,16 @@ from scripts import checkpoint as ckpt
 from scripts.atomic import WriteError
 from scripts.config import DATASETS, default_data_root
 from scripts.dataset import AVDataset
-from scripts.images import DataError
-from scripts.labels import decode_classes
+from scripts.images import DataError, load_photo
 from scripts.inference import Predictor, iterate_predictions, score_prediction
+from scripts.labels import decode_classes
 from scripts.metrics import PROB_METRICS, mean_metrics
 from scripts.release import RELEASE_SIZE, load_release
 from scripts.report import format_table, metrics_csv, nan_to_null, write_atomic, write_csv
 from scripts.runtime import UsageError, ensure_folder, resolve_device
 from scripts.vessels import segments as seg
+from scripts.vessels.disc import locate_disc
+from scripts.vessels.measures import measure
 from scripts.visualise import comparison_row
 
 log = logging.getLogger("avseg")
@@ -61,6 +67,20 @@ def save_prob_png(path: Path, prob: torch.Tensor) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = (prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     Image.fromarray(arr).save(path)
+
+
+def biomarker_comparison(dataset: AVDataset, index: int, image_id: str, classes: np.ndarray) -> list[dict]:
+    """Rows (id, measure, truth, predicted, difference) of the biomarkers of the ground truth and of
+    the prediction of one image, with one optic disc located in its photograph for both."""
+    label, fov = dataset.ground_truth(index)
+    photo = load_photo(dataset.items[index].image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # located discs and empty zones: the numbers say it
+        disc = locate_disc(photo, fov, str(dataset.items[index].image))
+        truth = measure(decode_classes(torch.from_numpy(label.transpose(2, 0, 1))).numpy(), disc, fov)
+        predicted = measure(classes, disc, fov)
+    return [{"id": image_id, "measure": k, "truth": truth[k], "predicted": predicted.get(k, math.nan),
+             "difference": predicted.get(k, math.nan) - truth[k]} for k in truth if not k.startswith("disc_")]
 
 
 def paper_row(scores: list[dict]) -> dict[str, tuple[float, float]]:
@@ -98,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         sources = [(p.stem, p) for p in find_checkpoints(job_dir, args.checkpoint)]
     per_image, summaries, scores = [], [], []
-    segment_rows, segment_scores = [], []
+    segment_rows, segment_scores, biomarker_rows = [], [], []
     dataset = None
     for i, (name, path) in enumerate(sources):
         predictor = load_predictor(path, args, device)
@@ -120,6 +140,8 @@ def run(args: argparse.Namespace) -> dict:
             if last:
                 save_prob_png(args.maps_dir / "small_pre" / f"{pred['id']}.png", pred["small"])
                 save_prob_png(args.maps_dir / "raw_pre" / f"{pred['id']}.png", pred["raw"])
+                if not args.no_biomarkers:
+                    biomarker_rows += biomarker_comparison(dataset, j, pred["id"], classes)
                 verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
                 fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"],
                                      segments=lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width))
@@ -150,6 +172,8 @@ def run(args: argparse.Namespace) -> dict:
                       "per_checkpoint": {n: nan_to_null(s) for (n, _), s in zip(sources, segment_scores)}}},
         indent=1, allow_nan=False) + "\n")
     write_csv(results_dir / "segments.csv", segment_rows)
+    if biomarker_rows:
+        write_csv(results_dir / "biomarkers.csv", biomarker_rows)
     mean = mean_metrics(scores)
     names = sources[0][0] if len(sources) == 1 else f"{sources[0][0]} .. {sources[-1][0]}"
     print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(sources)} checkpoint(s) ({names})")
@@ -195,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--maps-dir", type=Path, default=Path("Final_pre"))
     seg.add_segment_options(p)
+    p.add_argument("--no-biomarkers", action="store_true",
+                   help="do not write biomarkers.csv (ground-truth and predicted biomarkers, last checkpoint)")
     p.add_argument("--results", type=Path, default=None,
                    help="default: results/<DATASET>/<job> (results/<DATASET>/release or .../original for those)")
     return p

@@ -78,12 +78,14 @@ def _profiles(vessel: np.ndarray, pixels: np.ndarray, y: np.ndarray, x: np.ndarr
     """(2, n) distances from each pixel to the vessel edge along +normal and -normal."""
     n = len(pixels)
     dist = cv2.distanceTransform(vessel.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).ravel()[pixels]
-    steps = np.arange(0.0, 2.0 * float(dist.max()) + 3.0, PROFILE_STEP)
+    reach = min(2.0 * float(dist.max()) + 3.0, float(np.hypot(*vessel.shape)) + 2.0)  # no background: no bound
+    steps = np.arange(0.0, reach, PROFILE_STEP)
     image = vessel.astype(np.float32)
     half = np.zeros((2, n))
     for k, sign in enumerate((1.0, -1.0)):
         out = np.full(n, np.nan)
-        for chunk in np.array_split(np.arange(n), max(1, n * len(steps) // 4_000_000 + 1)):
+        # cv2.remap maps must stay under 32767 rows; about 4 M samples per chunk
+        for chunk in np.array_split(np.arange(n), max(n // 30_000 + 1, n * len(steps) // 4_000_000 + 1)):
             map_y = (y[chunk, None] + sign * ny[chunk, None] * steps).astype(np.float32)
             map_x = (x[chunk, None] + sign * nx[chunk, None] * steps).astype(np.float32)
             v = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -163,3 +163,15 @@ def test_batch_size_zero_is_refused_by_name(photos, checkpoint, tmp_path, capsys
     with pytest.raises(SystemExit) as stop:
         main([str(photos), "--checkpoint", str(checkpoint), "--batch-size", "0"])
     assert stop.value.code == 2 and "argument --batch-size: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_biomarkers_in_predictions_csv(photos, checkpoint, tmp_path):
+    out = tmp_path / "out"
+    assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out), "--pixel-um", "5"]) == 0
+    row = _rows(out)[0]
+    for k in ("disc_x", "crae_px", "crve_px", "avr", "artery_calibre_um", "vessel_fractal_dimension", "vein_density_fov"):
+        assert k in row
+    assert 0 <= float(row["vein_density_fov"]) <= 1
+    out2 = tmp_path / "out2"
+    assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out2), "--no-biomarkers"]) == 0
+    assert "crae_px" not in _rows(out2)[0]

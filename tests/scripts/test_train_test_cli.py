@@ -313,3 +313,21 @@ def test_output_folders_that_cannot_be_made_are_named(synthetic_root, trained, t
                           "--job_name", "e2e", "--results", str(blocker)]) == 2
     err = capsys.readouterr().err
     assert f"--results {blocker}" in err and "a file of that name is in the way" in err
+
+
+def test_test_cli_writes_biomarkers_side_by_side(trained, synthetic_root, tmp_path):
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
+                          "--job_name", "e2e", "--maps-dir", str(tmp_path / "m"), "--results", str(tmp_path / "res")]) == 0
+    with open(tmp_path / "res" / "biomarkers.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["id"] for r in rows} == {"01_test", "02_test", "03_test"}
+    by = {(r["id"], r["measure"]): r for r in rows}
+    for key in ("avr", "crae_px", "artery_calibre_px", "vein_tortuosity_distance", "vessel_fractal_dimension"):
+        r = by[("01_test", key)]
+        if r["truth"] not in ("", "nan") and r["predicted"] not in ("", "nan"):
+            assert float(r["difference"]) == pytest.approx(float(r["predicted"]) - float(r["truth"]), abs=1e-6)
+    assert float(by[("01_test", "vessel_density_fov")]["truth"]) > 0
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
+                          "--job_name", "e2e", "--maps-dir", str(tmp_path / "m2"), "--results", str(tmp_path / "r2"),
+                          "--no-biomarkers"]) == 0
+    assert not (tmp_path / "r2" / "biomarkers.csv").exists()
