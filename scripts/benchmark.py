@@ -27,6 +27,9 @@ from pathlib import Path
 
 import torch
 
+if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
+
 from scripts.report import write_atomic
 from scripts.runtime import cpu_flags
 

@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
+
 from scripts.atomic import WriteError
 from scripts.dataset import MASK_EXTENSIONS, find_file
 from scripts.images import IMAGE_EXTENSIONS, DataError, collect_inputs, decode_image, derive_fov, load_mask, load_photo

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
+
 from scripts.atomic import WriteError
 from scripts.config import DATASETS, dataset_info, default_data_root
 from scripts.dataset import find_items

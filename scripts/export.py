@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
+
 from scripts import checkpoint as ckpt
 
 

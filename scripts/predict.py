@@ -33,6 +33,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
+
 from scripts import checkpoint as ckpt
 from scripts.atomic import WriteError
 from scripts.augment import resize_image

@@ -30,6 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
+
 from scripts import checkpoint as ckpt
 from scripts.atomic import WriteError
 from scripts.config import DATASETS, default_data_root

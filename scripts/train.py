@@ -26,6 +26,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
+
 from scripts import checkpoint as ckpt
 from scripts.atomic import WriteError, remove_stale_temporaries
 from scripts.config import DATASETS, PAPER, default_data_root
