@@ -8,6 +8,12 @@ running statistics once per sub-batch, in order, as the separate calls would hav
 ordinary batch-norm kernel on each sub-batch in turn (so each group's forward and backward are
 the sequential calls' own, to the last bit); outside it, and in eval mode, they are plain
 ``nn.BatchNorm2d`` with the same parameters, buffers and state-dict keys.
+
+``sync_across(net, group)`` makes the layers compute their batch statistics over the whole
+distributed batch (all ranks of ``group``), as ``nn.SyncBatchNorm`` does but on any device
+(``SyncBatchNorm`` runs on GPUs only) and group by group inside ``ghost_batches``: the per-channel
+sums and sums of squares are all-reduced with a differentiable all-reduce, so the backward pass
+carries every rank's part too.
 """
 from __future__ import annotations
 
@@ -22,13 +28,50 @@ class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` with an optional number of ghost groups (see the module docstring)."""
 
     groups: int = 1
+    sync_group = None  # a torch.distributed process group: statistics over all its ranks' batches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.groups == 1 or not self.training:
+        if not self.training or (self.groups == 1 and self.sync_group is None):
             return super().forward(x)
         if x.shape[0] % self.groups:
             raise ValueError(f"ghost batch norm: a batch of {x.shape[0]} does not split into {self.groups} equal groups")
-        return torch.cat([super(BatchNorm2d, self).forward(part) for part in x.chunk(self.groups)])
+        one = super().forward if self.sync_group is None else self._synced
+        return torch.cat([one(part) for part in x.chunk(self.groups)]) if self.groups > 1 else one(x)
+
+    def _synced(self, x: torch.Tensor) -> torch.Tensor:
+        """Training-mode batch norm with statistics over every rank's batch (float32 or wider sums)."""
+        from torch.distributed.nn.functional import all_reduce
+
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        xs = x.to(dtype)
+        local = torch.cat([xs.sum(dim=(0, 2, 3)), (xs * xs).sum(dim=(0, 2, 3)),
+                           torch.full((1,), float(x.numel() // x.shape[1]), dtype=dtype, device=x.device)])
+        total = all_reduce(local, group=self.sync_group)
+        c = x.shape[1]
+        count = total[2 * c]
+        mean = total[:c] / count
+        var = (total[c:2 * c] / count - mean * mean).clamp_min(0)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
+                unbiased = var.detach() * count / (count - 1).clamp_min(1)
+                self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
+        shape = (1, c, 1, 1)
+        out = (xs - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out.to(x.dtype)
+
+
+def sync_across(net: nn.Module, group) -> int:
+    """Make ``net``'s BatchNorm layers compute batch statistics over all ranks of ``group`` (None: off);
+    returns the number of layers."""
+    layers = [m for m in net.modules() if isinstance(m, BatchNorm2d)]
+    for m in layers:
+        m.sync_group = group
+    return len(layers)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,15 @@ G_A, G_V and G. The modes compute the same losses and gradients:
 
 No step reads a value back to the host: losses come back as device tensors, and the plateau
 schedulers decide on the device (``scripts.training.plateau``).
+
+Under DistributedDataParallel (:meth:`GANTrainer.distribute`) the four networks' own updates go
+through their DDP wrappers, which average the weight gradients over the ranks. The generator
+updates call the *unwrapped* D with its weights frozen: they need only the gradient of the
+adversarial loss with respect to D's input (the generator's map), not D's weight gradients, and
+D's weights are the same on every rank (its DDP updates keep them so), so every rank's plain D is
+the same function; going through DDP there would only all-reduce gradients nobody uses. The
+losses are averaged over the ranks before the schedulers see them, so every rank keeps the same
+learning rates.
 """
 from __future__ import annotations
 
@@ -104,6 +113,24 @@ class GANTrainer:
             opt.param_groups[0]["lr"] = torch.tensor(lr, dtype=torch.float32, device=device)
         self.scheds = {k: DevicePlateau(self.opts[k], mode="min", factor=PAPER.plateau_factor,
                                         patience=PAPER.plateau_patience) for k in ("G", "D")}
+        self.dist = None  # a scripts.training.distributed.Context once distribute() was called
+
+    def distribute(self, ctx, device_ids: list[int] | None = None, sync_bn: bool = False) -> None:
+        """Wrap the four networks in DistributedDataParallel (after any resumed state is loaded: DDP
+        starts every rank from rank 0's weights). ``sync_bn``: batch statistics over all ranks."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        from model.batchnorm import sync_across
+
+        if sync_bn:
+            import torch.distributed as dist
+
+            for net in self.nets.values():
+                sync_across(net, dist.group.WORLD)
+        # with synchronised statistics every rank's buffers are equal; otherwise rank 0's are kept
+        self.forward_fns = {k: DDP(n, device_ids=device_ids, broadcast_buffers=not sync_bn)
+                            for k, n in self.nets.items()}
+        self.dist = ctx
 
     @property
     def literal(self) -> bool:
@@ -165,9 +192,10 @@ class GANTrainer:
         """Current learning rates as device tensors."""
         return {k: o.param_groups[0]["lr"] for k, o in self.opts.items()}
 
-    def _d(self, x: torch.Tensor, maps: list[torch.Tensor]) -> list[torch.Tensor]:
-        """D's logits for (x, map) pairs: one call per map, or one batched call with ghost batch norm."""
-        d = self.forward_fns["D"]
+    def _d(self, x: torch.Tensor, maps: list[torch.Tensor], for_generators: bool = False) -> list[torch.Tensor]:
+        """D's logits for (x, map) pairs: one call per map, or one batched call with ghost batch norm.
+        ``for_generators``: the plain D under DDP (see the module docstring)."""
+        d = self.nets["D"] if for_generators and self.dist is not None else self.forward_fns["D"]
         if self.mode != "batched" or len(maps) == 1:
             return [d(x, m) for m in maps]
         with ghost_batches(self.nets["D"], len(maps)):
@@ -213,7 +241,7 @@ class GANTrainer:
             for name in names:
                 self.opts[name].zero_grad(set_to_none=True)
             with self._autocast(x.device), _frozen(self.nets["D"]):
-                adv = self._d(x, [torch.sigmoid(outputs[n][0]) for n in names])
+                adv = self._d(x, [torch.sigmoid(outputs[n][0]) for n in names], for_generators=True)
                 losses = {n: self._generator_loss(a, outputs[n], targets[n]) for n, a in zip(names, adv)}
             self.scaler.scale(sum(losses.values())).backward()
             for name in names:
@@ -228,7 +256,8 @@ class GANTrainer:
             # the original computed them anyway, the optimised step skips them
             with self._autocast(x.device), _frozen(self.nets["D"], enabled=not self.literal):
                 out = outputs[name]
-                loss = self._generator_loss(self._d(x, [torch.sigmoid(out[0])])[0], out, targets[name])
+                loss = self._generator_loss(self._d(x, [torch.sigmoid(out[0])], for_generators=True)[0], out,
+                                            targets[name])
             self.scaler.scale(loss).backward()
             self.scaler.step(opt)
             self.scaler.update()
@@ -266,6 +295,10 @@ class GANTrainer:
         if self.literal:
             out_a = self._forward("G_A", x)
         losses.update(self._update_generators(x, {"G_A": out_a, "G_V": out_v, "G": out_g}, targets, branch_probs))
+        if self.dist is not None:  # the global batch's losses: every rank's schedulers take the same decisions
+            names = list(losses)
+            means = self.dist.mean_(torch.stack([losses[k].float() for k in names]))
+            losses = dict(zip(names, means.unbind()))
         self.scheds["G"].step(losses["G"])
         self.scheds["D"].step(losses["D"])
         return losses

@@ -1,0 +1,134 @@
+"""Training on several processes with PyTorch's own engine: ``torchrun`` + DistributedDataParallel.
+
+``torchrun`` starts one process per GPU (or several on a CPU) and sets RANK, WORLD_SIZE and
+LOCAL_RANK; :func:`init_from_env` joins them into one process group (NCCL on GPUs, gloo on the
+CPU) with a timeout, so that a rank that dies makes the others fail with a message instead of
+waiting forever. Semantics (README, "Several GPUs"): ``--batch-size`` is the global batch, split
+evenly over the ranks; every rank walks the same seeded global order (:class:`DistributedEpochSampler`)
+and takes its slice of each global batch; the losses the plateau schedulers see are the means over
+ranks, so every rank takes the same decisions.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from scripts.dataset import EpochSampler
+from scripts.runtime import UsageError
+
+log = logging.getLogger("avseg")
+
+
+@dataclass
+class Context:
+    """This process's place: ``rank`` of ``world`` (1 and 0 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    control: object | None = None  # a gloo group for host-side agreement (stop requests)
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes files, logs and TensorBoard."""
+        return self.rank == 0
+
+    def shard(self, n: int) -> list[int]:
+        """This rank's items of 0..n-1 (every world-th, from its rank)."""
+        return list(range(self.rank, n, self.world))
+
+    def gather(self, items: list) -> list:
+        """Every rank's ``items`` (picklable), concatenated in rank order, on every rank."""
+        if not self.active:
+            return list(items)
+        out: list = [None] * self.world
+        dist.all_gather_object(out, items, group=self.control)
+        return [x for part in out for x in part]
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is True on any rank (a host-side all-reduce)."""
+        if not self.active:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
+        return bool(t.item())
+
+    def mean_(self, t: torch.Tensor) -> torch.Tensor:
+        """All-reduce a device tensor to its mean over ranks, in place."""
+        if self.active:
+            dist.all_reduce(t)
+            t.div_(self.world)
+        return t
+
+    def close(self) -> None:
+        if self.active and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def init_from_env(device: torch.device, timeout_minutes: float = 10.0) -> tuple[Context, torch.device]:
+    """Join the process group that ``torchrun`` describes in the environment (nothing to do without
+    it). Returns the context and this rank's device (``cuda:LOCAL_RANK`` on GPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Context(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise UsageError(f"rank {rank}: LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) visible; "
+                             "start at most one process per GPU (torchrun --nproc_per_node)")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    timeout = datetime.timedelta(minutes=timeout_minutes)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout,
+                            **({"device_id": device} if device.type == "cuda" else {}))
+    control = dist.new_group(backend="gloo", timeout=timeout) if device.type == "cuda" else dist.group.WORLD
+    return Context(rank, world, local_rank, control), device
+
+
+def local_batch(global_batch: int, ctx: Context) -> int:
+    """The per-rank batch: ``--batch-size`` is the global batch and must split evenly."""
+    if global_batch % ctx.world:
+        raise UsageError(f"--batch-size {global_batch} is the global batch and does not split over {ctx.world} "
+                         f"processes; use a multiple of {ctx.world} or another --nproc_per_node")
+    return global_batch // ctx.world
+
+
+class DistributedEpochSampler(EpochSampler):
+    """The single-process epoch order (same seed, same order, same augmentation seeds), cut into
+    global batches of ``global_batch``; this rank yields its contiguous slice of each. A last global
+    batch with fewer items than ranks is filled up with the epoch's first items, so that every rank
+    takes the same number of steps."""
+
+    def __init__(self, n: int, seed: int, global_batch: int, ctx: Context, shuffle: bool = True) -> None:
+        super().__init__(n, seed, shuffle)
+        self.global_batch, self.ctx = global_batch, ctx
+
+    def __len__(self) -> int:
+        return len(self._mine())
+
+    def _mine(self) -> list[tuple[int, int]]:
+        start, self.start = self.start, 0
+        items = list(super().__iter__())  # the whole epoch, in the single-process order
+        self.start = start
+        b, world, rank = self.global_batch, self.ctx.world, self.ctx.rank
+        mine = []
+        for first in range(start, len(items), b):
+            batch = items[first:first + b]
+            if len(batch) < world:
+                batch = batch + items[:world - len(batch)]
+            per = -(-len(batch) // world)
+            mine += batch[rank * per:(rank + 1) * per]
+        return mine
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self._mine())
