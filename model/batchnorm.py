@@ -40,13 +40,11 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def _synced(self, x: torch.Tensor) -> torch.Tensor:
         """Training-mode batch norm with statistics over every rank's batch (float32 or wider sums)."""
-        from torch.distributed.nn.functional import all_reduce
-
         dtype = torch.promote_types(x.dtype, torch.float32)
         xs = x.to(dtype)
         local = torch.cat([xs.sum(dim=(0, 2, 3)), (xs * xs).sum(dim=(0, 2, 3)),
                            torch.full((1,), float(x.numel() // x.shape[1]), dtype=dtype, device=x.device)])
-        total = all_reduce(local, group=self.sync_group)
+        total = _AllReduceSum.apply(local, self.sync_group)
         c = x.shape[1]
         count = total[2 * c]
         mean = total[:c] / count
@@ -63,6 +61,28 @@ class BatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
         return out.to(x.dtype)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks, differentiable: the gradient of every rank's input is the sum of all ranks'
+    output gradients (each rank's loss depends on every rank's statistics)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor, group) -> torch.Tensor:
+        import torch.distributed as dist
+
+        ctx.group = group
+        out = t.clone()
+        dist.all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        import torch.distributed as dist
+
+        grad = grad.clone()
+        dist.all_reduce(grad, group=ctx.group)
+        return grad, None
 
 
 def sync_across(net: nn.Module, group) -> int:

@@ -10,6 +10,10 @@ resume; written every ``--last-every-minutes``, at the end and on Ctrl-C), ``con
 disk. TensorBoard logs go to ``<runs-dir>/<job>``: the mean losses and the learning rates every
 ``--log-every`` steps (the only time a step's values are read back from the device). Ctrl-C (or
 SIGTERM) saves ``last.pt`` after the current step; ``--resume`` continues from it exactly.
+
+Several processes (GPUs, or machines): ``torchrun --nproc_per_node=N scripts/train.py ...`` (or
+``NPROC=N sh train.sh ...``); see ``scripts/training/distributed.py`` and the README ("Several GPUs").
+Rank 0 alone writes files, logs and TensorBoard.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -49,6 +54,7 @@ from scripts.runtime import (
 )
 from scripts.seeding import rng_state, seed_everything, set_rng_state
 from scripts.training import STEP_MODES, GANTrainer, LossWeights
+from scripts.training.distributed import Context, DistributedEpochSampler, init_from_env, local_batch
 from scripts.training.saver import BackgroundSaver
 from scripts.training.timing import RunTimer
 from scripts.visualise import comparison_row
@@ -114,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop (saving last.pt) after this many steps")
     p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
                    help="end training cleanly (validation, snapshot, last.pt) after the first epoch past this")
+    p.add_argument("--sync-bn", choices=["auto", "on", "off"], default="auto",
+                   help="under torchrun: batch-norm statistics over the whole global batch (auto: on with "
+                   "several processes, so the statistics are the single-process ones)")
+    p.add_argument("--dist-timeout", type=positive_float, default=10.0, metavar="MIN",
+                   help="under torchrun: minutes a process waits for the others before giving up with an error")
     return p
 
 
@@ -187,8 +198,30 @@ def _load_resume(args: argparse.Namespace, last_path: Path, device: torch.device
     return resume
 
 
+class _NoWriter:
+    """TensorBoard on ranks other than 0: nothing."""
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+
 def run(args: argparse.Namespace) -> dict:
     device = resolve_device(args.device)
+    ctx, device = init_from_env(device, args.dist_timeout)
+    try:
+        return _run(args, ctx, device)
+    finally:
+        ctx.close()
+
+
+def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
+    if ctx.active:
+        if args.compile:
+            raise UsageError("--compile is not supported with several processes yet; leave it out under torchrun")
+        if not ctx.main:  # rank 0 speaks for all
+            logging.getLogger("avseg").setLevel(logging.ERROR)
+            warnings.filterwarnings("ignore")
+    per_rank = local_batch(args.batch_size, ctx)
     workers = resolve_workers(args.workers, device)
     args.amp = resolve_amp(args.amp, device)
     data_root = args.data_root or default_data_root()
@@ -196,7 +229,18 @@ def run(args: argparse.Namespace) -> dict:
     last_path = job_dir / "last.pt"
     resume = None
     if args.resume:
-        resume = _load_resume(args, last_path, device)
+        # rank 0 reads last.pt (other machines need not see it) and hands it to the others
+        problem = None
+        try:
+            resume = _load_resume(args, last_path, device) if ctx.main else None
+        except ckpt.CheckpointError as err:
+            resume, problem = None, str(err)
+        if ctx.active:
+            box = [resume, args.image_size, problem]
+            torch.distributed.broadcast_object_list(box, src=0, group=ctx.control)
+            resume, args.image_size, problem = box
+        if problem:
+            raise ckpt.CheckpointError(problem)
         if resume["epoch"] > args.epochs:  # before any data is read or network built
             log.warning("this run had already finished its %d epochs: nothing was trained. Give a larger --epochs "
                         "to continue it.", resume["epoch"] - 1)
@@ -213,6 +257,9 @@ def run(args: argparse.Namespace) -> dict:
             ds.preload()
     log.info("train %d / validation %d images at %dx%d on %s; step: %s, %s", len(train_ds), len(val_idx),
              *full.model_size, device, args.step_mode, f"{args.amp} autocast" if args.amp else "float32")
+    if ctx.active:
+        log.info("%d processes (torchrun), global batch %d = %d per process, batch norm %s", ctx.world,
+                 args.batch_size, per_rank, "synchronised" if sync_bn(args, ctx) else "per process")
 
     nets = {k: v.to(device) for k, v in ckpt.build_networks(args.n_filters, with_discriminator=True).items()}
     weights = LossWeights(args.alpha, args.beta, args.gamma, args.adv_double_sigmoid)
@@ -231,21 +278,32 @@ def run(args: argparse.Namespace) -> dict:
         log.info("resumed %s at epoch %d, step %d", last_path, start_epoch, skip)
 
     steps_per_epoch = -(-len(train_ds) // args.batch_size)
+    if ctx.active:
+        trainer.distribute(ctx, device_ids=[device.index] if device.type == "cuda" else None, sync_bn=sync_bn(args, ctx))
     if args.compile:
         w, h = full.model_size
         example = (torch.zeros(args.batch_size, 3, h, w, device=device), torch.zeros(args.batch_size, 3, h, w, device=device))
         log.info("compiling the networks (torch.compile, mode %s): the first steps take longer", args.compile)
         trainer.compile(args.compile, example)
-    ensure_folder(job_dir, "--out")
-    ensure_folder(args.runs_dir / args.job_name, "--runs-dir")
-    remove_stale_temporaries(job_dir)
-    write_atomic(job_dir / "config.json", json.dumps({**cfg, "versions": ckpt.versions()}, indent=1) + "\n")
-    sampler = EpochSampler(len(train_ds), args.seed)
-    loader = DataLoader(train_ds, batch_size=args.batch_size, sampler=sampler, num_workers=workers,
+    problem = None
+    if ctx.main:
+        try:
+            ensure_folder(job_dir, "--out")
+            ensure_folder(args.runs_dir / args.job_name, "--runs-dir")
+            remove_stale_temporaries(job_dir)
+            write_atomic(job_dir / "config.json", json.dumps({**cfg, "versions": ckpt.versions(),
+                                                              "processes": ctx.world}, indent=1) + "\n")
+        except (UsageError, WriteError) as err:
+            problem = err
+    if ctx.any(problem is not None):  # the other ranks stop with rank 0 instead of waiting for it
+        raise problem or UsageError("rank 0 could not set up the output folders (its message says why)")
+    sampler = DistributedEpochSampler(len(train_ds), args.seed, args.batch_size, ctx) if ctx.active \
+        else EpochSampler(len(train_ds), args.seed)
+    loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=workers,
                         persistent_workers=workers > 0, pin_memory=device.type == "cuda")
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(args.runs_dir / args.job_name))
+    writer = SummaryWriter(str(args.runs_dir / args.job_name)) if ctx.main else _NoWriter()
     saver = BackgroundSaver()
     history: list[dict] = []
     n_validations = 0
@@ -258,12 +316,16 @@ def run(args: argparse.Namespace) -> dict:
     shown: dict[str, float] = {}
 
     def write_timing() -> None:
+        if not ctx.main:
+            return
         write_atomic(job_dir / "timing.json", json.dumps({"device": str(device), "step_mode": args.step_mode,
                                                            "amp": args.amp, "compile": args.compile, "workers": workers,
                                                            "batch_size": args.batch_size, "steps_per_epoch": steps_per_epoch,
                                                            **timer.summary()}, indent=1) + "\n")
 
     def checkpoint(obj: dict, path: Path, wait: bool = False) -> None:
+        if not ctx.main:
+            return
         t = time.perf_counter()
         saver.submit(obj, path, wait=wait)
         timer.checkpoint += time.perf_counter() - t
@@ -273,7 +335,8 @@ def run(args: argparse.Namespace) -> dict:
             sampler.set_epoch(epoch, skip * args.batch_size)
             step_in_epoch = skip
             skip = 0
-            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True, disable=None)
+            bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, dynamic_ncols=True,
+                       disable=None if ctx.main else True)
             waited = time.perf_counter()
             for batch in bar:
                 timer.data_wait += time.perf_counter() - waited
@@ -298,7 +361,8 @@ def run(args: argparse.Namespace) -> dict:
                     log.info(message)
                 done = step_in_epoch >= steps_per_epoch
                 position = (epoch + 1, 0) if done else (epoch, step_in_epoch)
-                if stop.set or (args.max_steps is not None and global_step >= args.max_steps):
+                # every rank stops after the same step when any of them is asked to (a host-side all-reduce)
+                if ctx.any(stop.set or (args.max_steps is not None and global_step >= args.max_steps)):
                     checkpoint(last_state(nets, trainer, cfg, *position, global_step, best), last_path, wait=True)
                     writer.close()
                     write_timing()
@@ -313,17 +377,17 @@ def run(args: argparse.Namespace) -> dict:
             if val_ds is not None and (epoch % args.val_every == 0 or last_epoch):
                 t_val = time.perf_counter()
                 predictor = Predictor({k: nets[k] for k in ckpt.GENERATORS}, "v2021", val_ds.model_size)
-                scores = mean_metrics([r for _, r in evaluate(predictor, val_ds, device, with_prob_auc=False)])
+                scores = mean_metrics(validate(predictor, val_ds, device, ctx))
                 n_validations += 1
                 for cls, values in scores.items():
                     for k, v in values.items():
                         writer.add_scalar(f"val_{cls}/{k}", v, epoch)
                 f1 = scores["average"]["f1"]
                 history.append({"epoch": epoch, "val_f1": f1, "val_sensitivity": scores["average"]["sensitivity"]})
-                tqdm.write(f"epoch {epoch}: validation F1 {100 * f1:.2f}  sensitivity "
+                (tqdm.write if ctx.main else str)(f"epoch {epoch}: validation F1 {100 * f1:.2f}  sensitivity "
                            f"{100 * scores['average']['sensitivity']:.2f}  mean losses "
                            + " ".join(f"{k} {v:.3f}" for k, v in shown.items()))
-                if (n_validations - 1) % args.image_every == 0:
+                if (n_validations - 1) % args.image_every == 0 and ctx.main:
                     first = next(iterate_predictions(predictor, torch.utils.data.Subset(val_ds, [0]), device))
                     writer.add_image("val/photo_truth_prediction_errors", comparison_row(
                         val_ds, 0, first["raw"], first["label"], first["mask"], first["binary"]), epoch,
@@ -347,8 +411,24 @@ def run(args: argparse.Namespace) -> dict:
     if val_ds is None:  # no validation split: the final weights are the "best"
         checkpoint(ckpt.generators_state(nets, cfg, args.epochs), job_dir / "best.pt")
     saver.wait(strict=True)
+    if ctx.active:
+        torch.distributed.barrier(group=ctx.control)  # no rank leaves before rank 0's files are written
     write_timing()
     return {"stopped": False, "history": history, "job_dir": job_dir}
+
+
+def sync_bn(args: argparse.Namespace, ctx: Context) -> bool:
+    """Synchronised batch statistics: with several processes unless --sync-bn off."""
+    return ctx.active and args.sync_bn != "off"
+
+
+def validate(predictor: Predictor, val_ds: AVDataset, device: torch.device, ctx: Context) -> list[dict]:
+    """Per-image validation metrics in dataset order; under torchrun each process scores every
+    world-th image and all gather the results, so every process holds the single-process numbers."""
+    mine = ctx.shard(len(val_ds))
+    scored = evaluate(predictor, torch.utils.data.Subset(val_ds, mine), device, with_prob_auc=False)
+    gathered = ctx.gather([(i, r) for i, (_, r) in zip(mine, scored)])
+    return [r for _, r in sorted(gathered, key=lambda item: item[0])]
 
 
 def _config(args: argparse.Namespace, image_size) -> dict:
@@ -371,6 +451,14 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ckpt.CheckpointError, UsageError, ValueError, WriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            raise
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"error: rank {os.environ.get('RANK')}: lost contact with the other processes ({first}); one of them "
+              f"stopped or died (see its messages above), or did not answer within --dist-timeout. Resume from "
+              "last.pt with --resume.", file=sys.stderr)
+        return 3
     if result["stopped"]:
         return 130 if args.max_steps is None else 0
     if result.get("trained", True):

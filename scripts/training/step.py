@@ -127,9 +127,9 @@ class GANTrainer:
 
             for net in self.nets.values():
                 sync_across(net, dist.group.WORLD)
-        # with synchronised statistics every rank's buffers are equal; otherwise rank 0's are kept
-        self.forward_fns = {k: DDP(n, device_ids=device_ids, broadcast_buffers=not sync_bn)
-                            for k, n in self.nets.items()}
+        # DDP sends rank 0's buffers (batch-norm running statistics) to the others at every forward:
+        # without synchronised statistics the checkpointed ones are rank 0's
+        self.forward_fns = {k: DDP(n, device_ids=device_ids) for k, n in self.nets.items()}
         self.dist = ctx
 
     @property

@@ -118,3 +118,100 @@ def test_global_batch_must_split_over_ranks():
     assert local_batch(4, Context(0, 2)) == 2
     with pytest.raises(UsageError, match="--batch-size 3 is the global batch"):
         local_batch(3, Context(0, 2))
+
+
+# ---- validation sharded over ranks ----
+
+def _validate_main(rank: int, world: int, port: int, root: str, out: dict) -> None:
+    from scripts.dataset import AVDataset
+    from scripts.inference import Predictor
+    from scripts.train import validate
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        seed_everything(0)
+        nets = build_networks(4)
+        ds = AVDataset("SYNTHETIC", "test", root, image_size=(32, 32))
+        rows = validate(Predictor(nets, "v2021", (32, 32)), ds, torch.device("cpu"), Context(rank, world))
+        if rank == 1:
+            out["rows"] = rows
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sharded_validation_gives_exactly_the_single_process_numbers(synthetic_root):
+    from scripts.dataset import AVDataset
+    from scripts.inference import Predictor
+    from scripts.train import validate
+
+    seed_everything(0)
+    nets = build_networks(4)
+    ds = AVDataset("SYNTHETIC", "test", synthetic_root, image_size=(32, 32))
+    single = validate(Predictor(nets, "v2021", (32, 32)), ds, torch.device("cpu"), Context())
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_validate_main, args=(2, _free_port(), str(synthetic_root), out), nprocs=2, join=True)
+        rows = out["rows"]
+    assert len(rows) == len(ds) == 3
+    assert rows == single  # every number, bit for bit, in dataset order
+
+
+# ---- the entry point under torchrun ----
+
+def _torchrun(args: list[str], nproc: int = 2, timeout: int = 300):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+           str(_free_port()), str(REPO / "scripts" / "train.py"), *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _common(root, out, job, epochs=3):
+    return ["--dataset", "SYNTHETIC", "--data-root", str(root), "--epochs", str(epochs), "--n-filters", "4",
+            "--image-size", "32", "32", "--batch-size", "2", "--save-from", "2", "--save-every", "1",
+            "--val-every", "1", "--device", "cpu", "--out", str(out), "--runs-dir", str(out / "runs"),
+            "--job_name", job, "--workers", "0"]
+
+
+def _weights(path):
+    state = torch.load(path, weights_only=True)
+    return {f"{n}.{k}": v for n, net in state["nets"].items() for k, v in net.items()}
+
+
+def test_torchrun_trains_with_one_set_of_checkpoints_and_resumes_exactly(synthetic_root, tmp_path):
+    done = _torchrun(_common(synthetic_root, tmp_path, "whole"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = sorted(p.name for p in (tmp_path / "SYNTHETIC" / "whole").iterdir())
+    assert files == ["best.pt", "config.json", "epoch_0002.pt", "epoch_0003.pt", "last.pt", "timing.json"]
+    assert done.stdout.count("done in") + done.stderr.count("done in") == 1  # rank 0 alone reports
+    # stop mid-epoch (5 training images, global batch 2: 3 steps per epoch), then resume
+    part = _torchrun([*_common(synthetic_root, tmp_path, "split"), "--max-steps", "4"])
+    assert part.returncode == 0, part.stderr[-3000:]
+    state = torch.load(tmp_path / "SYNTHETIC" / "split" / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (2, 1, 4)
+    rest = _torchrun([*_common(synthetic_root, tmp_path, "split"), "--resume"])
+    assert rest.returncode == 0, rest.stderr[-3000:]
+    whole, split = _weights(tmp_path / "SYNTHETIC" / "whole" / "last.pt"), _weights(tmp_path / "SYNTHETIC" / "split" / "last.pt")
+    assert whole.keys() == split.keys()
+    for k in whole:
+        assert torch.equal(whole[k], split[k]), k
+
+
+def test_a_two_process_run_resumes_in_one_process(synthetic_root, tmp_path):
+    from scripts import train as train_cli
+
+    part = _torchrun([*_common(synthetic_root, tmp_path, "grow", epochs=2), "--max-steps", "2"])
+    assert part.returncode == 0, part.stderr[-3000:]
+    assert train_cli.main([*_common(synthetic_root, tmp_path, "grow", epochs=2), "--resume"]) == 0
+    assert torch.load(tmp_path / "SYNTHETIC" / "grow" / "last.pt", weights_only=True)["global_step"] == 6
+
+
+def test_a_batch_that_does_not_split_is_refused_by_every_rank(synthetic_root, tmp_path):
+    done = _torchrun([*_common(synthetic_root, tmp_path, "odd"), "--batch-size", "3"])
+    assert done.returncode != 0
+    assert "--batch-size 3 is the global batch" in done.stderr
