@@ -3,23 +3,31 @@
 #   sh train.sh DRIVE_AV|LES-AV|HRF-AV [extra scripts/train.py options]   (job name: paper, or $JOB)
 #   sh train.sh MYDATA --image-size W H [options]   any folder of $AVSEG_DATA in the same layout
 #   sh train.sh demo [options]    synthetic data (generated when missing), small and fast on a CPU
+#   NPROC=4 sh train.sh DRIVE_AV [options]   4 processes on this machine (torchrun; one per GPU)
+#   TORCHRUN_ARGS="--nnodes 2 --node-rank 0 --rdzv-backend c10d --rdzv-endpoint HOST:29500" NPROC=4 sh train.sh ...
 set -e
 
 . "$(dirname "$0")/_python.sh"
+# one process, or torchrun with NPROC processes (and any rendezvous options in TORCHRUN_ARGS)
+if [ "${NPROC:-1}" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then
+    TRAIN="$PY -m torch.distributed.run --nproc_per_node ${NPROC:-1} ${TORCHRUN_ARGS:-} $REPO/scripts/train.py"
+else
+    TRAIN="$PY -m scripts.train"
+fi
 DATASET=${1:-DRIVE_AV}
 [ $# -gt 0 ] && shift
 DATA=${AVSEG_DATA:-data}
 case "$DATASET" in
     demo)
         [ -d "$DATA/SYNTHETIC" ] || $PY -m scripts.synthetic --out "$DATA" --size 128
-        exec $PY -m scripts.train --dataset SYNTHETIC --data-root "$DATA" --job_name "${JOB:-demo}" \
+        exec $TRAIN --dataset SYNTHETIC --data-root "$DATA" --job_name "${JOB:-demo}" \
             --epochs 100 --n-filters 8 --image-size 112 112 --val-every 10 --save-from 94 --save-every 3 \
             --channels-last on "$@" ;;
     -*|"")
         echo "usage: sh train.sh DRIVE_AV|LES-AV|HRF-AV|MYDATA|demo [options]" >&2
         exit 2 ;;
     *)
-        exec $PY -m scripts.train --dataset "$DATASET" --data-root "$DATA" --job_name "${JOB:-paper}" \
+        exec $TRAIN --dataset "$DATASET" --data-root "$DATA" --job_name "${JOB:-paper}" \
             --epochs 1500 --batch-size 2 --learning-rate 8e-4 --alpha 0.5 --beta 1.1 --gama 0.08 \
             --seed_num 42 --validation 10 --n-filters 32 --save-from 1300 --save-every 10 --val-every 10 "$@" ;;
 esac

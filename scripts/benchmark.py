@@ -2,6 +2,7 @@
 
     python -m scripts.benchmark --sizes 128 256 512 --modes literal reuse batched --json bench.json
     python -m scripts.benchmark --segments HRF-AV --data-root data --limit 21   # segment evaluation, one core
+    python -m scripts.benchmark --nproc 2 --sizes 128 --device cuda   # DDP: plain vs 1 and N processes
 
 Modes (all exact but ``amp``; see scripts/training/step.py):
 ``literal`` the original's calls (every forward recomputed, D nine times; plain Adam, contiguous);
@@ -160,6 +161,80 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _ddp_rank(rank: int, world: int, port: int, size: int, n_filters: int, batch: int, device_name: str, reps: int,
+              warmup: int, use_ddp: bool, out: dict) -> None:
+    """One process of the DDP benchmark: ``batch`` is the global batch, split over the ranks."""
+    import torch.distributed as dist
+
+    from scripts.checkpoint import build_networks
+    from scripts.training import GANTrainer
+    from scripts.training.distributed import Context
+
+    device = torch.device(device_name if device_name == "cpu" else f"cuda:{rank}")
+    if use_ddp:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
+                                rank=rank, world_size=world)
+    try:
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, (torch.get_num_threads() or 1) // world))
+        torch.manual_seed(0)
+        nets = {k: v.to(device) for k, v in build_networks(n_filters, with_discriminator=True).items()}
+        trainer = GANTrainer(nets, mode="batched", fused_adam=True, channels_last=device.type == "cuda")
+        if use_ddp:
+            trainer.distribute(Context(rank, world), device_ids=[device.index] if device.type == "cuda" else None,
+                               sync_bn=world > 1)
+        per = batch // world
+        x = torch.randn(per, 3, size, size, device=device)
+        y = (torch.rand(per, 3, size, size, device=device) > 0.8).float()
+        times = []
+        for i in range(warmup + reps):
+            _sync(device)
+            t = time.perf_counter()
+            trainer.step(x, y)
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - t)
+        if rank == 0:
+            out["ms"] = 1000 * statistics.median(times)
+    finally:
+        if use_ddp:
+            dist.destroy_process_group()
+
+
+def ddp_benchmark(nproc: int, size: int, n_filters: int, batch: int, device_name: str, reps: int, warmup: int) -> str:
+    """Training images/s: one plain process, DDP with one process, DDP with ``nproc`` (global batch fixed)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    rows = []
+    for label, world, use_ddp in (("plain, 1 process", 1, False), ("DDP, 1 process", 1, True),
+                                  (f"DDP, {nproc} processes", nproc, True)):
+        if batch % world:
+            rows.append((label, None))
+            continue
+        with mp.Manager() as manager:
+            out = manager.dict()
+            mp.spawn(_ddp_rank, args=(world, port(), size, n_filters, batch, device_name, reps, warmup, use_ddp, out),
+                     nprocs=world, join=True)
+            rows.append((label, out["ms"]))
+    plain = rows[0][1]
+    lines = [f"DDP training step, global batch {batch}, {size} px, n={n_filters}, {device_name} "
+             f"({cpu_description() if device_name == 'cpu' else torch.cuda.get_device_name()})",
+             f"{'run':<22}{'ms/step':>10}{'images/s':>10}{'vs plain':>10}"]
+    for label, ms in rows:
+        lines.append(f"{label:<22}" + ("  batch does not split" if ms is None else
+                                        f"{ms:>10.0f}{1000 * batch / ms:>10.2f}{plain / ms:>10.3f}"))
+    if device_name == "cpu":
+        lines.append("(CPU processes share this machine's cores: these rows show that DDP runs, not how it scales)")
+    return "\n".join(lines)
+
+
 def segments_benchmark(dataset: str, data_root: Path, split: str, limit: int | None) -> str:
     """Seconds per image of segment-level evaluation on one core: label decoding, the ground-truth
     graph (built once per image) and scoring one prediction (the ground truth with the class of
@@ -215,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, default=None, help="with --segments (default: $AVSEG_DATA or ./data)")
     p.add_argument("--split", default="training", help="with --segments")
     p.add_argument("--limit", type=int, default=None, help="with --segments: the first N images")
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="DDP throughput instead: plain vs DDP with 1 and N processes (first --sizes entry)")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "reuse", "batched"])
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format")
@@ -226,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
+    if a.nproc:
+        if a.device.startswith("cuda") and torch.cuda.device_count() < a.nproc:
+            print(f"error: --nproc {a.nproc} needs {a.nproc} GPUs, {torch.cuda.device_count()} visible", file=sys.stderr)
+            return 2
+        print(ddp_benchmark(a.nproc, a.sizes[0], a.n_filters, a.batch_size, a.device, a.reps, max(1, a.warmup)))
+        return 0
     if a.segments:
         from scripts.config import default_data_root
 

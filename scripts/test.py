@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import Subset
 
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
@@ -44,6 +45,7 @@ from scripts.metrics import PROB_METRICS, mean_metrics
 from scripts.release import RELEASE_SIZE, load_release
 from scripts.report import format_table, metrics_csv, nan_to_null, write_atomic, write_csv
 from scripts.runtime import UsageError, ensure_folder, resolve_device
+from scripts.training.distributed import Context, init_from_env
 from scripts.vessels import segments as seg
 from scripts.vessels.disc import locate_disc
 from scripts.vessels.measures import measure
@@ -109,7 +111,18 @@ def load_predictor(source: Path | None, args: argparse.Namespace, device: torch.
 
 
 def run(args: argparse.Namespace) -> dict:
-    device = resolve_device(args.device)
+    """Score the sources; under torchrun every process scores every world-th image, rank 0 reports."""
+    ctx, device = init_from_env(resolve_device(args.device))
+    try:
+        if ctx.active and not ctx.main:
+            logging.getLogger("avseg").setLevel(logging.ERROR)
+            warnings.filterwarnings("ignore")
+        return _run(args, ctx, device)
+    finally:
+        ctx.close()
+
+
+def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
     job_dir = args.out / args.dataset / args.job_name
     # a release or original files are not a training run of --job_name: their results go apart
     run_name = "release" if args.release else "original" if args.original else args.job_name
@@ -132,24 +145,31 @@ def run(args: argparse.Namespace) -> dict:
             dataset.preload()  # every file checked before the first checkpoint is scored
         predictor.model_size = dataset.model_size
         last = i == len(sources) - 1
-        rows, counts = [], []
-        for j, pred in enumerate(iterate_predictions(predictor, dataset, device)):
-            rows.append((pred["id"], score_prediction(predictor, pred)))
+        rows, counts, seg_rows, bio_rows = [], [], [], []
+        mine = ctx.shard(len(dataset))
+        for j, pred in zip(mine, iterate_predictions(predictor, Subset(dataset, mine), device)):
+            rows.append((j, pred["id"], score_prediction(predictor, pred)))
             graph = dataset.vessel_graph(j, args.crossing_radius)
             classes = decode_classes(pred["binary"]).cpu().numpy()
-            counts.append(seg.segment_counts(graph, classes, args.min_segment_length))
-            segment_rows.append({"checkpoint": name, "id": pred["id"], **counts[-1],
-                                 **seg.segment_metrics(counts[-1], args.mixed_share)})
+            counts.append((j, seg.segment_counts(graph, classes, args.min_segment_length)))
+            seg_rows.append((j, {"checkpoint": name, "id": pred["id"], **counts[-1][1],
+                                 **seg.segment_metrics(counts[-1][1], args.mixed_share)}))
             if last:
                 save_prob_png(args.maps_dir / "small_pre" / f"{pred['id']}.png", pred["small"])
                 save_prob_png(args.maps_dir / "raw_pre" / f"{pred['id']}.png", pred["raw"])
                 if not args.no_biomarkers:
-                    biomarker_rows += biomarker_comparison(dataset, j, pred["id"], classes)
+                    bio_rows += [(j, r) for r in biomarker_comparison(dataset, j, pred["id"], classes)]
                 verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
                 fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"],
                                      segments=lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width))
                 (results_dir / "figures").mkdir(parents=True, exist_ok=True)
                 Image.fromarray(fig).save(results_dir / "figures" / f"{pred['id']}.png")
+        # every process's images, in dataset order (the stable sort keeps each image's rows together)
+        rows, counts, seg_rows, bio_rows = ([x[1:] if len(x) > 2 else x[1] for x in
+                                             sorted(ctx.gather(part), key=lambda item: item[0])]
+                                            for part in (rows, counts, seg_rows, bio_rows))
+        segment_rows += seg_rows
+        biomarker_rows += bio_rows
         segment_scores.append(seg.segment_metrics(seg.pool(counts), args.mixed_share))
         score = mean_metrics([r for _, r in rows])
         scores.append(score)
@@ -157,6 +177,8 @@ def run(args: argparse.Namespace) -> dict:
         summaries.append((name, score))
         log.info("%s: F1 %.2f  sensitivity %.2f", name, 100 * score["average"]["f1"], 100 * score["average"]["sensitivity"])
 
+    if not ctx.main:
+        return {}
     row = paper_row(scores)
     seg_mean = nan_to_null({k: float(np.mean([s[k] for s in segment_scores])) for k in segment_scores[0]})
     seg_std = nan_to_null({k: float(np.std([s[k] for s in segment_scores])) for k in segment_scores[0]})

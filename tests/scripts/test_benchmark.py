@@ -23,3 +23,12 @@ def test_benchmark_tiny(tmp_path, capsys):
     # batching D changes no arithmetic, only the number of calls
     assert batched["gflop_per_step"] == pytest.approx(reuse["gflop_per_step"], rel=1e-9)
     assert batched["aten_ops_per_step"] < reuse["aten_ops_per_step"] < literal["aten_ops_per_step"]
+
+
+def test_ddp_benchmark_runs_plain_and_distributed():
+    from scripts.benchmark import ddp_benchmark
+
+    table = ddp_benchmark(2, 32, 4, 2, "cpu", reps=1, warmup=1)
+    lines = table.splitlines()
+    assert [line.split()[0] for line in lines[2:5]] == ["plain,", "DDP,", "DDP,"]
+    assert all(float(line.split()[-1]) > 0 for line in lines[2:5]) and "not how it scales" in table

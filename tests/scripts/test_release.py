@@ -211,7 +211,7 @@ def test_release_default_size_is_720(tmp_path, release_root, monkeypatch):
 
     seen = {}
     monkeypatch.setattr(test_cli, "iterate_predictions",
-                        lambda predictor, dataset, device: seen.update(size=dataset.model_size) or iter(()))
+                        lambda predictor, dataset, device: seen.update(size=dataset.dataset.model_size) or iter(()))
     write_tiny_dataset(tmp_path / "data", n=1)
     args = test_cli.build_parser().parse_args(["--dataset", "TINY", "--data-root", str(tmp_path / "data"), "--release",
                                                str(release_root), "--results", str(tmp_path / "r"),

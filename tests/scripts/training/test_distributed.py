@@ -215,3 +215,31 @@ def test_a_batch_that_does_not_split_is_refused_by_every_rank(synthetic_root, tm
     done = _torchrun([*_common(synthetic_root, tmp_path, "odd"), "--batch-size", "3"])
     assert done.returncode != 0
     assert "--batch-size 3 is the global batch" in done.stderr
+
+
+def test_test_script_under_torchrun_writes_what_one_process_writes(synthetic_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = _torchrun([*_common(synthetic_root, tmp_path, "scored", epochs=2)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(tmp_path), "--job_name",
+              "scored", "--device", "cpu"]
+    one = [sys.executable, str(REPO / "scripts" / "test.py"), *common, "--results", str(tmp_path / "one"),
+           "--maps-dir", str(tmp_path / "maps_one")]
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           str(REPO / "scripts" / "test.py"), *common, "--results", str(tmp_path / "two"), "--maps-dir",
+           str(tmp_path / "maps_two")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for cmd in (one, two):
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, run.stderr[-3000:]
+    for name in ("per_image.csv", "summary.csv", "segments.csv", "biomarkers.csv", "paper_row.json"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text(), name
+    assert sorted(p.name for p in (tmp_path / "two" / "figures").iterdir()) == ["01_test.png", "02_test.png", "03_test.png"]
+    for sub in ("small_pre", "raw_pre"):
+        assert sorted(p.name for p in (tmp_path / "maps_two" / sub).iterdir()) == \
+            sorted(p.name for p in (tmp_path / "maps_one" / sub).iterdir())
