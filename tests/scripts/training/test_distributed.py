@@ -243,3 +243,53 @@ def test_test_script_under_torchrun_writes_what_one_process_writes(synthetic_roo
     for sub in ("small_pre", "raw_pre"):
         assert sorted(p.name for p in (tmp_path / "maps_two" / sub).iterdir()) == \
             sorted(p.name for p in (tmp_path / "maps_one" / sub).iterdir())
+
+
+def _workers(parent: int) -> dict[int, int]:
+    """{rank: pid} of torchrun's worker processes."""
+    from pathlib import Path
+
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        rank = [e for e in env if e.startswith(b"RANK=")]
+        if ppid == parent and rank:
+            found[int(rank[0][5:])] = int(proc.name)
+    return found
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/proc").is_dir(), reason="needs /proc to find the workers")
+def test_sigterm_to_one_rank_stops_all_after_the_step_with_one_last_pt(synthetic_root, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           str(REPO / "scripts" / "train.py"), *_common(synthetic_root, tmp_path, "stop", epochs=1000)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.time() + 120
+        while not (tmp_path / "SYNTHETIC" / "stop" / "epoch_0002.pt").exists():  # training is under way
+            assert time.time() < deadline and proc.poll() is None, "training did not start"
+            time.sleep(0.5)
+        workers = _workers(proc.pid)
+        assert sorted(workers) == [0, 1]
+        os.kill(workers[1], signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "saved" in err and "continue with --resume" in err
+    state = torch.load(tmp_path / "SYNTHETIC" / "stop" / "last.pt", weights_only=True)
+    assert state["global_step"] >= 6 and not list((tmp_path / "SYNTHETIC" / "stop").glob("*.tmp*"))
