@@ -223,6 +223,8 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
             warnings.filterwarnings("ignore")
     per_rank = local_batch(args.batch_size, ctx)
     workers = resolve_workers(args.workers, device)
+    if ctx.active and args.workers == "auto" and workers:  # the machine's cores are shared by its processes
+        workers = max(1, workers // int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world)))
     args.amp = resolve_amp(args.amp, device)
     data_root = args.data_root or default_data_root()
     job_dir = args.out / args.dataset / args.job_name

@@ -2,7 +2,6 @@
 sampler, validation and the torchrun entry point."""
 from __future__ import annotations
 
-import copy
 import socket
 
 import pytest
