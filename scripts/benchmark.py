@@ -213,8 +213,9 @@ def ddp_benchmark(nproc: int, size: int, n_filters: int, batch: int, device_name
             return s.getsockname()[1]
 
     rows = []
-    for label, world, use_ddp in (("plain, 1 process", 1, False), ("DDP, 1 process", 1, True),
-                                  (f"DDP, {nproc} processes", nproc, True)):
+    runs = [("plain, 1 process", 1, False), ("DDP, 1 process", 1, True)]
+    runs += [(f"DDP, {nproc} processes", nproc, True)] if nproc > 1 else []
+    for label, world, use_ddp in runs:
         if batch % world:
             rows.append((label, None))
             continue

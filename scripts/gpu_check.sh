@@ -3,7 +3,8 @@
 #   sh scripts/gpu_check.sh OUTDIR [DATA_ROOT]
 # 1. benchmark at 592x592, batch 2, n=32: literal, reuse, batched, amp (batched + bf16), compile
 #    (batched + torch.compile);
-# 2. scripts/reproduce.sh DRIVE_AV with the fastest exact mode for about $MINUTES minutes
+# 2. the cost of DistributedDataParallel on one device (plain vs DDP with one process);
+# 3. scripts/reproduce.sh DRIVE_AV with the fastest exact mode for about $MINUTES minutes
 #    (--time-limit; the log predicts the full 1500-epoch time after 200 steps), then test.sh.
 # Logs and JSON go to OUTDIR. On a CPU, prove it works with tiny settings:
 #   DEVICE=cpu SIZE=64 NF=8 MINUTES=0.2 BENCH_SIZE=64 MODES="literal batched" sh scripts/gpu_check.sh /tmp/check
@@ -27,6 +28,9 @@ echo "== benchmark ($BENCH_SIZE px): $MODES"
 # shellcheck disable=SC2086
 timeout 200 $PY -m scripts.benchmark --device "$DEVICE" --sizes "$BENCH_SIZE" --modes $MODES \
     --reps 10 --warmup 3 --n-filters "$NF" --json "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.txt" || true
+echo "== DDP overhead on one device ($BENCH_SIZE px): plain vs DistributedDataParallel with 1 process"
+timeout 150 $PY -m scripts.benchmark --nproc 1 --device "$DEVICE" --sizes "$BENCH_SIZE" --n-filters "$NF" \
+    --reps 10 --warmup 3 2>&1 | tee "$OUT/ddp.txt" || true
 FASTEST=$($PY - "$OUT/benchmark.json" <<'PY'
 import json, sys
 try:

@@ -123,6 +123,14 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
+    try:
+        import skimage.morphology  # noqa: F401  (the vessel graph's skeletons)
+        structure = True
+    except ImportError:
+        structure = False
+    if not structure:
+        log.warning("scikit-image is not installed: the paper tables are computed, the segment metrics and "
+                    "biomarkers are not (pip install -r requirements.txt)")
     job_dir = args.out / args.dataset / args.job_name
     # a release or original files are not a training run of --job_name: their results go apart
     run_name = "release" if args.release else "original" if args.original else args.job_name
@@ -149,19 +157,23 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
         mine = ctx.shard(len(dataset))
         for j, pred in zip(mine, iterate_predictions(predictor, Subset(dataset, mine), device)):
             rows.append((j, pred["id"], score_prediction(predictor, pred)))
-            graph = dataset.vessel_graph(j, args.crossing_radius)
             classes = decode_classes(pred["binary"]).cpu().numpy()
-            counts.append((j, seg.segment_counts(graph, classes, args.min_segment_length)))
-            seg_rows.append((j, {"checkpoint": name, "id": pred["id"], **counts[-1][1],
-                                 **seg.segment_metrics(counts[-1][1], args.mixed_share)}))
+            graph = dataset.vessel_graph(j, args.crossing_radius) if structure else None
+            if structure:
+                counts.append((j, seg.segment_counts(graph, classes, args.min_segment_length)))
+                seg_rows.append((j, {"checkpoint": name, "id": pred["id"], **counts[-1][1],
+                                     **seg.segment_metrics(counts[-1][1], args.mixed_share)}))
             if last:
                 save_prob_png(args.maps_dir / "small_pre" / f"{pred['id']}.png", pred["small"])
                 save_prob_png(args.maps_dir / "raw_pre" / f"{pred['id']}.png", pred["raw"])
-                if not args.no_biomarkers:
+                if structure and not args.no_biomarkers:
                     bio_rows += [(j, r) for r in biomarker_comparison(dataset, j, pred["id"], classes)]
-                verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
+                panel = None
+                if structure:
+                    verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
+                    panel = lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width)  # noqa: E731
                 fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"],
-                                     segments=lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width))
+                                     segments=panel)
                 (results_dir / "figures").mkdir(parents=True, exist_ok=True)
                 Image.fromarray(fig).save(results_dir / "figures" / f"{pred['id']}.png")
         # every process's images, in dataset order (the stable sort keeps each image's rows together)
@@ -170,7 +182,8 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
                                             for part in (rows, counts, seg_rows, bio_rows))
         segment_rows += seg_rows
         biomarker_rows += bio_rows
-        segment_scores.append(seg.segment_metrics(seg.pool(counts), args.mixed_share))
+        if structure:
+            segment_scores.append(seg.segment_metrics(seg.pool(counts), args.mixed_share))
         score = mean_metrics([r for _, r in rows])
         scores.append(score)
         per_image += [((name, image_id), r) for image_id, r in rows]
@@ -180,8 +193,9 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
     if not ctx.main:
         return {}
     row = paper_row(scores)
-    seg_mean = nan_to_null({k: float(np.mean([s[k] for s in segment_scores])) for k in segment_scores[0]})
-    seg_std = nan_to_null({k: float(np.std([s[k] for s in segment_scores])) for k in segment_scores[0]})
+    seg_keys = segment_scores[0] if segment_scores else {}
+    seg_mean = nan_to_null({k: float(np.mean([s[k] for s in segment_scores])) for k in seg_keys})
+    seg_std = nan_to_null({k: float(np.std([s[k] for s in segment_scores])) for k in seg_keys})
     metrics_csv(results_dir / "per_image.csv", per_image, key_names=("checkpoint", "id"))
     metrics_csv(results_dir / "summary.csv", summaries, key_names=("checkpoint",))
     protocol = "SPEC 9.4 (2023 release: softmax argmax)" if predictor.variant == "v2023" else "SPEC 6 (paper)"
@@ -196,7 +210,8 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
                       "mean": seg_mean, "std": seg_std,
                       "per_checkpoint": {n: nan_to_null(s) for (n, _), s in zip(sources, segment_scores)}}},
         indent=1, allow_nan=False) + "\n")
-    write_csv(results_dir / "segments.csv", segment_rows)
+    if segment_rows:
+        write_csv(results_dir / "segments.csv", segment_rows)
     if biomarker_rows:
         write_csv(results_dir / "biomarkers.csv", biomarker_rows)
     mean = mean_metrics(scores)
@@ -216,10 +231,12 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
     print(format_table(mean))
     print("\nThreshold-free AUCs of the probabilities (not the paper's 'ROC'/'PR'):")
     print(format_table(mean, PROB_METRICS))
-    print(f"\nSegments (ground-truth centreline segments, pooled over images; mean over checkpoints; "
-          f"mixed at {100 * args.mixed_share:g} %; README 'Segment-level evaluation'):")
-    print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
-                              None if len(sources) == 1 else {k: np.nan if v is None else v for k, v in seg_std.items()}))
+    if segment_scores:
+        print(f"\nSegments (ground-truth centreline segments, pooled over images; mean over checkpoints; "
+              f"mixed at {100 * args.mixed_share:g} %; README 'Segment-level evaluation'):")
+        print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
+                                  None if len(sources) == 1 else
+                                  {k: np.nan if v is None else v for k, v in seg_std.items()}))
     print(f"\nmaps: {args.maps_dir}/{{small_pre,raw_pre}}  tables and figures: {results_dir}")
     return {"row": row, "mean": mean, "results_dir": results_dir}
 

@@ -23,7 +23,6 @@ import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import depth_first_order
-from skimage.morphology import skeletonize
 
 ARTERY, VEIN, UNCERTAIN = 1, 2, 3
 _EIGHT = np.ones((3, 3), np.uint8)
@@ -165,6 +164,11 @@ def build_graph(label: np.ndarray, radius: float | None = None, fov: np.ndarray 
         empty = np.zeros(0, np.int64)
         return VesselGraph(shape, empty, empty, np.zeros(0, np.uint8), empty, np.zeros(0, bool), empty, empty, empty,
                            float(radius))
+    try:
+        from skimage.morphology import skeletonize
+    except ImportError:
+        raise ImportError("the vessel graph (segment evaluation, biomarkers) needs scikit-image: "
+                          "pip install -r requirements.txt") from None
     half_width = cv2.distanceTransform(vessel.view(np.uint8), cv2.DIST_L2, 5)
     skel = _prune_spurs(skeletonize(vessel), crossing, half_width)
     nodes, ends, labels, n = _segments(skel, crossing, cls)
