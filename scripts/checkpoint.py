@@ -38,6 +38,19 @@ def generators_state(nets: dict[str, nn.Module], cfg: dict, epoch: int, extra: d
             "nets": {k: nets[k].state_dict() for k in GENERATORS}, **(extra or {})}
 
 
+def add_weight_options(p, checkpoint_help: str, repeatable: bool = False) -> None:
+    """The mutually exclusive ways test.py and predict.py take weights: ``--checkpoint`` (this
+    project's), ``--original`` (three original-code state dicts) or ``--release`` (the authors' files)."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path, action="append" if repeatable else "store", help=checkpoint_help)
+    which.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
+                       help="state dicts written by the original code (artery, vein, fusion); the variant (2021 "
+                            "paper or 2023 release) is read from their shapes")
+    which.add_argument("--release", type=Path, metavar="DIR",
+                       help="the authors' released checkpoints: the folder with CP_best_F1_{all,A,V}.pth, or the "
+                            "unzipped release above it (the one named by --dataset is used)")
+
+
 def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
     """Load a checkpoint file safely (``weights_only=True``)."""
     path = Path(path)

@@ -184,14 +184,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="image files, folders or globs")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", type=Path, help="a .pt of this project, or a job folder (uses best.pt)")
-    which.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
-                       help="state dicts written by the original code (artery, vein, fusion); the variant (2021 "
-                            "paper or 2023 release) is read from their shapes")
-    which.add_argument("--release", type=Path, metavar="DIR",
-                       help="the authors' released checkpoints: the folder with CP_best_F1_{all,A,V}.pth, or the "
-                            "unzipped release above it with --dataset")
+    ckpt.add_weight_options(p, "a .pt of this project, or a job folder (uses best.pt)")
     p.add_argument("--dataset", default=None, help="with --release: which dataset's weights, when DIR holds several")
     p.add_argument("--out", type=Path, default=Path("predictions"))
     p.add_argument("--masks", type=Path, default=None, help="folder of FOV masks (<name>_mask.* or <name>.*)")

@@ -19,6 +19,7 @@ comparison figure per image in ``<results>/figures/``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import warnings
@@ -123,11 +124,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
-    try:
-        import skimage.morphology  # noqa: F401  (the vessel graph's skeletons)
-        structure = True
-    except ImportError:
-        structure = False
+    structure = importlib.util.find_spec("skimage") is not None  # the vessel graph's skeletons
     if not structure:
         log.warning("scikit-image is not installed: the paper tables are computed, the segment metrics and "
                     "biomarkers are not (pip install -r requirements.txt)")
@@ -248,14 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
     p.add_argument("--out", type=Path, default=Path("."), help="where training wrote OUT/<DATASET>/<job>")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", type=Path, action="append", help="evaluate this file (repeatable)")
-    which.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
-                       help="state dicts written by the original code (artery, vein, fusion); the variant (2021 "
-                            "paper or 2023 release) is read from their shapes")
-    which.add_argument("--release", type=Path, metavar="DIR",
-                       help="the authors' released checkpoints: the folder with CP_best_F1_{all,A,V}.pth, or the "
-                            "unzipped release above it (the one for --dataset is found)")
+    ckpt.add_weight_options(p, "evaluate this file (repeatable)", repeatable=True)
     p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="model size (default: the checkpoint's; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")
