@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
 from scripts.atomic import WriteError
-from scripts.dataset import MASK_EXTENSIONS, find_file
+from scripts.dataset import find_file, find_mask
 from scripts.images import IMAGE_EXTENSIONS, DataError, collect_inputs, decode_image, derive_fov, load_mask, load_photo
 from scripts.labels import LabelError, decode_classes, label_to_channels
 from scripts.report import write_csv
@@ -98,7 +98,7 @@ def measure_map(path: Path, args: argparse.Namespace, discs: dict[str, Disc]) ->
     if photo is not None and photo.shape[:2] != classes.shape[1:]:
         raise DataError(f"{photo_file}: photograph size {photo.shape[1]}x{photo.shape[0]} differs from the map "
                         f"{path} ({classes.shape[2]}x{classes.shape[1]})")
-    mask_file = args.masks and (find_file(args.masks, f"{key}_mask", MASK_EXTENSIONS) or find_file(args.masks, key, MASK_EXTENSIONS))
+    mask_file = args.masks and find_mask(args.masks, key)
     if mask_file:
         fov = load_mask(mask_file)
     elif photo is not None:

@@ -65,6 +65,11 @@ def find_file(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None
     return None
 
 
+def find_mask(folder: Path, stem: str) -> Path | None:
+    """The FOV mask of image ``stem`` in ``folder``: ``<stem>_mask.*``, else ``<stem>.*``."""
+    return find_file(folder, f"{stem}_mask", MASK_EXTENSIONS) or find_file(folder, stem, MASK_EXTENSIONS)
+
+
 def find_items(split_dir: Path, label_suffixes: Sequence[str]) -> list[Item]:
     """List image ids (sorted) with their label and mask files; raise on anything missing."""
     images_dir = split_dir / "images"
@@ -84,7 +89,7 @@ def find_items(split_dir: Path, label_suffixes: Sequence[str]) -> list[Item]:
         if label is None:
             tried = ", ".join(str(split_dir / "1st_manual" / f"{stem}{s}.png") for s in label_suffixes)
             raise DataError(f"{img}: no label found (looked for {tried}); add the label or remove the image")
-        mask = find_file(split_dir / "mask", f"{stem}_mask", MASK_EXTENSIONS) or find_file(split_dir / "mask", stem, MASK_EXTENSIONS)
+        mask = find_mask(split_dir / "mask", stem)
         items.append(Item(stem, img, label, mask))
     return items
 

@@ -39,7 +39,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 from scripts import checkpoint as ckpt
 from scripts.atomic import WriteError
 from scripts.augment import resize_image
-from scripts.dataset import MASK_EXTENSIONS, check_model_size, find_file
+from scripts.dataset import check_model_size, find_mask
 from scripts.images import DataError, collect_inputs, derive_fov, load_mask, load_photo
 from scripts.inference import Predictor
 from scripts.labels import av_colour_map, decode_classes
@@ -142,8 +142,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
         for path in chunk:
             try:
                 photo = load_photo(path)
-                mask_file = args.masks and (find_file(args.masks, f"{path.stem}_mask", MASK_EXTENSIONS)
-                                            or find_file(args.masks, path.stem, MASK_EXTENSIONS))
+                mask_file = args.masks and find_mask(args.masks, path.stem)
                 fov = load_mask(mask_file) if mask_file else derive_fov(photo, path)
                 if fov.shape != photo.shape[:2]:
                     raise DataError(f"{mask_file}: mask size {fov.shape[::-1]} differs from the photograph {photo.shape[1::-1]}")

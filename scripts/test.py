@@ -75,11 +75,11 @@ def save_prob_png(path: Path, prob: torch.Tensor) -> None:
     Image.fromarray(arr).save(path)
 
 
-def biomarker_comparison(dataset: AVDataset, index: int, image_id: str, classes: np.ndarray) -> list[dict]:
+def biomarker_comparison(dataset: AVDataset, index: int, image_id: str, classes: np.ndarray,
+                         photo: np.ndarray) -> list[dict]:
     """Rows (id, measure, truth, predicted, difference) of the biomarkers of the ground truth and of
     the prediction of one image, with one optic disc located in its photograph for both."""
     label, fov = dataset.ground_truth(index)
-    photo = load_photo(dataset.items[index].image)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # located discs and empty zones: the numbers say it
         disc = locate_disc(photo, fov, str(dataset.items[index].image))
@@ -163,14 +163,15 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
             if last:
                 save_prob_png(args.maps_dir / "small_pre" / f"{pred['id']}.png", pred["small"])
                 save_prob_png(args.maps_dir / "raw_pre" / f"{pred['id']}.png", pred["raw"])
+                photo = load_photo(dataset.items[j].image)
                 if structure and not args.no_biomarkers:
-                    bio_rows += [(j, r) for r in biomarker_comparison(dataset, j, pred["id"], classes)]
+                    bio_rows += [(j, r) for r in biomarker_comparison(dataset, j, pred["id"], classes, photo)]
                 panel = None
                 if structure:
                     verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
                     panel = lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width)  # noqa: E731
                 fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"],
-                                     segments=panel)
+                                     segments=panel, photo=photo)
                 (results_dir / "figures").mkdir(parents=True, exist_ok=True)
                 Image.fromarray(fig).save(results_dir / "figures" / f"{pred['id']}.png")
         # every process's images, in dataset order (the stable sort keeps each image's rows together)

@@ -75,10 +75,11 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
 
 
 def comparison_row(dataset, index: int, prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor,
-                   binary: torch.Tensor | None = None, segments: Callable[[int], np.ndarray] | None = None
-                   ) -> np.ndarray:
-    """:func:`comparison_figure` for item ``index`` of an evaluation dataset (raw-size tensors)."""
-    photo = load_photo(dataset.items[index].image)
+                   binary: torch.Tensor | None = None, segments: Callable[[int], np.ndarray] | None = None,
+                   photo: np.ndarray | None = None) -> np.ndarray:
+    """:func:`comparison_figure` for item ``index`` of an evaluation dataset (raw-size tensors);
+    ``photo``: its photograph if already decoded."""
+    photo = load_photo(dataset.items[index].image) if photo is None else photo
     return comparison_figure(photo, prob.cpu().numpy(), label.cpu().numpy().astype(bool), mask.cpu().numpy(),
                              binary=None if binary is None else binary.cpu().numpy(), segments=segments)
 
