@@ -41,7 +41,7 @@ from torch import nn
 
 from model.batchnorm import ghost_batches
 from scripts.config import PAPER
-from scripts.training.plateau import DevicePlateau
+from scripts.training.plateau import DevicePlateau, lr_tensor
 
 log = logging.getLogger("avseg")
 SIDE_WEIGHTS = (0.5, 0.25, 0.125)
@@ -121,15 +121,18 @@ class GANTrainer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for net in nets.values():
             net.to(memory_format=self.memory_format)
-        # without fused kernels, CUDA's default (foreach) Adam reads a tensor rate only when capturable
+        # capturable on CUDA: CUDA's default (foreach) Adam reads a tensor rate only when capturable, and a
+        # CUDA graph capture of a step refuses any Adam that is not (fused Adam's arithmetic is the same)
         self.opts = {k: torch.optim.Adam(n.parameters(), lr=lr, betas=PAPER.adam_betas, eps=PAPER.adam_eps,
-                                         fused=fused_adam or None, capturable=not fused_adam and device.type == "cuda")
+                                         fused=fused_adam or None, capturable=device.type == "cuda")
                      for k, n in nets.items()}
         for opt in self.opts.values():  # a device tensor: the schedulers change it without a host sync
-            opt.param_groups[0]["lr"] = torch.tensor(lr, dtype=torch.float32, device=device)
+            opt.param_groups[0]["lr"] = lr_tensor(lr, device)
         self.scheds = {k: DevicePlateau(self.opts[k], mode="min", factor=PAPER.plateau_factor,
                                         patience=PAPER.plateau_patience) for k in ("G", "D")}
         self.dist = None  # a scripts.training.distributed.Context once distribute() was called
+        # autocast's cache of low-precision weight copies must be off while a CUDA graph is captured
+        self.autocast_cache = True
 
     def distribute(self, ctx, device_ids: list[int] | None = None, sync_bn: bool = False) -> None:
         """Wrap the four networks in DistributedDataParallel (after any resumed state is loaded: DDP
@@ -186,7 +189,19 @@ class GANTrainer:
     def _autocast(self, device: torch.device):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=self.amp_dtype)
+        return torch.autocast(device_type=device.type, dtype=self.amp_dtype, cache_enabled=self.autocast_cache)
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Every tensor a step reads and changes: weights, buffers, Adam's moments and step counts,
+        learning rates and scheduler states. A step updates each in place (a captured CUDA graph of the
+        step replays into exactly these; tests check that none is rebound)."""
+        out = [t for net in self.nets.values() for t in (*net.parameters(), *net.buffers())]
+        for opt in self.opts.values():
+            out.append(opt.param_groups[0]["lr"])
+            out += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        for sched in self.scheds.values():
+            out += sched.state_tensors()
+        return out
 
     def state_dict(self) -> dict:
         return {"opts": {k: o.state_dict() for k, o in self.opts.items()},

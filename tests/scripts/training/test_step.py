@@ -213,3 +213,57 @@ def test_reuse_and_batched_modes_run_in_float32_and_track_literal():
 def test_unknown_step_mode_is_refused():
     with pytest.raises(ValueError, match="step mode"):
         GANTrainer(build_networks(4, with_discriminator=True), mode="fast")
+
+
+# --- the literal step's Adam is torch's Adam with the Python-float rate, to the last bit --------
+
+def _checked_against_python_float_adam(opt: torch.optim.Optimizer, lr: float, seen: list) -> None:
+    """Wrap ``opt.step``: after each real update, redo it with a fresh ``torch.optim.Adam(lr=<float>)``
+    from copies of the same weights, gradients and moments, and require identical bits."""
+    real_step = opt.step
+
+    def step(*args, **kwargs):
+        params = opt.param_groups[0]["params"]
+        copies = [p.detach().clone().requires_grad_(True) for p in params]
+        for c, p in zip(copies, params):
+            c.grad = p.grad.detach().clone()
+        reference = torch.optim.Adam(copies, lr=lr, betas=opt.defaults["betas"], eps=opt.defaults["eps"])
+        if opt.state:
+            state = copy.deepcopy(opt.state_dict())
+            state["param_groups"][0]["lr"] = lr
+            reference.load_state_dict(state)
+        out = real_step(*args, **kwargs)
+        reference.step()
+        for i, (p, c) in enumerate(zip(params, copies)):
+            assert torch.equal(p.detach(), c.detach()), f"parameter {i} differs from torch.optim.Adam(lr={lr})"
+        seen.append(1)
+        return out
+
+    opt.step = step
+
+
+def test_literal_step_adam_is_bit_identical_to_python_float_adam():
+    seed_everything(0)
+    trainer = GANTrainer(build_networks(4, with_discriminator=True), mode="literal")
+    seen: list = []
+    for opt in trainer.opts.values():
+        _checked_against_python_float_adam(opt, 8e-4, seen)
+    for step in range(3):
+        trainer.step(*_batch(step))
+    assert len(seen) == 3 * 6  # six Adam updates per step, each compared
+
+
+def test_step_updates_every_state_tensor_in_place():
+    """A captured CUDA graph replays into the memory it saw at capture: after the first step (which
+    creates Adam's moments), no weight, buffer, moment, rate or scheduler state may be rebound."""
+    for mode in ("literal", "reuse", "batched"):
+        seed_everything(0)
+        trainer = GANTrainer(build_networks(4, with_discriminator=True), mode=mode, fused_adam=mode != "literal")
+        trainer.step(*_batch(0))
+        before = [(t, t.data_ptr(), t.detach().clone()) for t in trainer.state_tensors()]
+        for step in range(1, 3):
+            trainer.step(*_batch(step))
+        after = trainer.state_tensors()
+        assert len(after) == len(before), mode
+        assert all(a is b[0] and a.data_ptr() == b[1] for a, b in zip(after, before)), mode
+        assert sum(not torch.equal(t, old) for t, _, old in before) > len(before) // 2, mode  # they did change
