@@ -3,13 +3,17 @@
     python -m scripts.benchmark --sizes 128 256 512 --modes literal reuse batched --json bench.json
     python -m scripts.benchmark --segments HRF-AV --data-root data --limit 21   # segment evaluation, one core
     python -m scripts.benchmark --nproc 2 --sizes 128 --device cuda   # DDP: plain vs 1 and N processes
+    python -m scripts.benchmark --matrix OUT --device cuda --sizes 592 --budget-s 270   # GPU variant matrix
+    python -m scripts.benchmark --report OUT                          # its tables again
 
 Modes (all exact but ``amp``; see scripts/training/step.py):
 ``literal`` the original's calls (every forward recomputed, D nine times; plain Adam, contiguous);
 ``reuse`` one forward per generator, no unused D weight gradients, fused Adam;
 ``batched`` ``reuse`` plus D's calls batched (2B per D update, 3B for the three generator updates);
 ``amp`` ``batched`` under bf16 autocast; ``compile`` ``batched`` with torch.compile'd networks
-(compilation happens in the warm-up steps). ``--channels-last auto`` uses NHWC on CUDA only.
+(compilation happens in the warm-up steps); ``auto`` the mode ``--step auto`` of train.py chooses
+(the table names it). ``--channels-last auto`` uses NHWC on CUDA only. ``--matrix``: the GPU variant
+matrix with CUDA-graph replay, kernel profiles and ceilings (``scripts/training/variants.py``).
 Every (mode, size) runs in a fresh process so its peak memory is its own (RSS on CPU, max
 allocated on CUDA). Times are medians after warm-up. FLOPs and the number of ATen operator calls
 (about one kernel launch each on a GPU) are counted during the first warm-up step.
@@ -34,7 +38,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 from scripts.report import write_atomic
 from scripts.runtime import cpu_flags
 
-MODES = ("literal", "reuse", "batched", "amp", "compile")
+MODES = ("literal", "reuse", "batched", "amp", "compile", "auto")
 
 
 def cpu_description() -> str:
@@ -68,7 +72,7 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
 
     from scripts.checkpoint import build_networks
     from scripts.inference import predict_probs
-    from scripts.training import GANTrainer
+    from scripts.training import GANTrainer, auto_step_mode
 
     if threads:
         torch.set_num_threads(threads)
@@ -76,7 +80,7 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
     torch.manual_seed(0)
     nets = {k: v.to(device) for k, v in build_networks(n_filters, with_discriminator=True).items()}
     nhwc = channels_last == "on" or (channels_last == "auto" and device.type == "cuda" and mode != "literal")
-    step_mode = {"literal": "literal", "reuse": "reuse"}.get(mode, "batched")
+    step_mode = {"literal": "literal", "reuse": "reuse", "auto": auto_step_mode(device, n_filters)}.get(mode, "batched")
     trainer = GANTrainer(nets, mode=step_mode, amp_dtype=torch.bfloat16 if mode == "amp" else None,
                          channels_last=nhwc, fused_adam=mode != "literal")
     x = torch.randn(batch, 3, size, size, device=device)
@@ -119,7 +123,7 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
             infer.append(time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"mode": mode, "size": size, "n_filters": n_filters, "batch": batch, "device": device_name,
+    return {"mode": mode if mode != "auto" else f"auto={step_mode}", "size": size, "n_filters": n_filters, "batch": batch, "device": device_name,
             "ms_per_step": 1000 * step, "train_images_per_s": batch / step, "ms_per_image_inference": 1000 * statistics.median(infer),
             "peak_mb": peak, "peak_kind": "cuda max allocated" if device.type == "cuda" else "process RSS",
             "gflop_per_step": flops / 1e9, "achieved_gflop_s": flops / 1e9 / step, "aten_ops_per_step": ops,
@@ -146,15 +150,15 @@ def measure(**kwargs) -> dict:
 
 def table(rows: list[dict]) -> str:
     literal = {r["size"]: r["ms_per_step"] for r in rows if r.get("mode") == "literal" and "error" not in r}
-    head = (f"{'mode':<10}{'size':>6}{'ms/step':>10}{'img/s':>8}{'literal/this':>13}{'infer ms/img':>13}"
+    head = (f"{'mode':<13}{'size':>6}{'ms/step':>10}{'img/s':>8}{'literal/this':>13}{'infer ms/img':>13}"
             f"{'peak MB':>9}{'GFLOP/step':>11}{'GFLOP/s':>9}{'ops/step':>9}{'syncs':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['mode']:<10}{r['size']:>6}  failed: {r['error']}")
+            lines.append(f"{r['mode']:<13}{r['size']:>6}  failed: {r['error']}")
             continue
         ratio = literal.get(r["size"], float("nan")) / r["ms_per_step"]
-        lines.append(f"{r['mode']:<10}{r['size']:>6}{r['ms_per_step']:>10.0f}{r['train_images_per_s']:>8.2f}"
+        lines.append(f"{r['mode']:<13}{r['size']:>6}{r['ms_per_step']:>10.0f}{r['train_images_per_s']:>8.2f}"
                      f"{ratio:>13.2f}{r['ms_per_image_inference']:>13.0f}{r['peak_mb']:>9.0f}"
                      f"{r['gflop_per_step']:>11.1f}{r['achieved_gflop_s']:>9.1f}{r['aten_ops_per_step']:>9}"
                      f"{'-' if r.get('host_syncs_per_step') is None else r['host_syncs_per_step']:>6}")
@@ -293,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None, help="with --segments: the first N images")
     p.add_argument("--nproc", type=int, default=None, metavar="N",
                    help="DDP throughput instead: plain vs DDP with 1 and N processes (first --sizes entry)")
+    p.add_argument("--matrix", type=Path, default=None, metavar="OUT",
+                   help="the GPU variant matrix (first --sizes entry) into OUT/matrix.json, tables printed last")
+    p.add_argument("--budget-s", type=float, default=270, help="with --matrix: seconds it may take")
+    p.add_argument("--report", type=Path, default=None, metavar="OUT", help="print the tables of OUT/matrix.json")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "reuse", "batched"])
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format")
@@ -304,6 +312,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
+    if a.report:
+        from scripts.training.variants import report
+
+        print(report(a.report))
+        return 0
+    if a.matrix:
+        from scripts.training.variants import Matrix, report
+
+        Matrix(torch.device(a.device), a.sizes[0], a.n_filters, a.matrix, a.budget_s,
+               say=lambda text: print(text, flush=True)).run()
+        print(report(a.matrix))
+        return 0
     if a.nproc:
         if a.device.startswith("cuda") and torch.cuda.device_count() < a.nproc:
             print(f"error: --nproc {a.nproc} needs {a.nproc} GPUs, {torch.cuda.device_count()} visible", file=sys.stderr)

@@ -1,54 +1,92 @@
 #!/bin/sh
-# One prepared command for a GPU machine (PyTorch installed, no downloads, under 10 minutes):
-#   sh scripts/gpu_check.sh OUTDIR [DATA_ROOT]
-# 1. benchmark at 592x592, batch 2, n=32: literal, reuse, batched, amp (batched + bf16), compile
-#    (batched + torch.compile);
-# 2. the cost of DistributedDataParallel on one device (plain vs DDP with one process);
-# 3. scripts/reproduce.sh DRIVE_AV with the fastest exact mode for about $MINUTES minutes
-#    (--time-limit; the log predicts the full 1500-epoch time after 200 steps), then test.sh.
-# Logs and JSON go to OUTDIR. On a CPU, prove it works with tiny settings:
-#   DEVICE=cpu SIZE=64 NF=8 MINUTES=0.2 BENCH_SIZE=64 MODES="literal batched" sh scripts/gpu_check.sh /tmp/check
-set -eu
-OUT=${1:?usage: sh scripts/gpu_check.sh OUTDIR [DATA_ROOT]}
+# The paper protocol on one GPU machine in one or two commands of at most 10 minutes each.
+#   sh scripts/gpu_check.sh WORKDIR [DATA_ROOT]             # 1st: measure, then train DRIVE_AV for the time left
+#   sh scripts/gpu_check.sh --continue WORKDIR [DATA_ROOT]  # 2nd (same machine): resume, finish, test
+# 1st command: the variant matrix (python -m scripts.benchmark --matrix: ceilings, eager / host / GPU /
+# CUDA-graph ms per step, peak memory, gradient error against float64, graph-vs-eager next to
+# eager-vs-eager, two kernel profiles; at most MATRIX_S s), then DRIVE_AV training with the paper settings
+# and the fastest exact flags the matrix found (float32/TF32 unless ALLOW_AMP=1) until TOTAL_S is spent
+# (--time-limit: validation, snapshot and last.pt written at the stop). If the 1500 epochs complete, the
+# snapshots are tested at once. Otherwise the 2nd command resumes from WORKDIR/DRIVE_AV/gpu/last.pt with
+# the same flags, trains for its TOTAL_S, and tests when the schedule is complete (else it says where it
+# stopped and prints itself again). WORKDIR must survive between the commands (a folder of the
+# repository that git ignores, e.g. gpu_out/). DATASET (default DRIVE_AV), RESERVE_S (45: seconds kept for the
+# stop, last.pt and testing). Logs, JSON and tables: WORKDIR; COPY_TO=DIR also copies
+# the small files (no checkpoints) there. Output stays under 12,000 characters, the tables last.
+# CPU rehearsal with tiny settings (minutes):
+#   DEVICE=cpu SIZE=32 NF=4 MATRIX_S=40 TOTAL_S=75 TRAIN_ARGS="--epochs 12 --save-from 8 --save-every 2 --val-every 2" \
+#       sh scripts/gpu_check.sh gpu_out data && ... sh scripts/gpu_check.sh --continue gpu_out data
+set -u
+CONTINUE=0
+if [ "${1:-}" = "--continue" ]; then CONTINUE=1; shift; fi
+WORK=${1:?usage: sh scripts/gpu_check.sh [--continue] WORKDIR [DATA_ROOT]}
 DATA=${2:-${AVSEG_DATA:-../shared/data}}
 DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-592}
 NF=${NF:-32}
-MINUTES=${MINUTES:-4}
-BENCH_SIZE=${BENCH_SIZE:-592}
-MODES=${MODES:-literal reuse batched amp compile}
+TOTAL=${TOTAL_S:-540}
+MATRIX=${MATRIX_S:-200}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/_python.sh"
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
 START=$(date +%s)
-{ nvidia-smi || true; $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
-    || true; nproc; } > "$OUT/machine.txt" 2>&1
-echo "== benchmark ($BENCH_SIZE px): $MODES"
-# shellcheck disable=SC2086
-timeout 200 $PY -m scripts.benchmark --device "$DEVICE" --sizes "$BENCH_SIZE" --modes $MODES \
-    --reps 10 --warmup 3 --n-filters "$NF" --json "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.txt" || true
-echo "== DDP overhead on one device ($BENCH_SIZE px): plain vs DistributedDataParallel with 1 process"
-timeout 150 $PY -m scripts.benchmark --nproc 1 --device "$DEVICE" --sizes "$BENCH_SIZE" --n-filters "$NF" \
-    --reps 10 --warmup 3 2>&1 | tee "$OUT/ddp.txt" || true
-FASTEST=$($PY - "$OUT/benchmark.json" <<'PY'
-import json, sys
-try:
-    rows = [r for r in json.load(open(sys.argv[1]))["rows"] if "error" not in r and r["mode"] != "amp"]
-    print(min(rows, key=lambda r: r["ms_per_step"])["mode"] if rows else "batched")
-except (OSError, ValueError, KeyError):
-    print("batched")
-PY
-)
-EXTRA=""
-case "$FASTEST" in
-    compile) EXTRA="--compile" ;;
-    literal|reuse) EXTRA="--step $FASTEST" ;;
-esac
-echo "== reproduce DRIVE_AV for ~$MINUTES min with the fastest exact mode: $FASTEST"
-# shellcheck disable=SC2086
-AVSEG_DATA=$DATA timeout $(( ${MINUTES%.*} * 60 + 200 )) sh "$REPO/scripts/reproduce.sh" DRIVE_AV "$OUT/reproduce" \
-    --device "$DEVICE" --n-filters "$NF" --image-size "$SIZE" "$SIZE" --time-limit "$MINUTES" $EXTRA \
-    > "$OUT/reproduce.txt" 2>&1 || { echo "reproduce failed"; tail -30 "$OUT/reproduce.txt"; }
-grep -E "timing:|validation F1|time limit|Paper table row|Sensitivity:|done in" "$OUT/reproduce.txt" | tail -12
-echo "== total $(( $(date +%s) - START )) s; logs and JSON in $OUT"
+DATASET=${DATASET:-DRIVE_AV}
+JOBDIR="$WORK/$DATASET/gpu"
+SHAPE="--device $DEVICE --n-filters $NF --image-size $SIZE $SIZE ${TRAIN_ARGS:-}"
+
+if [ "$CONTINUE" = 0 ]; then
+    { nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv 2>/dev/null
+      $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; nproc; } > "$WORK/machine.txt" 2>&1
+    echo "== variant matrix ($SIZE px, n=$NF, at most $MATRIX s): $WORK/matrix/"
+    timeout $((MATRIX + 90)) $PY -m scripts.benchmark --matrix "$WORK/matrix" --device "$DEVICE" --sizes "$SIZE" \
+        --n-filters "$NF" --budget-s "$MATRIX" > "$WORK/matrix.txt" 2>&1 || echo "matrix ended early (exit $?)"
+    FLAGS=${FLAGS:-$($PY -c "
+import sys; from pathlib import Path; from scripts.training.variants import train_flags
+print(' '.join(train_flags(Path(sys.argv[1]), sys.argv[2] == '1')))" "$WORK/matrix" "${ALLOW_AMP:-0}")}
+    echo "$FLAGS" > "$WORK/train_flags.txt"
+    RESUME=""
+else
+    [ -f "$JOBDIR/last.pt" ] || { echo "error: no $JOBDIR/last.pt to continue; run without --continue first" >&2; exit 2; }
+    FLAGS=$(cat "$WORK/train_flags.txt" 2>/dev/null || true)
+    RESUME="--resume"
+fi
+LEFT=$((TOTAL - ($(date +%s) - START) - ${RESERVE_S:-45}))   # for the stop, the last validation, last.pt, testing
+RUN=$((CONTINUE + 1))
+if [ "$LEFT" -gt 5 ]; then
+    MIN=$($PY -c "print(round($LEFT / 60, 2))")
+    echo "== train $DATASET (command $RUN) for $MIN min with [$FLAGS]: $WORK/train$RUN.log"
+    # shellcheck disable=SC2086
+    AVSEG_DATA=$DATA JOB=gpu timeout $((LEFT + 120)) sh "$REPO/train.sh" "$DATASET" --out "$WORK" --runs-dir "$WORK/runs" \
+        --workers auto --time-limit "$MIN" $SHAPE $FLAGS $RESUME > "$WORK/train$RUN.log" 2>&1 \
+        || echo "training ended with exit $? (see $WORK/train$RUN.log)"
+else
+    echo "== no time left to train"
+fi
+grep -hE "^epoch [0-9]+: validation F1" "$WORK"/train*.log > "$WORK/validation_curve.txt" 2>/dev/null
+EPOCHS=$($PY -c "import json; print(json.load(open('$JOBDIR/config.json'))['epochs'])" 2>/dev/null || echo 1500)
+FINAL="$JOBDIR/epoch_$(printf %04d "$EPOCHS").pt"
+if [ -f "$FINAL" ]; then
+    echo "== schedule complete ($EPOCHS epochs): testing the snapshots"
+    AVSEG_DATA=$DATA JOB=gpu sh "$REPO/test.sh" "$DATASET" --out "$WORK" --results "$WORK/results" \
+        --maps-dir "$WORK/Final_pre" --device "$DEVICE" > "$WORK/test.log" 2>&1 || echo "testing ended with exit $?"
+    STATE="complete"
+else
+    STATE="incomplete"
+fi
+[ -n "${COPY_TO:-}" ] && mkdir -p "$COPY_TO" && (cd "$WORK" && cp -r ./*.txt ./*.log matrix "$COPY_TO"/ 2>/dev/null; \
+    cp "$JOBDIR"/timing.json "$JOBDIR"/config.json "$COPY_TO"/ 2>/dev/null; cp -r results "$COPY_TO"/ 2>/dev/null; true)
+# the tables last, so that the end of the output holds every answer
+[ -f "$WORK/matrix/matrix.json" ] && $PY -m scripts.benchmark --report "$WORK/matrix" | cut -c1-150 | tail -60
+echo "== training (flags: $FLAGS)"
+grep -hE "step auto|CUDA graph|timing:|time limit|resumed|done in|rror" "$WORK"/train*.log | cut -c1-200 | tail -10
+echo "== validation F1 curve (last points of $(wc -l < "$WORK/validation_curve.txt") in $WORK/validation_curve.txt)"
+tail -4 "$WORK/validation_curve.txt" | cut -c1-130
+if [ "$STATE" = complete ]; then
+    grep -A1 "Paper table row" "$WORK/test.log" | cut -c1-160
+    grep -A10 "^Segments" "$WORK/test.log" | cut -c1-160
+else
+    echo "== schedule incomplete: continue on this machine with"
+    echo "   DATASET=$DATASET DEVICE=$DEVICE SIZE=$SIZE NF=$NF TOTAL_S=$TOTAL TRAIN_ARGS=\"${TRAIN_ARGS:-}\" sh scripts/gpu_check.sh --continue $WORK $DATA"
+fi
+echo "== command $RUN: $(( $(date +%s) - START )) s"

@@ -8,14 +8,15 @@ import torch
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed every RNG; ``deterministic`` also asks cuDNN for deterministic kernels."""
+    """Seed every RNG. ``deterministic``: cuDNN's deterministic kernels and no autotuning; otherwise
+    ``cudnn.benchmark`` picks the fastest kernels per shape (CUDA runs then differ in the last bits
+    from run to run; CPU runs are deterministic either way)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 def rng_state() -> dict:

@@ -53,7 +53,8 @@ from scripts.runtime import (
     resolve_workers,
 )
 from scripts.seeding import rng_state, seed_everything, set_rng_state
-from scripts.training import STEP_MODES, GANTrainer, LossWeights
+from scripts.training import STEP_MODES, GANTrainer, LossWeights, auto_step_mode
+from scripts.training.cuda_graph import GRAPH_MODES, GraphedStep, graph_unsupported
 from scripts.training.distributed import Context, DistributedEpochSampler, init_from_env, local_batch
 from scripts.training.saver import BackgroundSaver
 from scripts.training.timing import RunTimer
@@ -102,9 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-every", type=positive_int, default=5, help="validations between TensorBoard image grids")
     p.add_argument("--out", type=Path, default=Path("."), help="checkpoints go to OUT/<DATASET>/<job>")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="TensorBoard folder")
-    p.add_argument("--step", dest="step_mode", choices=STEP_MODES, default="batched",
+    p.add_argument("--step", dest="step_mode", choices=("auto", *STEP_MODES), default="auto",
                    help="how a training step runs; all three are exact (README, 'Training step'): literal = the "
-                   "original's calls, reuse = one forward per generator, batched = reuse + batched D calls")
+                   "original's calls, reuse = one forward per generator, batched = reuse + batched D calls; "
+                   "auto (default) = the fastest measured for the device: reuse on CPUs, batched on GPUs")
+    p.add_argument("--cuda-graph", choices=GRAPH_MODES, default="auto",
+                   help="replay the whole training step as one CUDA graph (same arithmetic, no per-operator host "
+                   "cost). auto (default): on CUDA, time a few eager steps and a few replays and keep the faster; "
+                   "on = always on CUDA (refused elsewhere); off = eager")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on CUDA: deterministic cuDNN kernels and no cudnn.benchmark autotuning (slower; the "
+                   "default autotunes). The CPU is deterministic either way")
     p.add_argument("--literal", dest="step_mode", action="store_const", const="literal", help="same as --step literal")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                    help="NHWC memory format (same math); auto = on for CUDA")
@@ -226,6 +235,12 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
     if ctx.active and args.workers == "auto" and workers:  # the machine's cores are shared by its processes
         workers = max(1, workers // int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world)))
     args.amp = resolve_amp(args.amp, device)
+    if args.step_mode == "auto":
+        args.step_mode = auto_step_mode(device, args.n_filters)
+        log.info("--step auto: %s (%s, n = %d)", args.step_mode, device.type, args.n_filters)
+    if args.cuda_graph == "on" and device.type != "cuda":
+        raise UsageError(f"--cuda-graph on needs a CUDA device (this run is on {device}); leave it out or use "
+                         "--cuda-graph off")
     data_root = args.data_root or default_data_root()
     job_dir = args.out / args.dataset / args.job_name
     last_path = job_dir / "last.pt"
@@ -247,7 +262,7 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
             log.warning("this run had already finished its %d epochs: nothing was trained. Give a larger --epochs "
                         "to continue it.", resume["epoch"] - 1)
             return {"stopped": False, "history": [], "job_dir": job_dir, "trained": False}
-    seed_everything(args.seed)
+    seed_everything(args.seed, deterministic=args.deterministic)
     full = AVDataset(args.dataset, "training", data_root, train=True, image_size=args.image_size, uniform=args.uniform)
     cfg = _config(args, list(full.model_size))
     train_idx, val_idx = split_ids(len(full), args.validation, args.seed)
@@ -257,8 +272,10 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
     for ds in (train_ds, val_ds):  # every file decoded and checked before the first step
         if ds is not None:
             ds.preload()
+    precision = f"{args.amp} autocast" if args.amp else (
+        "float32 (TF32 convolutions)" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "float32")
     log.info("train %d / validation %d images at %dx%d on %s; step: %s, %s", len(train_ds), len(val_idx),
-             *full.model_size, device, args.step_mode, f"{args.amp} autocast" if args.amp else "float32")
+             *full.model_size, device, args.step_mode, precision)
     if ctx.active:
         log.info("%d processes (torchrun), global batch %d = %d per process, batch norm %s", ctx.world,
                  args.batch_size, per_rank, "synchronised" if sync_bn(args, ctx) else "per process")
@@ -287,6 +304,13 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
         example = (torch.zeros(args.batch_size, 3, h, w, device=device), torch.zeros(args.batch_size, 3, h, w, device=device))
         log.info("compiling the networks (torch.compile, mode %s): the first steps take longer", args.compile)
         trainer.compile(args.compile, example)
+    step = trainer.step
+    if args.cuda_graph != "off":  # after resume and compile: the graph captures the state they left
+        why_not = graph_unsupported(trainer, device, ctx.active, args.compile)
+        if why_not and args.cuda_graph == "on":
+            log.warning("--cuda-graph on: %s; training runs eagerly", why_not)
+        elif not why_not:
+            step = GraphedStep(trainer, args.cuda_graph)
     problem = None
     if ctx.main:
         try:
@@ -321,6 +345,7 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
         if not ctx.main:
             return
         write_atomic(job_dir / "timing.json", json.dumps({"device": str(device), "step_mode": args.step_mode,
+                                                           "cuda_graph": step.status if isinstance(step, GraphedStep) else "off",
                                                            "amp": args.amp, "compile": args.compile, "workers": workers,
                                                            "batch_size": args.batch_size, "steps_per_epoch": steps_per_epoch,
                                                            **timer.summary()}, indent=1) + "\n")
@@ -342,8 +367,8 @@ def _run(args: argparse.Namespace, ctx: Context, device: torch.device) -> dict:
             waited = time.perf_counter()
             for batch in bar:
                 timer.data_wait += time.perf_counter() - waited
-                losses = trainer.step(batch["image"].to(device, non_blocking=True),
-                                      batch["target"].to(device, non_blocking=True))
+                losses = step(batch["image"].to(device, non_blocking=True),
+                              batch["target"].to(device, non_blocking=True))
                 global_step += 1
                 step_in_epoch += 1
                 for k, v in losses.items():
@@ -436,7 +461,7 @@ def validate(predictor: Predictor, val_ds: AVDataset, device: torch.device, ctx:
 def _config(args: argparse.Namespace, image_size) -> dict:
     keys = ("dataset", "job_name", "epochs", "batch_size", "learning_rate", "alpha", "beta", "gamma", "seed",
             "validation", "uniform", "discriminator", "n_filters", "save_from", "save_every", "val_every",
-            "step_mode", "amp", "compile", "channels_last", "adv_double_sigmoid")
+            "step_mode", "amp", "compile", "channels_last", "cuda_graph", "deterministic", "adv_double_sigmoid")
     cfg = {k: getattr(args, k) for k in keys}
     cfg["image_size"] = list(image_size) if image_size is not None else None
     cfg["data_root"] = str(args.data_root or default_data_root())

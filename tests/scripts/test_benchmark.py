@@ -4,20 +4,23 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from scripts.benchmark import main
+from scripts.training import auto_step_mode
 
 
 def test_benchmark_tiny(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert main(["--sizes", "32", "--modes", "literal", "reuse", "batched", "--n-filters", "4", "--reps", "1",
+    assert main(["--sizes", "32", "--modes", "literal", "reuse", "batched", "auto", "--n-filters", "4", "--reps", "1",
                  "--warmup", "1", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     assert "literal/this" in table and "batched" in table and "flags:" in table
     rows = json.loads(out.read_text())["rows"]
-    assert [r["mode"] for r in rows] == ["literal", "reuse", "batched"]
+    assert [r["mode"] for r in rows] == ["literal", "reuse", "batched", f"auto={auto_step_mode(torch.device('cpu'), 4)}"]
+    assert f"auto={auto_step_mode(torch.device('cpu'), 4)}" in table  # the table says which mode auto chose
     assert all(r["ms_per_step"] > 0 and r["gflop_per_step"] > 0 and r["peak_mb"] > 0 for r in rows)
-    literal, reuse, batched = rows
+    literal, reuse, batched, _ = rows
     # forward reuse skips three generator forwards: fewer FLOPs than the literal step
     assert reuse["gflop_per_step"] < literal["gflop_per_step"]
     # batching D changes no arithmetic, only the number of calls
@@ -32,3 +35,18 @@ def test_ddp_benchmark_runs_plain_and_distributed():
     lines = table.splitlines()
     assert [line.split()[0] for line in lines[2:5]] == ["plain,", "DDP,", "DDP,"]
     assert all(float(line.split()[-1]) > 0 for line in lines[2:5]) and "not how it scales" in table
+
+
+def test_variant_matrix_runs_on_the_cpu_and_reports(tmp_path, capsys):
+    """The GPU matrix at tiny settings: rows written as measured, gradient error against float64
+    (float32: small; bf16 autocast: much larger), the table printed from the JSON."""
+    assert main(["--matrix", str(tmp_path), "--device", "cpu", "--sizes", "32", "--n-filters", "4",
+                 "--budget-s", "120"]) == 0
+    rows = json.loads((tmp_path / "matrix.json").read_text())["rows"]
+    assert [r["dtype"] for r in rows] == ["fp32", "bf16"] and all("error" not in r for r in rows)
+    fp32, bf16 = rows
+    assert fp32["grad_err_G_A"] < 1e-3 and fp32["grad_err_D"] < 1e-3 < bf16["grad_err_D"]
+    assert fp32["eager_ms"] > 0 and fp32["host_ms"] > 0
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1].startswith("== best: ")
+    assert main(["--report", str(tmp_path)]) == 0 and "step variants" in capsys.readouterr().out

@@ -147,6 +147,12 @@ def test_cuda_requested_but_absent(synthetic_root, tmp_path, capsys):
     assert "no CUDA GPU" in capsys.readouterr().err
 
 
+def test_cuda_graph_on_the_cpu_is_refused_by_name(synthetic_root, tmp_path, capsys):
+    assert _train(tmp_path, synthetic_root, "x", "--epochs", "1", "--device", "cpu", "--cuda-graph", "on") == 2
+    assert "--cuda-graph on needs a CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "SYNTHETIC" / "x").exists()  # refused before any work
+
+
 def test_train_sh_takes_any_dataset_folder_and_names_a_missing_one(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "AVSEG_DATA": str(tmp_path)}
     res = subprocess.run(["sh", str(REPO / "train.sh"), "NOPE"], capture_output=True, text=True, env=env)

@@ -267,3 +267,11 @@ def test_step_updates_every_state_tensor_in_place():
         assert len(after) == len(before), mode
         assert all(a is b[0] and a.data_ptr() == b[1] for a, b in zip(after, before)), mode
         assert sum(not torch.equal(t, old) for t, _, old in before) > len(before) // 2, mode  # they did change
+
+
+def test_auto_step_mode_follows_the_measured_rule():
+    from scripts.training import auto_step_mode
+
+    assert auto_step_mode(torch.device("cpu"), 32) == "reuse"  # README "Performance": reuse fastest at n = 32
+    assert auto_step_mode(torch.device("cpu"), 8) == "batched"  # the demo's width
+    assert auto_step_mode(torch.device("cuda"), 32) == "batched"

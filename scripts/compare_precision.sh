@@ -1,0 +1,41 @@
+#!/bin/sh
+# Does a precision learn as well as float32? The demo (sh train.sh demo, then sh test.sh demo) trained
+# with each precision and each seed at equal steps; prints the test F1 of every run and, per precision,
+# mean and standard deviation over the seeds.
+#   sh scripts/compare_precision.sh OUTDIR [PRECISIONS] [SEEDS] [extra train.py options]
+#   sh scripts/compare_precision.sh /tmp/prec "off bf16" "42 1 2" --step batched
+# PRECISIONS: --amp values (off = float32, bf16, fp16). Results: OUTDIR/<precision>_<seed>/ and OUTDIR/table.txt.
+set -eu
+OUT=${1:?usage: sh scripts/compare_precision.sh OUTDIR [PRECISIONS] [SEEDS] [train options]}
+PRECISIONS=${2:-off bf16}
+SEEDS=${3:-42 1 2}
+[ $# -gt 3 ] && shift 3 || shift $#
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+. "$REPO/_python.sh"
+mkdir -p "$OUT"
+for P in $PRECISIONS; do
+    for S in $SEEDS; do
+        RUN="$OUT/${P}_$S"
+        if [ -f "$RUN/results/paper_row.json" ]; then
+            echo "== $P seed $S: done before ($RUN)"
+            continue
+        fi
+        echo "== $P seed $S"
+        START=$(date +%s)
+        JOB=prec sh "$REPO/train.sh" demo --amp "$P" --seed "$S" --out "$RUN" --runs-dir "$RUN/runs" "$@" \
+            > "$RUN.train.log" 2>&1 || { echo "training failed: $RUN.train.log"; tail -5 "$RUN.train.log"; exit 1; }
+        JOB=prec sh "$REPO/test.sh" demo --out "$RUN" --results "$RUN/results" --maps-dir "$RUN/Final_pre" \
+            --no-biomarkers > "$RUN.test.log" 2>&1 || { echo "testing failed: $RUN.test.log"; exit 1; }
+        echo "   $(( $(date +%s) - START )) s"
+    done
+done
+$PY - "$OUT" "$PRECISIONS" "$SEEDS" <<'PY' | tee "$OUT/table.txt"
+import json, statistics, sys
+from pathlib import Path
+out, precisions, seeds = Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3].split()
+print(f"{'precision':<10}" + "".join(f"{'seed ' + s:>10}" for s in seeds) + f"{'mean':>9}{'std':>8}   (test F1 %, demo)")
+for p in precisions:
+    f1 = [json.loads((out / f"{p}_{s}" / "results" / "paper_row.json").read_text())["percent"]["F1"]["mean"] for s in seeds]
+    sd = statistics.stdev(f1) if len(f1) > 1 else float("nan")
+    print(f"{p:<10}" + "".join(f"{v:>10.2f}" for v in f1) + f"{statistics.mean(f1):>9.2f}{sd:>8.2f}")
+PY

@@ -1,0 +1,158 @@
+"""The whole training step as one CUDA graph: captured once, replayed for every batch.
+
+Eager PyTorch dispatches each of the step's ~4,300 operators from Python (about 16 us of host time
+each); a CUDA graph replays all their kernels with one call. ``GraphedStep`` wraps
+:meth:`GANTrainer.step` itself, so there is no second copy of the step: the captured kernels are
+exactly the eager step's (the three D updates, the generator updates, all six Adam steps, both
+plateau schedulers), and the arithmetic is unchanged. What capture needs from the step:
+
+- static inputs: each batch is copied into the buffers the graph was captured with;
+- state updated in place only (weights, buffers, Adam's moments and step counts, the learning-rate
+  tensors, the schedulers' state: ``GANTrainer.state_tensors``); capturable Adam;
+- no host synchronisation inside the step (fp16's GradScaler reads a value on the host every step,
+  so fp16 runs eagerly; so does a run under torchrun);
+- warm-up outside the capture: the first calls run eagerly on a side stream (cuDNN autotuning,
+  cuBLAS handles, Adam's lazily created state), then the step is captured.
+
+A batch of another shape (an epoch's partial last batch) runs eagerly, said once in the log; a
+capture that fails is logged with its reason and the run goes on eagerly. Capture happens after
+resume and compilation, from the first call on: state loaded later must be copied into the live
+tensors (``GANTrainer.load_state_dict`` does that for the schedulers; optimiser state loaded after
+capture would not be seen, so the trainer loads it before).
+
+``mode="auto"`` measures: a few eager steps, then a few replays, and keeps the faster (every one of
+them is a real training step on a real batch).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import torch
+
+log = logging.getLogger("avseg")
+GRAPH_MODES = ("auto", "on", "off")
+
+
+def graph_unsupported(trainer, device: torch.device, distributed: bool = False, compile_mode: str | None = None
+                      ) -> str | None:
+    """Why the step cannot be captured here (None: it can)."""
+    if device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    if trainer.scaler.is_enabled():
+        return "fp16 loss scaling reads a value on the host every step (use --amp bf16 or float32)"
+    if distributed:
+        return "not supported with several processes (torchrun) yet"
+    if compile_mode == "reduce-overhead":
+        return "--compile reduce-overhead already uses CUDA graphs of its own"
+    return None
+
+
+class GraphedStep:
+    """``step(x, y) -> losses`` like :meth:`GANTrainer.step`, replayed from a CUDA graph (module docstring)."""
+
+    def __init__(self, trainer, mode: str = "on", warmup: int = 2, trial: int = 5) -> None:
+        if mode not in ("auto", "on"):
+            raise ValueError(f"GraphedStep mode must be 'auto' or 'on', got {mode!r}")
+        self.trainer, self.mode, self.warmup, self.trial = trainer, mode, warmup, trial
+        trainer.autocast_cache = False  # autocast's weight cache cannot live across a capture
+        self.calls = 0
+        self.replay: Callable[[], None] | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.out: dict[str, torch.Tensor] | None = None
+        self.eager_only = False  # capture failed, or auto measured eager faster
+        self.eager_ms: list[float] = []
+        self.graph_ms: list[float] = []
+        self.decision: str | None = None
+        self._told_shape = False
+
+    @property
+    def status(self) -> str:
+        """For timing.json: replaying, eager (and why), or not decided yet."""
+        if self.replay is not None:
+            return "graph" if self.decision != "eager" else "eager (auto: measured faster)"
+        if self.eager_only:
+            return "eager (auto: measured faster)" if self.decision == "eager" else "eager (capture failed)"
+        return "not captured yet"
+
+    # the device-specific parts (overridden by the CPU tests, which cannot capture)
+    def _side_stream(self):
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        return _after(torch.cuda.stream(stream), lambda: torch.cuda.current_stream().wait_stream(stream))
+
+    def _sync(self) -> None:
+        torch.cuda.synchronize()
+
+    def _capture(self, fn: Callable[[], dict[str, torch.Tensor]]) -> tuple[Callable[[], None], dict[str, torch.Tensor]]:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = fn()
+        return graph.replay, out
+
+    def _timed(self, fn: Callable[[], dict[str, torch.Tensor]], into: list[float]) -> dict[str, torch.Tensor]:
+        self._sync()
+        start = time.perf_counter()
+        out = fn()
+        self._sync()
+        into.append(1e3 * (time.perf_counter() - start))
+        return out
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        if self.eager_only:
+            return self.trainer.step(x, y)
+        if self.replay is None:
+            if self.calls <= self.warmup:
+                with self._side_stream():
+                    return self.trainer.step(x, y)
+            if self.mode == "auto" and len(self.eager_ms) < self.trial:
+                return self._timed(lambda: self.trainer.step(x, y), self.eager_ms)
+            if not self._try_capture(x, y):
+                return self.trainer.step(x, y)
+        if self.static is None or x.shape != self.static[0].shape or y.shape != self.static[1].shape:
+            if not self._told_shape:
+                log.info("CUDA graph: a batch of shape %s (captured: %s) runs eagerly (an epoch's partial last batch)",
+                         tuple(x.shape), tuple(self.static[0].shape) if self.static else None)
+                self._told_shape = True
+            return self.trainer.step(x, y)
+        self.static[0].copy_(x, non_blocking=True)
+        self.static[1].copy_(y, non_blocking=True)
+        if self.mode == "auto" and self.decision is None:
+            self._timed(self.replay, self.graph_ms)
+            out = {k: v.clone() for k, v in self.out.items()}  # the graph may be dropped just below
+            if len(self.graph_ms) >= self.trial:
+                self._decide()
+            return out
+        self.replay()
+        return self.out
+
+    def _try_capture(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        fmt = self.trainer.memory_format
+        self.static = (x.clone(memory_format=fmt), y.clone(memory_format=fmt))
+        try:
+            self.replay, self.out = self._capture(lambda: self.trainer.step(*self.static))
+        except Exception as err:  # an operator that cannot be captured: say which, train eagerly
+            log.warning("CUDA graph capture failed (%s: %s); training goes on eagerly", type(err).__name__,
+                        str(err).splitlines()[0] if str(err) else "")
+            self.replay, self.static, self.eager_only = None, None, True
+            return False
+        log.info("CUDA graph: the whole training step captured (batch %s)", tuple(x.shape))
+        return True
+
+    def _decide(self) -> None:
+        eager, graph = sorted(self.eager_ms)[len(self.eager_ms) // 2], sorted(self.graph_ms)[len(self.graph_ms) // 2]
+        self.decision = "graph" if graph < eager else "eager"
+        log.info("CUDA graph (auto): eager %.1f ms/step, graph replay %.1f ms/step: %s from now on", eager, graph,
+                 "replaying the graph" if self.decision == "graph" else "eager")
+        if self.decision == "eager":
+            self.replay, self.static, self.out, self.eager_only = None, None, None, True
+
+
+@contextlib.contextmanager
+def _after(ctx, then: Callable[[], None]):
+    with ctx:
+        yield
+    then()
