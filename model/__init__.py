@@ -3,7 +3,7 @@ in the 2021 paper variant and the authors' 2023 release variant (``model.variant
 from model.discriminator import Discriminator
 from model.generators import BranchGenerator, FeatureBranchGenerator, FusionGenerator, MeanFusionGenerator
 from model.original_keys import is_original_state_dict, map_original_state_dict
-from model.variants import VARIANTS, build_discriminator, build_generators, describe_state
+from model.variants import VARIANTS, build_discriminator, build_generators, build_networks, describe_state
 
 __all__ = [
     "VARIANTS",
@@ -14,6 +14,7 @@ __all__ = [
     "MeanFusionGenerator",
     "build_discriminator",
     "build_generators",
+    "build_networks",
     "describe_state",
     "is_original_state_dict",
     "map_original_state_dict",

@@ -40,6 +40,14 @@ def build_discriminator(variant: str = "v2021", n_filters: int = 32) -> Discrimi
     return Discriminator(n_filters, in_channels=3 + c, out_channels=c)
 
 
+def build_networks(n_filters: int, with_discriminator: bool = False, variant: str = "v2021") -> dict[str, nn.Module]:
+    """G_A, G_V and G (and D) of a variant at base width ``n_filters`` (fresh weights)."""
+    nets = build_generators(variant, n_filters)
+    if with_discriminator:
+        nets["D"] = build_discriminator(variant, n_filters)
+    return nets
+
+
 def describe_state(state: Mapping[str, torch.Tensor]) -> tuple[str, str, int] | None:
     """(variant, role, width) of a generator state dict with this project's key names, or None.
 

@@ -35,8 +35,8 @@ import torch
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts.report import write_atomic
-from scripts.runtime import cpu_flags
+from scripts.io.atomic import write_atomic
+from scripts.core.runtime import cpu_flags
 
 MODES = ("literal", "reuse", "batched", "amp", "compile", "auto")
 
@@ -70,8 +70,8 @@ def _measure(mode: str, size: int, n_filters: int, batch: int, device_name: str,
             OpCounter.calls += 1
             return func(*args, **(kwargs or {}))
 
-    from scripts.checkpoint import build_networks
-    from scripts.inference import predict_probs
+    from model import build_networks
+    from scripts.inference.predictor import predict_probs
     from scripts.training import GANTrainer, auto_step_mode
 
     if threads:
@@ -170,9 +170,9 @@ def _ddp_rank(rank: int, world: int, port: int, size: int, n_filters: int, batch
     """One process of the DDP benchmark: ``batch`` is the global batch, split over the ranks."""
     import torch.distributed as dist
 
-    from scripts.checkpoint import build_networks
+    from model import build_networks
     from scripts.training import GANTrainer
-    from scripts.training.distributed import Context
+    from scripts.core.distributed import Context
 
     device = torch.device(device_name if device_name == "cpu" else f"cuda:{rank}")
     if use_ddp:
@@ -250,10 +250,10 @@ def segments_benchmark(dataset: str, data_root: Path, split: str, limit: int | N
     import cv2
     import numpy as np
 
-    from scripts.config import dataset_info
-    from scripts.dataset import find_items
-    from scripts.images import load_label
-    from scripts.labels import decode_classes
+    from scripts.core.config import dataset_info
+    from scripts.data.dataset import find_items
+    from scripts.data.images import load_label
+    from scripts.data.labels import decode_classes
     from scripts.vessels.graph import build_graph
     from scripts.vessels.segments import segment_counts
 
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         print(ddp_benchmark(a.nproc, a.sizes[0], a.n_filters, a.batch_size, a.device, a.reps, max(1, a.warmup)))
         return 0
     if a.segments:
-        from scripts.config import default_data_root
+        from scripts.core.config import default_data_root
 
         print(segments_benchmark(a.segments, a.data_root or default_data_root(), a.split, a.limit))
         return 0

@@ -29,12 +29,12 @@ import torch
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts.atomic import WriteError
-from scripts.dataset import find_file, find_mask
-from scripts.images import IMAGE_EXTENSIONS, DataError, collect_inputs, decode_image, derive_fov, load_mask, load_photo
-from scripts.labels import LabelError, decode_classes, label_to_channels
-from scripts.report import write_csv
-from scripts.runtime import UsageError
+from scripts.core.errors import UserError
+from scripts.data.images import find_file, find_mask
+from scripts.data.images import IMAGE_EXTENSIONS, DataError, collect_inputs, decode_image, derive_fov, load_mask, load_photo
+from scripts.data.labels import LabelError, decode_classes, label_to_channels
+from scripts.evaluation.report import write_csv
+from scripts.core.runtime import UsageError
 from scripts.vessels.disc import Disc, locate_disc
 from scripts.vessels.measures import measure
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         rows, failures = run(args)
-    except (DataError, UsageError, WriteError) as err:
+    except UserError as err:  # a bug shows its traceback instead
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{len(rows)} map(s) measured: {args.csv}")

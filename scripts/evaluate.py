@@ -18,13 +18,14 @@ import torch
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts.atomic import WriteError
-from scripts.config import DATASETS, dataset_info, default_data_root
-from scripts.dataset import find_items
-from scripts.images import DataError, decode_image, load_label, load_mask
-from scripts.labels import decode_classes
-from scripts.metrics import PROB_METRICS, image_metrics, mean_metrics, resize_prob
-from scripts.report import format_table, metrics_csv, summary_json, write_csv
+from scripts.core.errors import UserError
+from scripts.core.config import DATASETS, dataset_info, default_data_root
+from scripts.data.dataset import find_items
+from scripts.data.images import DataError, decode_image, load_label, load_mask
+from scripts.data.labels import decode_classes
+from scripts.evaluation.metrics import PROB_METRICS, image_metrics, mean_metrics
+from scripts.inference.predictor import resize_prob
+from scripts.evaluation.report import format_table, metrics_csv, summary_json, write_csv
 from scripts.vessels import segments as seg
 from scripts.vessels.graph import build_graph
 from scripts.vessels.segments import format_segments
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             write_csv(a.segments_csv, [{"id": i, **c, **seg.segment_metrics(c, a.mixed_share)} for i, _, c in results])
         if a.json:
             summary_json(a.json, mean, extra={"segments": segments})
-    except (DataError, ValueError, WriteError) as err:
+    except UserError as err:  # a bug shows its traceback instead
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{a.dataset}/{a.split}: {len(rows)} images, paper protocol (percent)")

@@ -2,7 +2,7 @@
 
     python -m scripts.export --checkpoint DRIVE_AV/paper/best.pt --out avseg.onnx
 
-Input ``image``: (B, 3, H, W) float32, normalised as in training (``scripts.augment.normalise``),
+Input ``image``: (B, 3, H, W) float32, normalised as in training (``scripts.data.augment.normalise``),
 H and W the checkpoint's model size. Output ``prob``: (B, 3, H, W) sigmoid probabilities
 (artery, uncertain, vein). Needs the optional packages in requirements-onnx.txt.
 """
@@ -18,7 +18,8 @@ from torch import nn
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts import checkpoint as ckpt
+from scripts.core.errors import UserError
+from scripts.io import checkpoint as ckpt
 
 
 class InferenceGraph(nn.Module):
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         nets, cfg = ckpt.load_generators(a.checkpoint)
-    except ckpt.CheckpointError as err:
+    except UserError as err:  # a bug shows its traceback instead
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:

@@ -36,17 +36,16 @@ from tqdm import tqdm
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts import checkpoint as ckpt
-from scripts.atomic import WriteError
-from scripts.augment import resize_image
-from scripts.dataset import check_model_size, find_mask
-from scripts.images import DataError, collect_inputs, derive_fov, load_mask, load_photo
-from scripts.inference import Predictor
-from scripts.labels import av_colour_map, decode_classes
-from scripts.release import RELEASE_SIZE, load_release
-from scripts.report import write_atomic
-from scripts.runtime import UsageError, positive_int, resolve_device
-from scripts.visualise import overlay
+from scripts.io.weights import add_weight_options
+from scripts.core.errors import UserError
+from scripts.data.augment import resize_image
+from scripts.data.images import find_mask
+from scripts.data.images import DataError, collect_inputs, derive_fov, load_mask, load_photo
+from scripts.data.labels import av_colour_map, decode_classes
+from scripts.io.weights import load_predictor
+from scripts.io.atomic import write_atomic
+from scripts.core.runtime import UsageError, positive_int, resolve_device
+from scripts.figures.visualise import overlay
 from scripts.vessels.disc import locate_disc
 from scripts.vessels.measures import measure
 
@@ -88,28 +87,6 @@ def check_writable(out: Path) -> None:
         raise UsageError(f"cannot write to the output folder {out}: {err.strerror or err}") from None
 
 
-def load_model(args: argparse.Namespace, device: torch.device) -> Predictor:
-    if args.release:
-        nets = load_release(args.release, args.dataset, device)
-        return Predictor(nets, "v2023", check_model_size(args.image_size or RELEASE_SIZE))
-    if args.original:
-        nets, variant = ckpt.load_original_generators(dict(zip(ckpt.GENERATORS, args.original)), device)
-        log.info("--original: the files hold the %s variant", "2023 release (4-class softmax)" if variant == "v2023"
-                 else "2021 paper (3 sigmoid outputs)")
-        if variant == "v2023":
-            return Predictor(nets, variant, check_model_size(args.image_size or RELEASE_SIZE))
-        if not args.image_size:
-            raise UsageError("--original: give --image-size W H, the size the original model was trained at "
-                             "(592 592 for DRIVE_AV, 800 720 for LES-AV, 880 592 for HRF-AV)")
-        return Predictor(nets, variant, check_model_size(args.image_size))
-    if args.checkpoint is None:
-        raise UsageError("give --checkpoint PATH (a .pt of this project, e.g. DRIVE_AV/paper/best.pt), "
-                         "--release DIR (the authors' released weights) or --original G_A.pth G_V.pth G.pth")
-    path = args.checkpoint / "best.pt" if args.checkpoint.is_dir() else args.checkpoint
-    nets, cfg = ckpt.load_generators(path, device)
-    return Predictor(nets, "v2021", check_model_size(args.image_size or cfg["image_size"]))
-
-
 def save_outputs(out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, binary: torch.Tensor,
                  fov: np.ndarray) -> dict:
     """Write the four pictures of one image (probabilities and bool channel map at its size) and
@@ -131,7 +108,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
     check_writable(args.out)
     files = collect_inputs(args.inputs)
     names = dict(zip(files, output_names(files)))
-    predictor = load_model(args, device)
+    predictor = load_predictor(device, args.checkpoint, args.release, args.original, args.dataset, args.image_size)
     size = predictor.model_size
     log.info("%d image(s), model size %dx%d, device %s", len(files), *size, device)
     rows, failures = [], []
@@ -183,7 +160,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="image files, folders or globs")
-    ckpt.add_weight_options(p, "a .pt of this project, or a job folder (uses best.pt)")
+    add_weight_options(p, "a .pt of this project, or a job folder (uses best.pt)")
     p.add_argument("--dataset", default=None, help="with --release: which dataset's weights, when DIR holds several")
     p.add_argument("--out", type=Path, default=Path("predictions"))
     p.add_argument("--masks", type=Path, default=None, help="folder of FOV masks (<name>_mask.* or <name>.*)")
@@ -204,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         done, failures = run(args)
-    except (DataError, ckpt.CheckpointError, UsageError, ValueError, WriteError) as err:
+    except UserError as err:  # a bug shows its traceback instead
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{done} image(s) written to {args.out} (predictions.csv)")

@@ -2,8 +2,8 @@
 # Reproduce one row of the paper table in one command: train with the paper settings, then test.
 #   sh scripts/reproduce.sh DATASET OUTDIR [extra scripts/train.py options, e.g. --amp, --compile]
 # DATASET: DRIVE_AV, LES-AV, HRF-AV or any folder of $AVSEG_DATA (default ./data) in the same layout.
-# The training step built for the GPU (--step batched, exact; float32 unless --amp is given; on a
-# CPU at n = 32, --step reuse is faster), DataLoader workers sized to the machine.
+# The fastest exact training step for the device (--step auto; float32 unless --amp is given; on CUDA
+# the whole-step CUDA graph when it measures faster), DataLoader workers sized to the machine.
 # Writes OUTDIR/{train.log,test.log,paper_row.json,timing.json,figures/} (checkpoints under
 # OUTDIR/DATASET/reproduce/, TensorBoard under OUTDIR/runs/). The training log says after 200 steps
 # how long the whole run will take.

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFilter
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts.runtime import non_negative_int, positive_int
+from scripts.core.runtime import non_negative_int, positive_int
 
 Segment = tuple[tuple[float, float], tuple[float, float], float]  # start, end, width
 

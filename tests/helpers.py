@@ -59,7 +59,7 @@ def corrupt_ground_truth(label, graph, mode: str):
     import numpy as np
     import torch
 
-    from scripts.labels import decode_classes
+    from scripts.data.labels import decode_classes
 
     classes = decode_classes(torch.from_numpy(np.asarray(label, bool))).numpy().copy()
     if graph.n_segments == 0:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from scripts.checkpoint import CheckpointError, save_atomic
+from scripts.io.checkpoint import CheckpointError, save_atomic
 
 log = logging.getLogger("avseg")
 
@@ -41,13 +40,11 @@ class BackgroundSaver:
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
         self._failure: str | None = None
-        self.host_seconds = 0.0  # time the training loop spent handing checkpoints over
 
     def submit(self, obj: dict, path: Path | str, wait: bool = False) -> None:
         """Copy ``obj`` to host memory now and write it to ``path`` in the background.
 
         ``wait``: block until written and raise a CheckpointError if the write failed."""
-        start = time.perf_counter()
         self.wait()
         cuda = any(isinstance(t, torch.Tensor) and t.is_cuda for t in _tensors(obj))
         host = to_host(obj, pin=cuda)
@@ -66,7 +63,6 @@ class BackgroundSaver:
 
         self._thread = threading.Thread(target=write, name=f"save {Path(path).name}")
         self._thread.start()
-        self.host_seconds += time.perf_counter() - start
         if wait:
             self.wait(strict=True)
 

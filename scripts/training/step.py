@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.batchnorm import ghost_batches
-from scripts.config import PAPER
+from scripts.core.config import PAPER
 from scripts.training.plateau import DevicePlateau, lr_tensor
 
 log = logging.getLogger("avseg")
@@ -141,7 +141,7 @@ class GANTrainer:
             opt.param_groups[0]["lr"] = lr_tensor(lr, device)
         self.scheds = {k: DevicePlateau(self.opts[k], mode="min", factor=PAPER.plateau_factor,
                                         patience=PAPER.plateau_patience) for k in ("G", "D")}
-        self.dist = None  # a scripts.training.distributed.Context once distribute() was called
+        self.dist = None  # a scripts.core.distributed.Context once distribute() was called
         # autocast's cache of low-precision weight copies must be off while a CUDA graph is captured
         self.autocast_cache = True
 

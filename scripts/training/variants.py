@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from scripts.checkpoint import build_networks
+from model import build_networks
 from scripts.training.cuda_graph import GraphedStep
 from scripts.training.step import GANTrainer, LossWeights, adversarial_loss, seg_losses
 

@@ -36,3 +36,61 @@ def test_every_entry_point_is_listed_and_none_imports_another():
         imported |= {f"scripts.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                      and node.module == "scripts" for a in node.names}
         assert not {f"scripts.{other}" for other in ENTRY_POINTS} & imported, name
+
+
+# --- a user's mistake is a message (exit 2); a bug is a traceback (exit 1) --------------------
+
+RUNNERS = {"train": "run", "test": "run", "predict": "run", "biomarkers": "run", "evaluate": "evaluate_folder"}
+
+
+def _args(name: str, tmp_path) -> list[str]:
+    return {"train": ["--dataset", "SYNTHETIC", "--data-root", str(tmp_path)],
+            "test": ["--dataset", "SYNTHETIC", "--data-root", str(tmp_path)],
+            "predict": [str(tmp_path), "--checkpoint", str(tmp_path / "c.pt")],
+            "biomarkers": [str(tmp_path), "--csv", str(tmp_path / "b.csv")],
+            "evaluate": ["--pred", str(tmp_path), "--dataset", "SYNTHETIC"]}[name]
+
+
+@pytest.mark.parametrize("name", sorted(RUNNERS))
+def test_user_errors_exit_2_with_the_message_and_bugs_keep_their_traceback(name, tmp_path, monkeypatch, capsys):
+    import importlib
+
+    from scripts.core.errors import UserError
+
+    module = importlib.import_module(f"scripts.{name}")
+
+    def mistake(*args, **kwargs):
+        raise UserError("the user's mistake, explained")
+
+    def bug(*args, **kwargs):
+        raise ValueError("an internal shape mismatch")  # what a numpy bug raises
+
+    monkeypatch.setattr(module, RUNNERS[name], mistake)
+    assert module.main(_args(name, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "error: the user's mistake, explained" in err and "Traceback" not in err
+    monkeypatch.setattr(module, RUNNERS[name], bug)
+    with pytest.raises(ValueError, match="internal shape mismatch"):
+        module.main(_args(name, tmp_path))
+
+
+def test_every_project_error_is_a_user_error_and_none_is_a_value_error():
+    from scripts.io.atomic import WriteError
+    from scripts.io.checkpoint import CheckpointError
+    from scripts.core.errors import UserError
+    from scripts.data.images import DataError
+    from scripts.data.labels import LabelError
+    from scripts.core.runtime import UsageError
+
+    for cls in (WriteError, CheckpointError, DataError, LabelError, UsageError):
+        assert issubclass(cls, UserError) and not issubclass(cls, ValueError), cls
+    assert issubclass(WriteError, OSError)  # callers that catch OSError around writes still do
+
+
+def test_a_bug_in_a_command_exits_1_with_a_traceback(tmp_path):
+    code = ("import sys; import scripts.evaluate as e\n"
+            "def bug(*a, **k): raise IndexError('bug inside the library')\n"
+            "e.evaluate_folder = bug\n"
+            f"sys.exit(e.main(['--pred', {str(tmp_path)!r}, '--dataset', 'SYNTHETIC']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "IndexError: bug inside the library" in done.stderr

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.checkpoint import build_networks
-from scripts.inference import predict_probs
+from model import build_networks
+from scripts.inference.predictor import predict_probs
 
 
 def test_onnx_matches_pytorch(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scripts.checkpoint import build_networks, generators_state, save_atomic
+from model import build_networks
+from scripts.io.checkpoint import generators_state, save_atomic
 from scripts.predict import main
 from scripts.synthetic import make_sample
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.dataset import AVDataset
+from scripts.data.dataset import AVDataset
 from scripts.synthetic import make_sample, write_dataset
 
 

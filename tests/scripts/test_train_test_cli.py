@@ -300,15 +300,6 @@ def test_a_bad_validation_label_stops_the_run_before_training(synthetic_root, tm
     assert not (tmp_path / "SYNTHETIC" / "bad").exists()  # nothing trained, nothing written
 
 
-def test_stop_flag_ignores_signals_in_dataloader_workers(monkeypatch):
-    flag = train_cli.StopFlag()
-    flag._pid = os.getpid() + 1  # as seen from a forked worker
-    flag._handle(2, None)
-    assert flag.set is False
-    flag._pid = os.getpid()
-    flag._handle(2, None)
-    assert flag.set is True
-
 
 def test_output_folders_that_cannot_be_made_are_named(synthetic_root, trained, tmp_path, capsys):
     blocker = tmp_path / "file"

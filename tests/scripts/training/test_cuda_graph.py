@@ -17,8 +17,8 @@ import logging
 import pytest
 import torch
 
-from scripts.checkpoint import build_networks
-from scripts.seeding import seed_everything
+from model import build_networks
+from scripts.core.seeding import seed_everything
 from scripts.training import GANTrainer
 from scripts.training.cuda_graph import GraphedStep, graph_unsupported
 

@@ -9,12 +9,13 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from scripts.checkpoint import build_networks
-from scripts.dataset import EpochSampler
-from scripts.seeding import seed_everything
+from model import build_networks
+from scripts.data.dataset import EpochSampler
+from scripts.core.seeding import seed_everything
 from scripts.training import GANTrainer
-from scripts.training.distributed import Context, DistributedEpochSampler, local_batch
-from scripts.runtime import UsageError
+from scripts.core.distributed import Context, local_batch
+from scripts.data.dataset import DistributedEpochSampler
+from scripts.core.runtime import UsageError
 
 STEPS = 3
 
@@ -119,19 +120,20 @@ def test_global_batch_must_split_over_ranks():
         local_batch(3, Context(0, 2))
 
 
-# ---- validation sharded over ranks ----
+# ---- scoring sharded over ranks (validation and test.py) ----
 
 def _validate_main(rank: int, world: int, port: int, root: str, out: dict) -> None:
-    from scripts.dataset import AVDataset
-    from scripts.inference import Predictor
-    from scripts.train import validate
+    from scripts.data.dataset import AVDataset
+    from scripts.inference.predictor import Predictor
+    from scripts.inference.predictor import score_sharded
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         seed_everything(0)
         nets = build_networks(4)
         ds = AVDataset("SYNTHETIC", "test", root, image_size=(32, 32))
-        rows = validate(Predictor(nets, "v2021", (32, 32)), ds, torch.device("cpu"), Context(rank, world))
+        rows = score_sharded(Predictor(nets, "v2021", (32, 32)), ds, torch.device("cpu"), Context(rank, world),
+                            with_prob_auc=False)
         if rank == 1:
             out["rows"] = rows
     finally:
@@ -139,14 +141,14 @@ def _validate_main(rank: int, world: int, port: int, root: str, out: dict) -> No
 
 
 def test_sharded_validation_gives_exactly_the_single_process_numbers(synthetic_root):
-    from scripts.dataset import AVDataset
-    from scripts.inference import Predictor
-    from scripts.train import validate
+    from scripts.data.dataset import AVDataset
+    from scripts.inference.predictor import Predictor
+    from scripts.inference.predictor import score_sharded
 
     seed_everything(0)
     nets = build_networks(4)
     ds = AVDataset("SYNTHETIC", "test", synthetic_root, image_size=(32, 32))
-    single = validate(Predictor(nets, "v2021", (32, 32)), ds, torch.device("cpu"), Context())
+    single = score_sharded(Predictor(nets, "v2021", (32, 32)), ds, torch.device("cpu"), Context(), with_prob_auc=False)
     with mp.Manager() as manager:
         out = manager.dict()
         mp.spawn(_validate_main, args=(2, _free_port(), str(synthetic_root), out), nprocs=2, join=True)

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from scripts.checkpoint import CheckpointError
+from scripts.io.checkpoint import CheckpointError
 from scripts.training.saver import BackgroundSaver, to_host
 
 

@@ -6,8 +6,8 @@ import copy
 import pytest
 import torch
 
-from scripts.checkpoint import build_networks
-from scripts.seeding import seed_everything
+from model import build_networks
+from scripts.core.seeding import seed_everything
 from scripts.training import GANTrainer, adversarial_loss
 
 

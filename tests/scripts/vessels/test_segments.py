@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.labels import decode_classes
+from scripts.data.labels import decode_classes
 from scripts.vessels.graph import ARTERY, UNCERTAIN, VEIN, build_graph
 from scripts.vessels.segments import (
     MIXED_SHARES,
@@ -186,9 +186,9 @@ def test_bad_label_shape_is_a_value_error():
 
 
 def test_ground_truth_against_itself_on_every_real_image(real_data):
-    from scripts.config import dataset_info
-    from scripts.dataset import find_items
-    from scripts.images import load_label
+    from scripts.core.config import dataset_info
+    from scripts.data.dataset import find_items
+    from scripts.data.images import load_label
 
     checked = 0
     for dataset in sorted(p.name for p in real_data.iterdir() if p.is_dir()):
@@ -211,9 +211,9 @@ def test_ground_truth_against_itself_on_every_real_image(real_data):
 def test_corruptions_that_pixel_metrics_cannot_tell_apart_are_told_apart(real_data):
     """Swapping A/V on half of every segment and on every other whole segment cost the same pixel
     F1; the segment metrics call the first mixed and the second wrong."""
-    from scripts.dataset import find_items
-    from scripts.images import load_label, load_mask
-    from scripts.metrics import image_metrics
+    from scripts.data.dataset import find_items
+    from scripts.data.images import load_label, load_mask
+    from scripts.evaluation.metrics import image_metrics
     from tests.helpers import corrupt_ground_truth
 
     for item in find_items(real_data / "DRIVE_AV" / "test", ("",))[:3]:

@@ -12,11 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from scripts.checkpoint import CheckpointError, load_original_generators
+from scripts.io.checkpoint import CheckpointError, load_original_generators
 
 log = logging.getLogger("avseg")
 RELEASE_FILES = {"G_A": "CP_best_F1_A.pth", "G_V": "CP_best_F1_V.pth", "G": "CP_best_F1_all.pth"}
-RELEASE_SIZE = (720, 720)  # (W, H): the README's --uniform=True runs, at which the release was trained
 _LAYOUT = "<DATASET>/<DATASET>_randomseed_42/Discriminator_unet/CP_best_F1_{all,A,V}.pth"
 
 

@@ -5,7 +5,7 @@ LOCAL_RANK; :func:`init_from_env` joins them into one process group (NCCL on GPU
 CPU) with a timeout, so that a rank that dies makes the others fail with a message instead of
 waiting forever. Semantics (README, "Several GPUs"): ``--batch-size`` is the global batch, split
 evenly over the ranks; every rank walks the same seeded global order (:class:`DistributedEpochSampler`)
-and takes its slice of each global batch; the losses the plateau schedulers see are the means over
+and takes its slice of each global batch (``scripts.data.dataset.DistributedEpochSampler``); the losses the plateau schedulers see are the means over
 ranks, so every rank takes the same decisions.
 """
 from __future__ import annotations
@@ -13,14 +13,12 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from scripts.dataset import EpochSampler
-from scripts.runtime import UsageError
+from scripts.core.runtime import UsageError
 
 log = logging.getLogger("avseg")
 
@@ -63,6 +61,19 @@ class Context:
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.control)
         return bool(t.item())
 
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` (picklable) on every rank."""
+        if not self.active:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, group=self.control)
+        return box[0]
+
+    def barrier(self) -> None:
+        """Wait until every rank is here."""
+        if self.active:
+            dist.barrier(group=self.control)
+
     def mean_(self, t: torch.Tensor) -> torch.Tensor:
         """All-reduce a device tensor to its mean over ranks, in place."""
         if self.active:
@@ -101,34 +112,3 @@ def local_batch(global_batch: int, ctx: Context) -> int:
         raise UsageError(f"--batch-size {global_batch} is the global batch and does not split over {ctx.world} "
                          f"processes; use a multiple of {ctx.world} or another --nproc_per_node")
     return global_batch // ctx.world
-
-
-class DistributedEpochSampler(EpochSampler):
-    """The single-process epoch order (same seed, same order, same augmentation seeds), cut into
-    global batches of ``global_batch``; this rank yields its contiguous slice of each. A last global
-    batch with fewer items than ranks is filled up with the epoch's first items, so that every rank
-    takes the same number of steps."""
-
-    def __init__(self, n: int, seed: int, global_batch: int, ctx: Context, shuffle: bool = True) -> None:
-        super().__init__(n, seed, shuffle)
-        self.global_batch, self.ctx = global_batch, ctx
-
-    def __len__(self) -> int:
-        return len(self._mine())
-
-    def _mine(self) -> list[tuple[int, int]]:
-        start, self.start = self.start, 0
-        items = list(super().__iter__())  # the whole epoch, in the single-process order
-        self.start = start
-        b, world, rank = self.global_batch, self.ctx.world, self.ctx.rank
-        mine = []
-        for first in range(start, len(items), b):
-            batch = items[first:first + b]
-            if len(batch) < world:
-                batch = batch + items[:world - len(batch)]
-            per = -(-len(batch) // world)
-            mine += batch[rank * per:(rank + 1) * per]
-        return mine
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter(self._mine())

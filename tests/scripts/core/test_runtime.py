@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scripts import runtime
-from scripts.runtime import UsageError, resolve_amp, resolve_device, resolve_workers
+from scripts.core import runtime
+from scripts.core.runtime import UsageError, resolve_amp, resolve_device, resolve_workers
 
 
 def test_auto_device_is_cpu_without_accelerators(monkeypatch):

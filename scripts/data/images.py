@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Sequence
 import logging
 import warnings
 from pathlib import Path
@@ -10,14 +11,15 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from scripts.labels import label_to_channels, release_label_channels
-from scripts.runtime import UsageError
+from scripts.core.errors import UserError
+from scripts.data.labels import label_to_channels, release_label_channels
+from scripts.core.runtime import UsageError
 
 log = logging.getLogger("avseg")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad input data; the message names the file or folder and what to do."""
 
 
@@ -130,3 +132,26 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
         raise UsageError(f"no image files in {', '.join(inputs)}")
     unique = {p.resolve(): p for p in reversed(found)}  # a file named twice (folder and file) runs once
     return [p for p in found if unique[p.resolve()] is p]
+
+
+MASK_EXTENSIONS = (".gif", ".png", ".tif", ".tiff", ".jpg", ".bmp")
+
+
+def find_file(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None:
+    """``folder/stem + ext`` for the first extension that exists, in any capitalisation (.png, .PNG, .Png)."""
+    for ext in extensions:
+        for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    if folder.is_dir():
+        found = {p.name[len(stem):].lower(): p for p in folder.iterdir()
+                 if p.name.startswith(stem) and p.is_file()}
+        for ext in extensions:
+            if ext.lower() in found:
+                return found[ext.lower()]
+    return None
+
+
+def find_mask(folder: Path, stem: str) -> Path | None:
+    """The FOV mask of image ``stem`` in ``folder``: ``<stem>_mask.*``, else ``<stem>.*``."""
+    return find_file(folder, f"{stem}_mask", MASK_EXTENSIONS) or find_file(folder, stem, MASK_EXTENSIONS)

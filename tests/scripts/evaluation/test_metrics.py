@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.labels import decode_classes
-from scripts.metrics import class_counts, image_metrics, mean_metrics, metrics_from_counts
+from scripts.data.labels import decode_classes
+from scripts.evaluation.metrics import class_counts, image_metrics, mean_metrics, metrics_from_counts
 
 FIXTURE_NAMES = {"acc": "accuracy", "G": "g_mean", "F1": "f1", "auc_roc": "roc", "auc_pr": "pr"}
 
@@ -198,7 +198,7 @@ def _index_maps(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_authors_policy_equals_the_original_code_on_index_maps(seed):
-    from scripts.labels import INDEX_TO_RGB
+    from scripts.data.labels import INDEX_TO_RGB
     from tests.helpers import authors_misc_measures
 
     gt, pred, fov = _index_maps(seed)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scripts.images import load_photo
-from scripts.labels import av_colour_map
+from scripts.data.images import load_photo
+from scripts.data.labels import av_colour_map
 
 ERROR_COLOURS = {
     "artery_correct": (255, 0, 0),

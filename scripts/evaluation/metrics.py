@@ -10,9 +10,8 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from scripts.labels import CLASS_CHANNEL, CLASSES, decode_classes
+from scripts.data.labels import CLASS_CHANNEL, CLASSES, decode_classes
 
 PAPER_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "g_mean", "f1", "iou", "mse", "roc", "pr")
 PROB_METRICS = ("roc_auc_prob", "pr_auc_prob")  # threshold-free, not the paper's "ROC"/"PR"
@@ -212,12 +211,3 @@ def mean_metrics(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict
         cls: {k: float(np.mean([r[cls][k] for r in per_image])) for k in per_image[0][cls]}
         for cls in per_image[0]
     }
-
-
-def resize_prob(prob: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
-    """Bicubic resize of a (3, h, w) or (B, 3, h, w) probability map to (H, W), clamped to [0, 1]."""
-    batched = prob.dim() == 4
-    x = prob if batched else prob[None]
-    if tuple(x.shape[-2:]) != tuple(size_hw):
-        x = F.interpolate(x.float(), size=tuple(size_hw), mode="bicubic", align_corners=False).clamp_(0, 1)
-    return x if batched else x[0]

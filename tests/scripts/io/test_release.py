@@ -12,8 +12,8 @@ from PIL import Image
 from torch import serialization
 
 from model import build_generators, map_original_state_dict
-from scripts.checkpoint import CheckpointError
-from scripts.release import RELEASE_FILES, find_release, load_release
+from scripts.io.checkpoint import CheckpointError
+from scripts.io.release import RELEASE_FILES, find_release, load_release
 from tests.helpers import authors_misc_measures, reference_weights
 
 ROLES = {"G_A": "branch_a", "G_V": "branch_v", "G": "main"}
@@ -210,8 +210,8 @@ def test_release_default_size_is_720(tmp_path, release_root, monkeypatch):
     from scripts import test as test_cli
 
     seen = {}
-    monkeypatch.setattr(test_cli, "iterate_predictions",
-                        lambda predictor, dataset, device: seen.update(size=dataset.dataset.model_size) or iter(()))
+    monkeypatch.setattr("scripts.evaluation.protocol.iterate_shard",
+                        lambda predictor, dataset, device, ctx: seen.update(size=dataset.model_size) or iter(()))
     write_tiny_dataset(tmp_path / "data", n=1)
     args = test_cli.build_parser().parse_args(["--dataset", "TINY", "--data-root", str(tmp_path / "data"), "--release",
                                                str(release_root), "--results", str(tmp_path / "r"),

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from scripts.core.errors import UserError
+
 CLASSES = ("artery", "vein", "uncertain")
 # For each class of CLASSES, the channel whose probability scores it (threshold-free AUCs).
 CLASS_CHANNEL = {"artery": 0, "vein": 2, "uncertain": 1}
@@ -21,7 +23,7 @@ INDEX_TO_RGB = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1]], dtype=bool
 MAX_OFF_COLOUR_SHARE = 0.01
 
 
-class LabelError(ValueError):
+class LabelError(UserError):
     """A label file that is not an A/V label in a known encoding."""
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import torch
 
+from scripts.core.errors import UserError
 
-class UsageError(ValueError):
+
+class UsageError(UserError):
     """A command-line setting that cannot work here."""
 
 
@@ -94,6 +96,15 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number >= 0."""
     return _whole(text, 0)
+
+
+def boolean(text: str) -> bool:
+    """argparse type: true/false, yes/no, on/off, 1/0 (any capitalisation)."""
+    if text.lower() in ("1", "true", "yes", "y", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
 def positive_float(text: str) -> float:

@@ -5,10 +5,15 @@ import cv2
 import numpy as np
 from PIL import Image, ImageEnhance
 
-cv2.setNumThreads(1)  # one thread per DataLoader worker; workers give the parallelism
-
 ROTATION_STEP = 3  # degrees; angles 0, 3, ..., 357
 COLOUR_RANGE = (0.8, 1.2)
+
+
+def init_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: OpenCV on one thread in each worker (the workers are the
+    parallelism). Set here rather than at import, so that processes without workers (test, predict,
+    biomarkers, the vessel graph) keep OpenCV's threads."""
+    cv2.setNumThreads(1)
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -12,14 +12,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model import build_discriminator, build_generators, describe_state, is_original_state_dict, map_original_state_dict
-from scripts.atomic import atomic_write
+from model import build_networks, describe_state, is_original_state_dict, map_original_state_dict
+from scripts.io.atomic import atomic_write
+from scripts.core.errors import UserError
 
 FORMAT = "avseg-v1"
 GENERATORS = ("G_A", "G_V", "G")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that is missing or cannot be used; the message says what to do."""
 
 
@@ -38,19 +39,6 @@ def generators_state(nets: dict[str, nn.Module], cfg: dict, epoch: int, extra: d
             "nets": {k: nets[k].state_dict() for k in GENERATORS}, **(extra or {})}
 
 
-def add_weight_options(p, checkpoint_help: str, repeatable: bool = False) -> None:
-    """The mutually exclusive ways test.py and predict.py take weights: ``--checkpoint`` (this
-    project's), ``--original`` (three original-code state dicts) or ``--release`` (the authors' files)."""
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", type=Path, action="append" if repeatable else "store", help=checkpoint_help)
-    which.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
-                       help="state dicts written by the original code (artery, vein, fusion); the variant (2021 "
-                            "paper or 2023 release) is read from their shapes")
-    which.add_argument("--release", type=Path, metavar="DIR",
-                       help="the authors' released checkpoints: the folder with CP_best_F1_{all,A,V}.pth, or the "
-                            "unzipped release above it (the one named by --dataset is used)")
-
-
 def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
     """Load a checkpoint file safely (``weights_only=True``)."""
     path = Path(path)
@@ -63,13 +51,6 @@ def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
             f"{path}: cannot be loaded safely (weights only): the file is corrupt, truncated, or holds objects "
             f"other than tensors and plain containers ({type(err).__name__}). Re-save it as a state dict, or "
             "point to the right file.") from None
-
-
-def build_networks(n_filters: int, with_discriminator: bool = False, variant: str = "v2021") -> dict[str, nn.Module]:
-    nets = build_generators(variant, n_filters)
-    if with_discriminator:
-        nets["D"] = build_discriminator(variant, n_filters)
-    return nets
 
 
 def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -15,22 +15,26 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from scripts.augment import augment, normalise, resize_image, resize_nearest
-from scripts.config import DATA_HELP, DATASETS, UNIFORM_SIZE, dataset_info
-from scripts.images import (
+from scripts.data.augment import augment, normalise, resize_image, resize_nearest
+from scripts.core.config import DATA_HELP, DATASETS, dataset_info
+from scripts.data.images import (
     IMAGE_EXTENSIONS,
     DataError,
     derive_fov,
+    find_file,
+    find_mask,
     image_size,
     load_label,
     load_mask,
     load_photo,
     open_image,
 )
+from scripts.data.labels import LabelError
+from scripts.core.distributed import Context
+from scripts.inference.model_size import decide_model_size
 from scripts.vessels.graph import VesselGraph, build_graph
 
 log = logging.getLogger("avseg")
-MASK_EXTENSIONS = (".gif", ".png", ".tif", ".tiff", ".jpg", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -41,33 +45,6 @@ class Item:
     image: Path
     label: Path
     mask: Path | None
-
-
-def check_model_size(size: Sequence[int], what: str = "--image-size") -> tuple[int, int]:
-    """Validate a (W, H) model size: two positive multiples of 16."""
-    if len(size) != 2 or any(int(s) <= 0 or int(s) % 16 for s in size):
-        raise ValueError(f"{what} must be two positive multiples of 16 (width height), got {list(size)}")
-    return int(size[0]), int(size[1])
-
-
-def find_file(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None:
-    """``folder/stem + ext`` for the first extension that exists, in any capitalisation (.png, .PNG, .Png)."""
-    for ext in extensions:
-        for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
-            if cand.is_file():
-                return cand
-    if folder.is_dir():
-        found = {p.name[len(stem):].lower(): p for p in folder.iterdir()
-                 if p.name.startswith(stem) and p.is_file()}
-        for ext in extensions:
-            if ext.lower() in found:
-                return found[ext.lower()]
-    return None
-
-
-def find_mask(folder: Path, stem: str) -> Path | None:
-    """The FOV mask of image ``stem`` in ``folder``: ``<stem>_mask.*``, else ``<stem>.*``."""
-    return find_file(folder, f"{stem}_mask", MASK_EXTENSIONS) or find_file(folder, stem, MASK_EXTENSIONS)
 
 
 def find_items(split_dir: Path, label_suffixes: Sequence[str]) -> list[Item]:
@@ -160,8 +137,7 @@ class AVDataset(Dataset):
         split_dir = root / split
         if not split_dir.is_dir():
             raise DataError(f"split folder not found: {split_dir.resolve()}; this copy of {name} has no '{split}' split")
-        size = image_size or (UNIFORM_SIZE if uniform else info.model_size)
-        self.model_size = check_model_size(size)
+        self.model_size = decide_model_size(image_size, dataset=name, uniform=uniform)
         all_items = find_items(split_dir, info.label_suffixes)
         self.items = [all_items[i] for i in indices] if indices is not None else all_items
         _raise_all([_size_problem(item) for item in self.items], f"{name}/{split}")
@@ -183,7 +159,7 @@ class AVDataset(Dataset):
         for index in range(len(self.items)):
             try:
                 self._load(index)
-            except (DataError, ValueError) as err:  # LabelError is a ValueError
+            except (DataError, LabelError) as err:
                 problems.append(str(err))
         _raise_all(problems, f"{self.name}/{self.split}")
 
@@ -256,6 +232,37 @@ class EpochSampler(Sampler):
         order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=g)
         return iter(list(zip(order.tolist(), seeds.tolist()))[self.start:])
+
+
+class DistributedEpochSampler(EpochSampler):
+    """The single-process epoch order (same seed, same order, same augmentation seeds), cut into
+    global batches of ``global_batch``; this rank yields its contiguous slice of each. A last global
+    batch with fewer items than ranks is filled up with the epoch's first items, so that every rank
+    takes the same number of steps."""
+
+    def __init__(self, n: int, seed: int, global_batch: int, ctx: Context, shuffle: bool = True) -> None:
+        super().__init__(n, seed, shuffle)
+        self.global_batch, self.ctx = global_batch, ctx
+
+    def __len__(self) -> int:
+        return len(self._mine())
+
+    def _mine(self) -> list[tuple[int, int]]:
+        start, self.start = self.start, 0
+        items = list(super().__iter__())  # the whole epoch, in the single-process order
+        self.start = start
+        b, world, rank = self.global_batch, self.ctx.world, self.ctx.rank
+        mine = []
+        for first in range(start, len(items), b):
+            batch = items[first:first + b]
+            if len(batch) < world:
+                batch = batch + items[:world - len(batch)]
+            per = -(-len(batch) // world)
+            mine += batch[rank * per:(rank + 1) * per]
+        return mine
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(self._mine())
 
 
 def eval_collate(batch: list[dict]) -> dict:

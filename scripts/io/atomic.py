@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from scripts.core.errors import UserError
+
 log = logging.getLogger("avseg")
 _CAUSES = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded",
            errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
@@ -20,7 +22,7 @@ _CAUSES = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota 
            errno.ENOTDIR: "a part of that path is a file, not a folder"}
 
 
-class WriteError(OSError):
+class WriteError(UserError, OSError):
     """A file could not be written; the message says which, why, and that the old version is intact."""
 
 
@@ -70,3 +72,8 @@ def remove_stale_temporaries(folder: Path) -> None:
         if stale.is_file():
             stale.unlink()
             log.info("removed %s, left by an interrupted write", stale)
+
+
+def write_atomic(path: Path | str, text: str) -> None:
+    """Write text to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))

@@ -7,9 +7,9 @@ import json
 import math
 from pathlib import Path
 
-from scripts.atomic import atomic_write
-from scripts.labels import CLASSES
-from scripts.metrics import AVERAGE, PAPER_METRICS, PROB_METRICS, VESSEL
+from scripts.io.atomic import write_atomic
+from scripts.data.labels import CLASSES
+from scripts.evaluation.metrics import AVERAGE, PAPER_METRICS, PROB_METRICS, VESSEL
 
 ROWS = (*CLASSES, AVERAGE)
 TABLE_ROWS = (*ROWS, VESSEL)
@@ -24,11 +24,6 @@ def format_table(result: dict[str, dict[str, float]], metrics=PAPER_METRICS, per
         if cls in result:
             lines.append(f"{cls:<10}" + "".join(f"{scale * result[cls][m]:>13.2f}" for m in metrics))
     return "\n".join(lines)
-
-
-def write_atomic(path: Path | str, text: str) -> None:
-    """Write text to ``path`` atomically (see :mod:`scripts.atomic`)."""
-    atomic_write(path, lambda tmp: tmp.write_text(text, newline=""))
 
 
 def metrics_csv(path: Path | str, rows: list[tuple[str | tuple[str, ...], dict[str, dict[str, float]]]],

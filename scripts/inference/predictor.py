@@ -5,7 +5,7 @@ the 2021 paper networks (sigmoid probabilities, bicubic resize of the probabilit
 SPEC 6) and the authors' 2023 release (softmax logits resized bicubic with ``align_corners=True``,
 argmax; SPEC 9.3-9.4). Both give their results in this project's convention: a (3, H, W)
 probability map with channels (artery, uncertain, vein) and a (3, H, W) bool channel map whose
-decoded classes (``scripts.labels.decode_classes``) are the prediction.
+decoded classes (``scripts.data.labels.decode_classes``) are the prediction.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
-from scripts.augment import normalise
-from scripts.dataset import AVDataset, eval_collate
-from scripts.metrics import image_metrics, resize_prob
+from scripts.core.distributed import Context
+from scripts.data.augment import init_worker, normalise
+from scripts.data.dataset import AVDataset, eval_collate
+from scripts.evaluation.metrics import image_metrics
 
 RELEASE_TO_CHANNELS = [1, 3, 2]  # softmax classes (bg, A, V, U) -> our channels (artery, uncertain, vein)
 
@@ -104,7 +105,8 @@ def iterate_predictions(predictor: Predictor, dataset: AVDataset, device: torch.
                         workers: int = 0) -> Iterator[dict]:
     """For each image of an evaluation dataset: id, model-size probabilities, raw-size probabilities
     and binary channel map (zero outside the FOV), label and mask, all on ``device``."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=eval_collate)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=eval_collate,
+                        worker_init_fn=init_worker)
     for batch in loader:
         outs = predictor.forward(batch["image"].to(device))
         for i, image_id in enumerate(batch["id"]):
@@ -121,6 +123,34 @@ def score_prediction(predictor: Predictor, pred: dict, with_prob_auc: bool = Tru
                          nan_policy="authors" if predictor.variant == "v2023" else "zero")
 
 
-def evaluate(predictor: Predictor, dataset: AVDataset, device: torch.device, with_prob_auc: bool = True) -> list:
-    """[(id, metrics)] over the dataset."""
-    return [(p["id"], score_prediction(predictor, p, with_prob_auc)) for p in iterate_predictions(predictor, dataset, device)]
+def iterate_shard(predictor: Predictor, dataset: AVDataset, device: torch.device, ctx: Context
+                  ) -> Iterator[tuple[int, dict]]:
+    """(dataset index, prediction) for this process's share of ``dataset``: every image alone, or
+    every world-th image under torchrun (``ctx``)."""
+    mine = ctx.shard(len(dataset))
+    return zip(mine, iterate_predictions(predictor, Subset(dataset, mine), device))
+
+
+def gather_in_order(ctx: Context, rows: list[tuple]) -> list:
+    """Every process's ``(index, *values)`` rows, in dataset order, index dropped (one value: the value
+    itself). The sort is stable, so several rows of one image keep their order."""
+    ordered = sorted(ctx.gather(rows), key=lambda row: row[0])
+    return [row[1:] if len(row) > 2 else row[1] for row in ordered]
+
+
+def score_sharded(predictor: Predictor, dataset: AVDataset, device: torch.device, ctx: Context,
+                  with_prob_auc: bool = True) -> list[tuple[str, dict]]:
+    """[(id, metrics)] over the dataset in its order; under torchrun each process scores its share and
+    every process gets all (the single-process numbers)."""
+    rows = [(j, pred["id"], score_prediction(predictor, pred, with_prob_auc))
+            for j, pred in iterate_shard(predictor, dataset, device, ctx)]
+    return gather_in_order(ctx, rows)
+
+
+def resize_prob(prob: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of a (3, h, w) or (B, 3, h, w) probability map to (H, W), clamped to [0, 1]."""
+    batched = prob.dim() == 4
+    x = prob if batched else prob[None]
+    if tuple(x.shape[-2:]) != tuple(size_hw):
+        x = F.interpolate(x.float(), size=tuple(size_hw), mode="bicubic", align_corners=False).clamp_(0, 1)
+    return x if batched else x[0]

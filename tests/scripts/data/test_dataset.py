@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from scripts.augment import augment, normalise
-from scripts.config import DATASETS
-from scripts.dataset import AVDataset, EpochSampler, split_ids
-from scripts.images import DataError, load_label, load_mask
-from scripts.labels import LabelError
+from scripts.data.augment import augment, normalise
+from scripts.core.config import DATASETS
+from scripts.data.dataset import AVDataset, EpochSampler, split_ids
+from scripts.data.images import DataError, load_label, load_mask
+from scripts.data.labels import LabelError
 
 
 @pytest.mark.slow
@@ -252,7 +252,9 @@ def test_non_image_file_is_reported_not_silent(copy_dataset, caplog):
 
 
 def test_image_size_must_be_divisible_by_16(synthetic_root):
-    with pytest.raises(ValueError, match="multiples of 16"):
+    from scripts.core.runtime import UsageError
+
+    with pytest.raises(UsageError, match="multiples of 16"):  # a user's setting: a message, not a traceback
         AVDataset("SYNTHETIC", "training", synthetic_root, image_size=(60, 64))
 
 
@@ -283,3 +285,19 @@ def test_size_mismatches_and_unreadable_files_are_reported_together(copy_dataset
     (_bad(root) / "1st_manual" / "04_training.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
     with pytest.raises(DataError, match=r"3 files have problems(.|\n)*01_training(.|\n)*02_training(.|\n)*04_training"):
         AVDataset("SYNTHETIC", "training", root)
+
+
+def test_importing_the_pipeline_leaves_opencv_threads_alone():
+    """OpenCV runs single-threaded only inside DataLoader workers (worker_init_fn), not in every
+    process that imports the data code (test, predict and biomarkers use OpenCV's threads)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import cv2; before = cv2.getNumThreads(); import scripts.data.dataset, scripts.inference.predictor, scripts.data.augment; "
+            "from scripts.data.augment import init_worker; after = cv2.getNumThreads(); init_worker(0); "
+            "print(before, after, cv2.getNumThreads())")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    before, after, worker = map(int, done.stdout.split())
+    assert after == before and worker == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.atomic import WriteError, atomic_write, remove_stale_temporaries
+from scripts.io.atomic import WriteError, atomic_write, remove_stale_temporaries
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

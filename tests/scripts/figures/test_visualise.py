@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.labels import av_colour_map
-from scripts.visualise import ERROR_COLOURS, comparison_figure, error_map, overlay
+from scripts.data.labels import av_colour_map
+from scripts.figures.visualise import ERROR_COLOURS, comparison_figure, error_map, overlay
 
 
 def _px(*channels):

@@ -1,0 +1,1 @@
+"""Shared concepts: configuration, the user-error base, device/worker/option choices, seeding."""

@@ -1,0 +1,1 @@
+"""The paper metrics and the tables they are written to."""

@@ -1,0 +1,243 @@
+"""The test protocol: a run's checkpoints scored on a test split (SPEC section 6; SPEC 9.4 for the 2023
+release), the paper row, the tables, maps and figures (what ``scripts/test.py`` runs).
+
+Which checkpoints enter the paper row: the files given (``--checkpoint``), else every
+``epoch_XXXX.pt`` snapshot of the job, else its ``best.pt`` (:func:`find_checkpoints`). The row is
+the mean and population standard deviation over them of each dataset score (:func:`paper_row`).
+Under torchrun every process scores every world-th image; rank 0 writes and prints.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from scripts.core.config import default_data_root
+from scripts.core.distributed import Context
+from scripts.core.runtime import ensure_folder
+from scripts.data.dataset import AVDataset
+from scripts.data.images import load_photo
+from scripts.data.labels import decode_classes
+from scripts.evaluation.metrics import PROB_METRICS, mean_metrics
+from scripts.evaluation.report import format_table, metrics_csv, nan_to_null, write_csv
+from scripts.figures.visualise import comparison_row
+from scripts.inference.predictor import Predictor, gather_in_order, iterate_shard, score_prediction
+from scripts.io import checkpoint as ckpt
+from scripts.io.atomic import write_atomic
+from scripts.io.weights import load_predictor
+from scripts.vessels import segments as seg
+from scripts.vessels.disc import locate_disc
+from scripts.vessels.measures import measure
+
+log = logging.getLogger("avseg")
+PAPER_COLUMNS = {"Sensitivity": "sensitivity", "ROC": "roc", "F1": "f1", "PR": "pr", "MSE": "mse"}
+
+
+def find_checkpoints(job_dir: Path, given: list[Path] | None) -> list[Path]:
+    if given:
+        return given
+    snapshots = sorted(job_dir.glob("epoch_*.pt"))
+    if snapshots:
+        return snapshots
+    if (job_dir / "best.pt").is_file():
+        return [job_dir / "best.pt"]
+    raise ckpt.CheckpointError(f"no checkpoints (epoch_*.pt or best.pt) in {job_dir.resolve()}; train this job first "
+                               "(sh train.sh <DATASET>) or pass --checkpoint PATH")
+
+
+def save_prob_png(path: Path, prob: torch.Tensor) -> None:
+    """(3, H, W) probabilities -> RGB PNG of probability x 255."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = (prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(arr).save(path)
+
+
+def biomarker_comparison(dataset: AVDataset, index: int, image_id: str, classes: np.ndarray,
+                         photo: np.ndarray) -> list[dict]:
+    """Rows (id, measure, truth, predicted, difference) of the biomarkers of the ground truth and of
+    the prediction of one image, with one optic disc located in its photograph for both."""
+    label, fov = dataset.ground_truth(index)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # located discs and empty zones: the numbers say it
+        disc = locate_disc(photo, fov, str(dataset.items[index].image))
+        truth = measure(decode_classes(torch.from_numpy(label.transpose(2, 0, 1))).numpy(), disc, fov)
+        predicted = measure(classes, disc, fov)
+    return [{"id": image_id, "measure": k, "truth": truth[k], "predicted": predicted.get(k, math.nan),
+             "difference": predicted.get(k, math.nan) - truth[k]} for k in truth if not k.startswith("disc_")]
+
+
+def paper_row(scores: list[dict]) -> dict[str, tuple[float, float]]:
+    """Table entry: mean and (population) std over checkpoints of the dataset's average, in percent."""
+    return {col: (100 * float(np.mean([s["average"][m] for s in scores])), 100 * float(np.std([s["average"][m] for s in scores])))
+            for col, m in PAPER_COLUMNS.items()}
+
+
+
+
+@dataclass
+class Scored:
+    """One checkpoint's results over the whole split, in dataset order."""
+
+    name: str
+    rows: list = field(default_factory=list)  # (id, metrics)
+    seg_rows: list = field(default_factory=list)  # per image: segment counts and rates
+    bio_rows: list = field(default_factory=list)  # per image and measure: truth, predicted, difference
+    score: dict = field(default_factory=dict)  # the dataset score (mean over images)
+    segments: dict | None = None  # pooled segment metrics
+
+
+class TestRun:
+    """One ``scripts/test.py`` run (module docstring); ``run()`` returns the row, the mean tables and
+    the results folder (an empty dict on ranks other than 0)."""
+
+    def __init__(self, args: argparse.Namespace, ctx: Context, device: torch.device) -> None:
+        self.args, self.ctx, self.device = args, ctx, device
+        self.structure = importlib.util.find_spec("skimage") is not None  # the vessel graph's skeletons
+        # a release or original files are not a training run of --job_name: their results go apart
+        run_name = "release" if args.release else "original" if args.original else args.job_name
+        self.results_dir = args.results or Path("results") / args.dataset / run_name
+
+    def sources(self) -> list[tuple[str, Path | None]]:
+        """(name, checkpoint) of what enters the row (module docstring)."""
+        args = self.args
+        if args.release or args.original:
+            return [("release" if args.release else "original", None)]
+        return [(p.stem, p) for p in find_checkpoints(args.out / args.dataset / args.job_name, args.checkpoint)]
+
+    def run(self) -> dict:
+        args = self.args
+        if not self.structure:
+            log.warning("scikit-image is not installed: the paper tables are computed, the segment metrics and "
+                        "biomarkers are not (pip install -r requirements.txt)")
+        ensure_folder(self.results_dir, "--results")
+        for sub in ("small_pre", "raw_pre"):
+            ensure_folder(args.maps_dir / sub, "--maps-dir")
+        sources = self.sources()
+        dataset, scored = None, []
+        for i, (name, path) in enumerate(sources):
+            predictor = load_predictor(self.device, path, args.release, args.original, args.dataset, args.image_size)
+            if dataset is None or (predictor.model_size, predictor.variant) != (dataset.model_size, dataset.variant):
+                dataset = AVDataset(args.dataset, args.split, args.data_root or default_data_root(), train=False,
+                                    image_size=predictor.model_size, variant=predictor.variant)
+                dataset.preload()  # every file checked before the first checkpoint is scored
+            scored.append(self.score(name, predictor, dataset, last=i == len(sources) - 1))
+            score = scored[-1].score
+            log.info("%s: F1 %.2f  sensitivity %.2f", name, 100 * score["average"]["f1"],
+                     100 * score["average"]["sensitivity"])
+        if not self.ctx.main:
+            return {}
+        row = paper_row([s.score for s in scored])
+        self.write_tables(scored, row, predictor, dataset)
+        mean = mean_metrics([s.score for s in scored])
+        self.report(scored, row, mean, predictor, dataset)
+        return {"row": row, "mean": mean, "results_dir": self.results_dir}
+
+    def score(self, name: str, predictor: Predictor, dataset: AVDataset, last: bool) -> Scored:
+        """Score one checkpoint (this process's share of the images, then gathered); the last checkpoint
+        also writes the maps, the figures and the biomarker rows."""
+        args = self.args
+        rows, counts, seg_rows, bio_rows = [], [], [], []
+        for j, pred in iterate_shard(predictor, dataset, self.device, self.ctx):
+            rows.append((j, pred["id"], score_prediction(predictor, pred)))
+            classes = decode_classes(pred["binary"]).cpu().numpy()
+            graph = dataset.vessel_graph(j, args.crossing_radius) if self.structure else None
+            if graph is not None:
+                counts.append((j, seg.segment_counts(graph, classes, args.min_segment_length)))
+                seg_rows.append((j, {"checkpoint": name, "id": pred["id"], **counts[-1][1],
+                                     **seg.segment_metrics(counts[-1][1], args.mixed_share)}))
+            if last:
+                bio_rows += [(j, r) for r in self.image_outputs(dataset, j, pred, classes, graph)]
+        rows, counts, seg_rows, bio_rows = (gather_in_order(self.ctx, part) for part in (rows, counts, seg_rows, bio_rows))
+        segments = seg.segment_metrics(seg.pool(counts), args.mixed_share) if self.structure else None
+        return Scored(name, rows, seg_rows, bio_rows, mean_metrics([r for _, r in rows]), segments)
+
+    def image_outputs(self, dataset: AVDataset, j: int, pred: dict, classes: np.ndarray, graph) -> list[dict]:
+        """The maps and the figure of one image; returns its biomarker rows (none without scikit-image
+        or with --no-biomarkers)."""
+        args = self.args
+        save_prob_png(args.maps_dir / "small_pre" / f"{pred['id']}.png", pred["small"])
+        save_prob_png(args.maps_dir / "raw_pre" / f"{pred['id']}.png", pred["raw"])
+        photo = load_photo(dataset.items[j].image)
+        rows = []
+        if graph is not None and not args.no_biomarkers:
+            rows = biomarker_comparison(dataset, j, pred["id"], classes, photo)
+        panel = None
+        if graph is not None:
+            verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
+            panel = lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width)  # noqa: E731
+        fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"], segments=panel,
+                             photo=photo)
+        (self.results_dir / "figures").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(fig).save(self.results_dir / "figures" / f"{pred['id']}.png")
+        return rows
+
+    def write_tables(self, scored: list[Scored], row: dict, predictor: Predictor, dataset: AVDataset) -> None:
+        args, out = self.args, self.results_dir
+        segment_scores = [s.segments for s in scored if s.segments is not None]
+        seg_mean, seg_std = segment_summary(segment_scores)
+        metrics_csv(out / "per_image.csv", [((s.name, image_id), r) for s in scored for image_id, r in s.rows],
+                    key_names=("checkpoint", "id"))
+        metrics_csv(out / "summary.csv", [(s.name, s.score) for s in scored], key_names=("checkpoint",))
+        protocol = "SPEC 9.4 (2023 release: softmax argmax)" if predictor.variant == "v2023" else "SPEC 6 (paper)"
+        write_atomic(out / "paper_row.json", json.dumps(
+            {"dataset": args.dataset, "split": args.split, "protocol": protocol, "variant": predictor.variant,
+             "model_size": list(dataset.model_size), "checkpoints": [s.name for s in scored],
+             "percent": {k: {"mean": m, "std": sd} for k, (m, sd) in row.items()},
+             "per_checkpoint": {s.name: {col: 100 * s.score["average"][m] for col, m in PAPER_COLUMNS.items()}
+                                for s in scored},
+             "segments": {"settings": {"mixed_share": args.mixed_share, "min_segment_length": args.min_segment_length,
+                                       "crossing_radius": args.crossing_radius},
+                          "mean": seg_mean, "std": seg_std,
+                          "per_checkpoint": {s.name: nan_to_null(s.segments) for s in scored
+                                             if s.segments is not None}}},
+            indent=1, allow_nan=False) + "\n")
+        segment_rows = [r for s in scored for r in s.seg_rows]
+        biomarker_rows = [r for s in scored for r in s.bio_rows]
+        if segment_rows:
+            write_csv(out / "segments.csv", segment_rows)
+        if biomarker_rows:
+            write_csv(out / "biomarkers.csv", biomarker_rows)
+
+    def report(self, scored: list[Scored], row: dict, mean: dict, predictor: Predictor, dataset: AVDataset) -> None:
+        args = self.args
+        names = scored[0].name if len(scored) == 1 else f"{scored[0].name} .. {scored[-1].name}"
+        print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(scored)} checkpoint(s) ({names})")
+        if predictor.variant == "v2023":
+            print(f"\nThe authors' 2023 release, scored as their test code does (SPEC 9.3-9.4): model size "
+                  f"{dataset.model_size[0]}x{dataset.model_size[1]}, argmax of the softmax, FOV pixels; 'ROC'/'PR' are "
+                  "section 6's binary reading of the argmax maps (their test code prints none).")
+        if len(scored) == 1:
+            print("\nPaper table row (percent; 1 checkpoint, so no std):")
+            print("  ".join(f"{k}: {m:.2f}" for k, (m, _) in row.items()))
+        else:
+            print("\nPaper table row (percent, mean +- std over checkpoints; binary 'ROC'/'PR' as in the paper):")
+            print("  ".join(f"{k}: {m:.2f} +- {s:.2f}" for k, (m, s) in row.items()))
+        print("\nPer class (percent, mean over checkpoints):")
+        print(format_table(mean))
+        print("\nThreshold-free AUCs of the probabilities (not the paper's 'ROC'/'PR'):")
+        print(format_table(mean, PROB_METRICS))
+        segment_scores = [s.segments for s in scored if s.segments is not None]
+        if segment_scores:
+            seg_mean, seg_std = segment_summary(segment_scores)
+            print(f"\nSegments (ground-truth centreline segments, pooled over images; mean over checkpoints; "
+                  f"mixed at {100 * args.mixed_share:g} %; README 'Segment-level evaluation'):")
+            print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
+                                      None if len(scored) == 1 else
+                                      {k: np.nan if v is None else v for k, v in seg_std.items()}))
+        print(f"\nmaps: {args.maps_dir}/{{small_pre,raw_pre}}  tables and figures: {self.results_dir}")
+
+
+def segment_summary(segment_scores: list[dict]) -> tuple[dict, dict]:
+    """Mean and std over checkpoints of the pooled segment metrics (None where undefined)."""
+    keys = segment_scores[0] if segment_scores else {}
+    return (nan_to_null({k: float(np.mean([s[k] for s in segment_scores])) for k in keys}),
+            nan_to_null({k: float(np.std([s[k] for s in segment_scores])) for k in keys}))

@@ -1,0 +1,1 @@
+"""Running the generators: the Predictor and the model-size rule."""

@@ -1,0 +1,1 @@
+"""Files that hold weights: checkpoints, the original and released weights, atomic writes."""

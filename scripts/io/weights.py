@@ -1,0 +1,54 @@
+"""The one loader of generator weights for every command: a project checkpoint, the original
+code's files (``--original``) or the authors' 2023 release (``--release``), as a ready Predictor
+at the size :mod:`scripts.inference.model_size` decides."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from scripts.io import checkpoint as ckpt
+from scripts.inference.predictor import Predictor
+from scripts.inference.model_size import decide_model_size
+from scripts.io.release import load_release
+from scripts.core.runtime import UsageError
+
+log = logging.getLogger("avseg")
+
+
+def load_predictor(device: torch.device, checkpoint: Path | None = None, release: Path | None = None,
+                   original: Sequence[Path] | None = None, dataset: str | None = None,
+                   image_size: Sequence[int] | None = None) -> Predictor:
+    """Generators from exactly one source; ``dataset``: whose release weights to take, and whose
+    size to fall back on; ``image_size``: ``--image-size`` (wins over everything)."""
+    trained = None
+    if release:
+        nets, variant = load_release(release, dataset, device), "v2023"
+    elif original:
+        nets, variant = ckpt.load_original_generators(dict(zip(ckpt.GENERATORS, original)), device)
+        log.info("--original: the files hold the %s variant", "2023 release (4-class softmax)" if variant == "v2023"
+                 else "2021 paper (3 sigmoid outputs)")
+    else:
+        if checkpoint is None:
+            raise UsageError(
+                "give --checkpoint PATH (a .pt of this project, e.g. DRIVE_AV/paper/best.pt), --release DIR (the "
+                "authors' released weights) or --original G_A.pth G_V.pth G.pth")
+        path = checkpoint / "best.pt" if checkpoint.is_dir() else checkpoint
+        nets, cfg = ckpt.load_generators(path, device)
+        variant, trained = "v2021", cfg.get("image_size")
+    return Predictor(nets, variant, decide_model_size(image_size, trained, variant, dataset))
+
+
+def add_weight_options(p, checkpoint_help: str, repeatable: bool = False) -> None:
+    """The mutually exclusive ways test.py and predict.py take weights: ``--checkpoint`` (this
+    project's), ``--original`` (three original-code state dicts) or ``--release`` (the authors' files)."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path, action="append" if repeatable else "store", help=checkpoint_help)
+    which.add_argument("--original", type=Path, nargs=3, metavar=("G_A", "G_V", "G"),
+                       help="state dicts written by the original code (artery, vein, fusion); the variant (2021 "
+                            "paper or 2023 release) is read from their shapes")
+    which.add_argument("--release", type=Path, metavar="DIR",
+                       help="the authors' released checkpoints: the folder with CP_best_F1_{all,A,V}.pth, or the "
+                            "unzipped release above it (the one named by --dataset is used)")

@@ -1,0 +1,92 @@
+"""The training run's policies, called directly: snapshots, stopping, loss means, resume checks."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import os
+
+import pytest
+import torch
+
+from scripts.core.distributed import Context
+from scripts.io.checkpoint import CheckpointError
+from scripts.io.resume import RESUME_LOCKED, load_resume
+from scripts.training.loop import LossMeans, StopFlag, TrainingRun, snapshot_wanted
+
+
+def _epochs(total: int, save_from: int, save_every: int, stop_at: int | None = None) -> list[int]:
+    last = stop_at or total
+    return [e for e in range(1, last + 1) if snapshot_wanted(e, save_from, save_every, e == last)]
+
+
+def test_snapshots_follow_the_paper_and_keep_a_shortened_runs_last_epoch():
+    assert _epochs(1500, 1300, 10) == list(range(1300, 1501, 10))  # 21 snapshots, as the paper
+    assert _epochs(100, 94, 3) == [94, 97, 100]  # the demo
+    assert _epochs(1500, 1300, 10, stop_at=734) == [734]  # a time-limited run: its last epoch only
+    assert _epochs(1500, 1300, 10, stop_at=1305) == [1300, 1305]
+
+
+def test_stop_flag_ignores_signals_in_dataloader_workers():
+    flag = StopFlag()
+    flag._pid = os.getpid() + 1  # as seen from a forked worker
+    flag._handle(2, None)
+    assert flag.set is False
+    flag._pid = os.getpid()
+    flag._handle(2, None)
+    assert flag.set is True
+
+
+def test_loss_means_are_interval_means_and_start_again_after_each_read():
+    means = LossMeans()
+    for a, b in ((1.0, 4.0), (3.0, 8.0)):
+        means.add({"G": torch.tensor(a), "D": torch.tensor(b)})
+    shown, rates = means.read({"G": torch.tensor(1e-3, dtype=torch.float64)})
+    assert shown == {"G": 2.0, "D": 6.0} and rates == {"G": pytest.approx(1e-3)}
+    means.add({"G": torch.tensor(10.0), "D": torch.tensor(0.0)})
+    assert means.read({})[0] == {"G": 10.0, "D": 0.0}
+
+
+def _run(**overrides) -> TrainingRun:
+    args = argparse.Namespace(out=Path("/nonexistent"), dataset="X",
+                              job_name="j", epochs=10, time_limit=None, max_steps=None)
+    for k, v in overrides.items():
+        setattr(args, k, v)
+    return TrainingRun(args, Context(), torch.device("cpu"))
+
+
+def test_the_last_epoch_is_the_schedules_or_the_first_past_the_time_limit(monkeypatch):
+    run = _run(time_limit=1.0)
+    run.started = 0.0
+    monkeypatch.setattr("time.perf_counter", lambda: 59.0)
+    assert not run.is_last_epoch(3) and run.is_last_epoch(10)
+    monkeypatch.setattr("time.perf_counter", lambda: 61.0)
+    assert run.is_last_epoch(3)
+
+
+def test_max_steps_and_a_stop_request_stop_after_the_current_step():
+    run = _run(max_steps=5)
+    flag = StopFlag()
+    run.global_step = 4
+    assert not run.should_stop(flag)
+    run.global_step = 5
+    assert run.should_stop(flag)
+    run = _run()
+    assert not run.should_stop(flag)
+    flag.set = True
+    assert run.should_stop(flag)
+
+
+def test_resume_refuses_a_changed_locked_setting_naming_both_values(tmp_path):
+    from scripts.io.checkpoint import FORMAT, save_atomic
+
+    saved = {"dataset": "X", "n_filters": 8, "seed": 3, "batch_size": 2, "image_size": [64, 64], "uniform": False,
+             "validation": 10.0, "learning_rate": 8e-4, "alpha": 0.5, "beta": 1.1, "gamma": 0.08,
+             "adv_double_sigmoid": False}
+    state = {"format": FORMAT, "config": saved, "nets": {k: {} for k in ("G_A", "G_V", "G", "D")},
+             "trainer": {"opts": {}, "scheds": {"G": {"lr": torch.tensor(1.0)}}}, "rng": {}, "epoch": 2}
+    save_atomic(state, tmp_path / "last.pt")
+    asked = dict(saved, image_size=None)  # no --image-size: the saved one
+    assert load_resume(tmp_path / "last.pt", asked, torch.device("cpu"))["epoch"] == 2
+    assert set(asked) == set(RESUME_LOCKED)
+    with pytest.raises(CheckpointError, match=r"seed=3, this command asks for 4"):
+        load_resume(tmp_path / "last.pt", dict(asked, seed=4), torch.device("cpu"))
