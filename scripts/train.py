@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
 from scripts.core.config import DATASETS, PAPER
-from scripts.core.distributed import init_from_env
+from scripts.core.distributed import init_from_env, lost_contact_message
 from scripts.core.errors import UserError
 from scripts.core.runtime import boolean, non_negative_int, positive_float, positive_int, resolve_device
 from scripts.training.cuda_graph import GRAPH_MODES
@@ -123,12 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        message = lost_contact_message(err)
+        if message is None:
             raise
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"error: rank {os.environ.get('RANK')}: lost contact with the other processes ({first}); one of them "
-              f"stopped or died (see its messages above), or did not answer within --dist-timeout. Resume from "
-              "last.pt with --resume.", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return 3
     if result["stopped"]:
         return 130 if args.max_steps is None else 0

@@ -41,6 +41,7 @@ from torch import nn
 
 from model.batchnorm import ghost_batches
 from scripts.core.config import PAPER
+from scripts.core.distributed import ddp_options
 from scripts.training.plateau import DevicePlateau, lr_tensor
 
 log = logging.getLogger("avseg")
@@ -82,22 +83,6 @@ def adversarial_loss(logits: torch.Tensor, real: bool, double_sigmoid: bool = Fa
 def seg_losses(logits: torch.Tensor, target: torch.Tensor, w: LossWeights) -> torch.Tensor:
     """beta * BCE-with-logits + alpha * MSE(sigmoid, target)."""
     return w.beta * F.binary_cross_entropy_with_logits(logits, target) + w.alpha * F.mse_loss(torch.sigmoid(logits), target)
-
-
-def ddp_options() -> dict:
-    """DDP settings measured on an H200 (592 px, n = 32, batched step, one process; README "Several
-    GPUs"): sending rank 0's buffers before every forward cost 4.6 % and copying gradients into the
-    all-reduce buckets another 3.3 %; without both, DDP costs about 1 % over a plain process.
-    Buffers (batch-norm running statistics) need no sending: with synchronised batch norm every
-    rank computes the same ones; with ``--sync-bn off`` each rank keeps its own, and checkpoints hold
-    rank 0's. Gradients as views of the buckets are the same numbers without the copies."""
-    import inspect
-
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    params = inspect.signature(DDP.__init__).parameters
-    no_buffers = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
-    return {**no_buffers, "gradient_as_bucket_view": True}
 
 
 @contextlib.contextmanager
