@@ -9,8 +9,17 @@ set -e
 
 . "$(dirname "$0")/_python.sh"
 # one process, or torchrun with NPROC processes (and any rendezvous options in TORCHRUN_ARGS)
-if [ "${NPROC:-1}" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then
-    TRAIN="$PY -m torch.distributed.run --nproc_per_node ${NPROC:-1} ${TORCHRUN_ARGS:-} $REPO/scripts/train.py"
+NPROC=${NPROC:-1}
+case "$NPROC" in
+    ''|*[!0-9]*) NPROC_BAD=1 ;;
+    *) [ "$NPROC" -ge 1 ] || NPROC_BAD=1 ;;
+esac
+if [ -n "${NPROC_BAD:-}" ]; then
+    echo "error: NPROC must be a whole number >= 1 (training processes on this machine), got '$NPROC'" >&2
+    exit 2
+fi
+if [ "$NPROC" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then
+    TRAIN="$PY -m torch.distributed.run --nproc_per_node $NPROC ${TORCHRUN_ARGS:-} $REPO/scripts/train.py"
 else
     TRAIN="$PY -m scripts.train"
 fi

@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
 from scripts.io.atomic import write_atomic
-from scripts.core.runtime import cpu_flags
+from scripts.core.runtime import cpu_flags, positive_float, positive_int
 
 MODES = ("literal", "reuse", "batched", "amp", "compile", "auto")
 
@@ -294,22 +294,22 @@ def main(argv: list[str] | None = None) -> int:
                    help="time segment-level evaluation on DATASET's labels instead of the networks")
     p.add_argument("--data-root", type=Path, default=None, help="with --segments (default: $AVSEG_DATA or ./data)")
     p.add_argument("--split", default="training", help="with --segments")
-    p.add_argument("--limit", type=int, default=None, help="with --segments: the first N images")
-    p.add_argument("--nproc", type=int, default=None, metavar="N",
+    p.add_argument("--limit", type=positive_int, default=None, help="with --segments: the first N images")
+    p.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                    help="DDP throughput instead: plain vs DDP with 1 and N processes (first --sizes entry)")
     p.add_argument("--matrix", type=Path, default=None, metavar="OUT",
                    help="the GPU variant matrix (first --sizes entry) into OUT/matrix.json, tables printed last")
-    p.add_argument("--budget-s", type=float, default=270, help="with --matrix: seconds it may take")
+    p.add_argument("--budget-s", type=positive_float, default=270, help="with --matrix: seconds it may take")
     p.add_argument("--report", type=Path, default=None, metavar="OUT", help="print the tables of OUT/matrix.json")
-    p.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=[128, 256])
     p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "reuse", "batched"])
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format")
-    p.add_argument("--n-filters", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--n-filters", type=positive_int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (at least 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--reps", type=positive_int, default=5)
+    p.add_argument("--warmup", type=positive_int, default=2, help="untimed steps first (at least 1)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
     if a.report:

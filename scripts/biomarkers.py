@@ -34,7 +34,7 @@ from scripts.data.images import find_file, find_mask
 from scripts.data.images import IMAGE_EXTENSIONS, DataError, collect_inputs, decode_image, derive_fov, load_mask, load_photo
 from scripts.data.labels import LabelError, decode_classes, label_to_channels
 from scripts.evaluation.report import write_csv
-from scripts.core.runtime import UsageError
+from scripts.core.runtime import UsageError, positive_float
 from scripts.vessels.disc import Disc, locate_disc
 from scripts.vessels.measures import measure
 
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--disc", type=float, nargs=3, metavar=("X", "Y", "R"), help="optic disc centre and radius (px)")
     where.add_argument("--disc-csv", type=Path, help="CSV with columns id, x, y, radius (px)")
-    p.add_argument("--pixel-um", type=float, default=None, metavar="U",
+    p.add_argument("--pixel-um", type=positive_float, default=None, metavar="U",
                    help="micrometres per pixel: calibres and CRAE/CRVE also in micrometres")
     p.add_argument("--kind", choices=["auto", "av", "prob"], default="auto", help="map kind (default: from the values)")
     return p

@@ -18,6 +18,7 @@ import torch
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
+from scripts.core.runtime import positive_int
 from scripts.core.errors import UserError
 from scripts.core.config import DATASETS, dataset_info, default_data_root
 from scripts.data.dataset import find_items
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True, help=f"dataset name ({', '.join(DATASETS)} or a folder name)")
     p.add_argument("--split", default="test")
     p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
-    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("W", "H"),
+    p.add_argument("--image-size", type=positive_int, nargs=2, default=None, metavar=("W", "H"),
                    help="model size the predictions may be at (default: the dataset's)")
     p.add_argument("--csv", type=Path, help="write per-image, per-class rows here")
     p.add_argument("--segments-csv", type=Path, help="write per-image segment counts and rates here")

@@ -18,6 +18,7 @@ from torch import nn
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
+from scripts.core.runtime import positive_int
 from scripts.core.errors import UserError
 from scripts.io import checkpoint as ckpt
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, required=True, help="a .pt of this project (e.g. best.pt)")
     p.add_argument("--out", type=Path, default=Path("avseg.onnx"))
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=positive_int, default=17)
     a = p.parse_args(argv)
     if a.out.is_dir():
         print(f"error: --out {a.out} is a folder; give a file name such as {a.out / 'avseg.onnx'}", file=sys.stderr)

@@ -44,7 +44,7 @@ from scripts.data.images import DataError, collect_inputs, derive_fov, load_mask
 from scripts.data.labels import av_colour_map, decode_classes
 from scripts.io.weights import load_predictor
 from scripts.io.atomic import write_atomic
-from scripts.core.runtime import UsageError, positive_int, resolve_device
+from scripts.core.runtime import UsageError, positive_float, positive_int, resolve_device
 from scripts.figures.visualise import overlay
 from scripts.vessels.disc import locate_disc
 from scripts.vessels.measures import measure
@@ -164,14 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="with --release: which dataset's weights, when DIR holds several")
     p.add_argument("--out", type=Path, default=Path("predictions"))
     p.add_argument("--masks", type=Path, default=None, help="folder of FOV masks (<name>_mask.* or <name>.*)")
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+    p.add_argument("--image-size", type=positive_int, nargs=2, metavar=("W", "H"), default=None,
                    help="model input size (default: the checkpoint's training size; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument("--no-biomarkers", action="store_true",
                    help="skip the vascular biomarkers (README 'Vascular biomarkers') in predictions.csv")
-    p.add_argument("--pixel-um", type=float, default=None, metavar="U",
+    p.add_argument("--pixel-um", type=positive_float, default=None, metavar="U",
                    help="micrometres per pixel of the photographs: calibres and CRAE/CRVE also in micrometres")
     return p
 

@@ -31,7 +31,7 @@ from scripts.io.weights import add_weight_options
 from scripts.core.config import DATASETS
 from scripts.core.distributed import init_from_env
 from scripts.core.errors import UserError
-from scripts.core.runtime import resolve_device
+from scripts.core.runtime import positive_int, resolve_device
 from scripts.evaluation.protocol import TestRun
 from scripts.vessels import segments as seg
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
     p.add_argument("--out", type=Path, default=Path("."), help="where training wrote OUT/<DATASET>/<job>")
     add_weight_options(p, "evaluate this file (repeatable)", repeatable=True)
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+    p.add_argument("--image-size", type=positive_int, nargs=2, metavar=("W", "H"), default=None,
                    help="model size (default: the checkpoint's; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")
     p.add_argument("--maps-dir", type=Path, default=Path("Final_pre"))

@@ -29,7 +29,15 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 from scripts.core.config import DATASETS, PAPER
 from scripts.core.distributed import init_from_env, lost_contact_message
 from scripts.core.errors import UserError
-from scripts.core.runtime import boolean, non_negative_int, positive_float, positive_int, resolve_device
+from scripts.core.runtime import (
+    boolean,
+    non_negative_float,
+    non_negative_int,
+    percent,
+    positive_float,
+    positive_int,
+    resolve_device,
+)
 from scripts.training.cuda_graph import GRAPH_MODES
 from scripts.training.loop import TrainingRun
 from scripts.training.step import STEP_MODES
@@ -41,19 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", "-e", type=positive_int, default=PAPER.epochs)
     p.add_argument("--batch-size", "-b", type=positive_int, default=PAPER.batch_size)
-    p.add_argument("--learning-rate", "-l", type=float, default=PAPER.learning_rate)
-    p.add_argument("--alpha", type=float, default=PAPER.alpha, help="weight of the MSE loss")
-    p.add_argument("--beta", type=float, default=PAPER.beta, help="weight of the BCE segmentation loss")
-    p.add_argument("--gama", "--gamma", dest="gamma", type=float, default=PAPER.gamma, help="weight of the adversarial loss")
+    p.add_argument("--learning-rate", "-l", type=positive_float, default=PAPER.learning_rate)
+    p.add_argument("--alpha", type=non_negative_float, default=PAPER.alpha, help="weight of the MSE loss")
+    p.add_argument("--beta", type=non_negative_float, default=PAPER.beta, help="weight of the BCE segmentation loss")
+    p.add_argument("--gama", "--gamma", dest="gamma", type=non_negative_float, default=PAPER.gamma, help="weight of the adversarial loss")
     p.add_argument("--dataset", default="DRIVE_AV", help=f"{', '.join(DATASETS)} or a folder name under --data-root")
     p.add_argument("--job_name", "--job-name", dest="job_name", default="job")
     p.add_argument("--seed_num", "--seed", dest="seed", type=int, default=PAPER.seed)
-    p.add_argument("--validation", "-v", type=float, default=PAPER.validation_percent, help="validation percent")
+    p.add_argument("--validation", "-v", type=percent, default=PAPER.validation_percent, help="validation percent")
     p.add_argument("--uniform", type=boolean, nargs="?", const=True, default=False, help="all datasets at 912x912")
     p.add_argument("--discriminator", default="unet", choices=["unet"], help="discriminator type (U-Net)")
     p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
     p.add_argument("--n-filters", type=positive_int, default=PAPER.n_filters, help="base width n (32 in the paper)")
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+    p.add_argument("--image-size", type=positive_int, nargs=2, metavar=("W", "H"), default=None,
                    help="model input size (default: the dataset's, SPEC section 2)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", default="auto", help="DataLoader worker processes: a number, or auto (0 on the CPU, "
@@ -93,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adv-double-sigmoid", action="store_true",
                    help="the original code's adversarial loss (sigmoid before BCE-with-logits); off per SPEC")
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop (saving last.pt) after this many steps")
-    p.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="MINUTES",
                    help="end training cleanly (validation, snapshot, last.pt) after the first epoch past this")
     p.add_argument("--sync-bn", choices=["auto", "on", "off"], default="auto",
                    help="under torchrun: batch-norm statistics over the whole global batch (auto: on with "

@@ -22,6 +22,7 @@ import argparse
 
 import numpy as np
 
+from scripts.core.runtime import non_negative_float, positive_int
 from scripts.vessels.graph import ARTERY, MIN_LENGTH, UNCERTAIN, VEIN, VesselGraph
 
 MIXED_SHARES = (0.05, 0.10, 0.20)
@@ -166,11 +167,11 @@ def format_segments(metrics: dict[str, float], std: dict[str, float] | None = No
 
 def add_segment_options(p: argparse.ArgumentParser) -> None:
     """The options of segment-level evaluation, shared by test.py and evaluate.py."""
-    p.add_argument("--crossing-radius", type=float, default=None, metavar="PX",
+    p.add_argument("--crossing-radius", type=non_negative_float, default=None, metavar="PX",
                    help="segments within PX pixels (raw size) of an artery/vein crossing count as near it "
                         "(default: 1%% of the FOV width: ~5 px on DRIVE, ~33 px on HRF)")
     p.add_argument("--mixed-share", type=float, default=0.10, choices=MIXED_SHARES,
                    help="a detected segment is mixed when artery and vein each hold this share of its found "
                         "centreline pixels (default 0.10; 0.05 and 0.20 are always reported too)")
-    p.add_argument("--min-segment-length", type=int, default=MIN_LENGTH, metavar="PX",
+    p.add_argument("--min-segment-length", type=positive_int, default=MIN_LENGTH, metavar="PX",
                    help=f"shorter segments are not scored (default {MIN_LENGTH})")
