@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adv-double-sigmoid", action="store_true",
                    help="the original code's adversarial loss (sigmoid before BCE-with-logits); off per SPEC")
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop (saving last.pt) after this many steps")
-    p.add_argument("--time-limit", type=positive_float, default=None, metavar="MINUTES",
+    p.add_argument("--time-limit", type=non_negative_float, default=None, metavar="MINUTES",
                    help="end training cleanly (validation, snapshot, last.pt) after the first epoch past this")
     p.add_argument("--sync-bn", choices=["auto", "on", "off"], default="auto",
                    help="under torchrun: batch-norm statistics over the whole global batch (auto: on with "

@@ -58,6 +58,7 @@ def test_amp_values():
 
 BAD_NUMBERS = [
     ("train", ["--time-limit", "-5"]), ("train", ["--time-limit", "abc"]), ("train", ["--learning-rate", "0"]),
+    ("train", ["--learning-rate", "nan"]),
     ("train", ["--alpha", "-1"]), ("train", ["--validation", "100"]), ("train", ["--validation", "nan"]),
     ("train", ["--image-size", "0", "64"]), ("train", ["--time-limit", "inf"]),
     ("test", ["--image-size", "-16", "64"]), ("test", ["--min-segment-length", "0"]),
