@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import statistics
 import time
 from collections.abc import Callable
 
@@ -72,16 +73,19 @@ class GraphedStep:
     def status(self) -> str:
         """For timing.json: replaying, eager (and why), or not decided yet."""
         if self.replay is not None:
-            return "graph" if self.decision != "eager" else "eager (auto: measured faster)"
-        if self.eager_only:
-            return "eager (auto: measured faster)" if self.decision == "eager" else "eager (capture failed)"
-        return "not captured yet"
+            return "graph"
+        if self.decision == "eager":
+            return "eager (auto: measured faster)"
+        return "eager (capture failed)" if self.eager_only else "not captured yet"
 
     # the device-specific parts (overridden by the CPU tests, which cannot capture)
+    @contextlib.contextmanager
     def _side_stream(self):
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        return _after(torch.cuda.stream(stream), lambda: torch.cuda.current_stream().wait_stream(stream))
+        with torch.cuda.stream(stream):
+            yield
+        torch.cuda.current_stream().wait_stream(stream)
 
     def _sync(self) -> None:
         torch.cuda.synchronize()
@@ -143,16 +147,9 @@ class GraphedStep:
         return True
 
     def _decide(self) -> None:
-        eager, graph = sorted(self.eager_ms)[len(self.eager_ms) // 2], sorted(self.graph_ms)[len(self.graph_ms) // 2]
+        eager, graph = statistics.median(self.eager_ms), statistics.median(self.graph_ms)
         self.decision = "graph" if graph < eager else "eager"
         log.info("CUDA graph (auto): eager %.1f ms/step, graph replay %.1f ms/step: %s from now on", eager, graph,
                  "replaying the graph" if self.decision == "graph" else "eager")
         if self.decision == "eager":
             self.replay, self.static, self.out, self.eager_only = None, None, None, True
-
-
-@contextlib.contextmanager
-def _after(ctx, then: Callable[[], None]):
-    with ctx:
-        yield
-    then()
