@@ -7,14 +7,15 @@ The authors' released checkpoints (``--release``, or ``--original`` files of tha
 as their own test code does (SPEC 9.3-9.4: 720 x 720, argmax of the softmax): one checkpoint, so no
 std; the binary "ROC"/"PR" columns are section 6's reading of the argmax maps.
 
-Evaluates every ``epoch_XXXX.pt`` snapshot of the run (or ``best.pt`` when there is none, or the
-files given with ``--checkpoint``), prints the paper table row as mean +- std over checkpoints
-and the per-class tables, and writes
+Evaluates the run's protocol snapshots ``epoch_XXXX.pt`` (``--snapshots`` for others, or the files
+given with ``--checkpoint``), prints their epochs, the paper table row as mean +- std over
+checkpoints and the per-class tables, and writes
 ``Final_pre/small_pre/<id>.png`` and ``Final_pre/raw_pre/<id>.png`` (maps of the last checkpoint),
 ``<results>/per_image.csv``, ``<results>/summary.csv``, ``<results>/paper_row.json``,
 ``<results>/segments.csv`` (segment-level evaluation), ``<results>/biomarkers.csv`` (vascular
 biomarkers of the ground truth and of the last checkpoint's maps, side by side) and one
-comparison figure per image in ``<results>/figures/``.
+comparison figure per image in ``<results>/figures/``. Both folders are replaced as a whole when
+the run is complete: an interrupted run leaves the previous results as they were.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from scripts.core.distributed import init_from_env
 from scripts.core.errors import UserError
 from scripts.core.runtime import positive_int, resolve_device
 from scripts.evaluation.protocol import TestRun
+from scripts.io.job import SNAPSHOT_RULES
 from scripts.vessels import segments as seg
 
 log = logging.getLogger("avseg")
@@ -56,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
     p.add_argument("--out", type=Path, default=Path("."), help="where training wrote OUT/<DATASET>/<job>")
     add_weight_options(p, "evaluate this file (repeatable)", repeatable=True)
+    p.add_argument("--snapshots", choices=SNAPSHOT_RULES, default="protocol",
+                   help="which of the job's checkpoints make the row: protocol (default) = the epoch_XXXX.pt "
+                   "snapshots (every --save-every epochs from --save-from); all = also stop_epoch_XXXX.pt, written "
+                   "where a run ended before or between them (a shortened or time-limited run); best = best.pt")
     p.add_argument("--image-size", type=positive_int, nargs=2, metavar=("W", "H"), default=None,
                    help="model size (default: the checkpoint's; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")

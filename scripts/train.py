@@ -3,8 +3,10 @@
     python -m scripts.train --dataset DRIVE_AV --job_name drive_paper            # paper settings
     python -m scripts.train --dataset DRIVE_AV --job_name drive_paper --resume   # continue it
 
-Checkpoints go to ``<out>/<DATASET>/<job>/``: ``epoch_XXXX.pt`` snapshots (G_A, G_V, G; the last
-epoch of a run always gets one), ``best.pt`` (best validation F1), ``last.pt`` (everything needed to
+Checkpoints go to ``<out>/<DATASET>/<job>/``, which holds one run (a folder with another run is
+refused: ``--resume`` it, choose another ``--job_name`` or give ``--overwrite``; a live run holds a
+lock on it): ``epoch_XXXX.pt`` snapshots (G_A, G_V, G, every ``--save-every`` epochs from
+``--save-from``; a run ending off that grid saves its last epoch as ``stop_epoch_XXXX.pt``), ``best.pt`` (best validation F1), ``last.pt`` (everything needed to
 resume; written every ``--last-every-minutes``, at the end and on Ctrl-C), ``config.json`` and
 ``timing.json``. Checkpoints are handed to a background writer, so training does not wait for the
 disk. TensorBoard logs go to ``<runs-dir>/<job>``: the mean losses and the learning rates every
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "else up to 8 by the machine's cores)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="LAST_PT",
                    help="continue from last.pt (default: the job's own)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="the job folder holds an earlier run: delete its checkpoints, config, timing and TensorBoard "
+                   "events before training (without it such a folder is refused)")
     p.add_argument("--save-from", type=non_negative_int, default=PAPER.save_from, help="first snapshot epoch")
     p.add_argument("--save-every", type=positive_int, default=PAPER.save_every, help="epochs between snapshots")
     p.add_argument("--val-every", type=positive_int, default=10, help="epochs between validations")

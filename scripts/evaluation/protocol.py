@@ -1,18 +1,24 @@
 """The test protocol: a run's checkpoints scored on a test split (SPEC section 6; SPEC 9.4 for the 2023
 release), the paper row, the tables, maps and figures (what ``scripts/test.py`` runs).
 
-Which checkpoints enter the paper row: the files given (``--checkpoint``), else every
-``epoch_XXXX.pt`` snapshot of the job, else its ``best.pt`` (:func:`find_checkpoints`). The row is
-the mean and population standard deviation over them of each dataset score (:func:`paper_row`).
+Which checkpoints enter the paper row: the files given (``--checkpoint``), else the job's snapshots
+chosen by ``--snapshots`` (:func:`scripts.io.job.find_snapshots`: by default the protocol's
+``epoch_XXXX.pt`` only). The row is the mean and population standard deviation over them of each
+dataset score (:func:`paper_row`); ``paper_row.json`` records their epochs and SHA-256 hashes.
+The results folder and the maps folder are complete or absent (:mod:`scripts.io.staging`): both
+are written aside and moved into place when everything is written.
 Under torchrun every process scores every world-th image; rank 0 writes and prints.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
 import math
+import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +29,8 @@ from PIL import Image
 
 from scripts.core.config import default_data_root
 from scripts.core.distributed import Context
-from scripts.core.runtime import ensure_folder
+from scripts.core.errors import UserError
+from scripts.core.runtime import UsageError
 from scripts.data.dataset import AVDataset
 from scripts.data.images import load_photo
 from scripts.data.labels import decode_classes
@@ -33,6 +40,8 @@ from scripts.figures.visualise import comparison_row
 from scripts.inference.predictor import Predictor, gather_in_order, iterate_shard, score_prediction
 from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import write_atomic
+from scripts.io.job import find_snapshots, snapshot_epoch
+from scripts.io.staging import StagedFolder
 from scripts.io.weights import load_predictor
 from scripts.vessels import segments as seg
 from scripts.vessels.disc import locate_disc
@@ -42,21 +51,13 @@ log = logging.getLogger("avseg")
 PAPER_COLUMNS = {"Sensitivity": "sensitivity", "ROC": "roc", "F1": "f1", "PR": "pr", "MSE": "mse"}
 
 
-def find_checkpoints(job_dir: Path, given: list[Path] | None) -> list[Path]:
-    if given:
-        return given
-    snapshots = sorted(job_dir.glob("epoch_*.pt"))
-    if snapshots:
-        return snapshots
-    if (job_dir / "best.pt").is_file():
-        return [job_dir / "best.pt"]
-    raise ckpt.CheckpointError(f"no checkpoints (epoch_*.pt or best.pt) in {job_dir.resolve()}; train this job first "
-                               "(sh train.sh <DATASET>) or pass --checkpoint PATH")
+RESULT_NAMES = ("paper_row.json", "per_image.csv", "summary.csv", "segments.csv", "biomarkers.csv", "figures",
+                "report.html")
+MAP_FOLDERS = ("small_pre", "raw_pre")
 
 
 def save_prob_png(path: Path, prob: torch.Tensor) -> None:
     """(3, H, W) probabilities -> RGB PNG of probability x 255."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = (prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
     Image.fromarray(arr).save(path)
 
@@ -111,24 +112,57 @@ class TestRun:
         args = self.args
         if args.release or args.original:
             return [("release" if args.release else "original", None)]
-        return [(p.stem, p) for p in find_checkpoints(args.out / args.dataset / args.job_name, args.checkpoint)]
+        if args.checkpoint:
+            return [(p.stem, p) for p in args.checkpoint]
+        return [(p.stem, p) for p in find_snapshots(args.out / args.dataset / args.job_name, args.snapshots)]
 
     def run(self) -> dict:
+        """Stage the output folders (rank 0 locks and checks them), score, then publish them."""
         args = self.args
         if not self.structure:
             log.warning("scikit-image is not installed: the paper tables are computed, the segment metrics and "
                         "biomarkers are not (pip install -r requirements.txt)")
-        ensure_folder(self.results_dir, "--results")
-        for sub in ("small_pre", "raw_pre"):
-            ensure_folder(args.maps_dir / sub, "--maps-dir")
         sources = self.sources()
-        dataset, scored = None, []
+        first = self.load(sources[0][1])  # a checkpoint that cannot be used stops the run before any folder is touched
+        token = self.ctx.broadcast(f"{os.getpid()}-{time.time_ns()}")
+        staged = [StagedFolder(self.results_dir, "--results", lambda p: p.name in RESULT_NAMES, token),
+                  StagedFolder(args.maps_dir, "--maps-dir", lambda p: p.name in MAP_FOLDERS, token)]
+        with contextlib.ExitStack() as stack:
+            problem = None
+            if self.ctx.main:
+                try:
+                    for folder in staged:
+                        stack.enter_context(folder)
+                    for sub in MAP_FOLDERS:
+                        (staged[1].stage / sub).mkdir()
+                except UserError as err:
+                    problem = err
+            if self.ctx.any(problem is not None):
+                raise problem or UsageError("rank 0 could not prepare the output folders (its message says why)")
+            self.out, self.maps = staged[0].stage, staged[1].stage
+            result = self.score_all(sources, first)
+            if self.ctx.main:
+                for folder in staged:
+                    folder.publish()
+        if self.ctx.main:
+            print(f"\nmaps: {args.maps_dir}/{{small_pre,raw_pre}}  tables and figures: {self.results_dir}")
+        return result
+
+    def load(self, path: Path | None) -> Predictor:
+        args = self.args
+        return load_predictor(self.device, path, args.release, args.original, args.dataset, args.image_size)
+
+    def score_all(self, sources: list[tuple[str, Path | None]], first: Predictor) -> dict:
+        """Score every source into the staged folders; rank 0 writes the tables and prints the report."""
+        args = self.args
+        dataset, scored, files = None, [], []
         for i, (name, path) in enumerate(sources):
-            predictor = load_predictor(self.device, path, args.release, args.original, args.dataset, args.image_size)
+            predictor = first if i == 0 else self.load(path)
             if dataset is None or (predictor.model_size, predictor.variant) != (dataset.model_size, dataset.variant):
                 dataset = AVDataset(args.dataset, args.split, args.data_root or default_data_root(), train=False,
                                     image_size=predictor.model_size, variant=predictor.variant)
                 dataset.preload()  # every file checked before the first checkpoint is scored
+            files += predictor.files
             scored.append(self.score(name, predictor, dataset, last=i == len(sources) - 1))
             score = scored[-1].score
             log.info("%s: F1 %.2f  sensitivity %.2f", name, 100 * score["average"]["f1"],
@@ -136,10 +170,17 @@ class TestRun:
         if not self.ctx.main:
             return {}
         row = paper_row([s.score for s in scored])
-        self.write_tables(scored, row, predictor, dataset)
+        self.write_tables(scored, row, predictor, dataset, files)
         mean = mean_metrics([s.score for s in scored])
         self.report(scored, row, mean, predictor, dataset)
         return {"row": row, "mean": mean, "results_dir": self.results_dir}
+
+    def selection(self, scored: list[Scored]) -> dict:
+        """Which checkpoints made the row, and by which rule (recorded and printed)."""
+        args = self.args
+        rule = ("release" if args.release else "original" if args.original else
+                "given (--checkpoint)" if args.checkpoint else args.snapshots)
+        return {"rule": rule, "epochs": [snapshot_epoch(Path(s.name)) for s in scored]}
 
     def score(self, name: str, predictor: Predictor, dataset: AVDataset, last: bool) -> Scored:
         """Score one checkpoint (this process's share of the images, then gathered); the last checkpoint
@@ -164,8 +205,8 @@ class TestRun:
         """The maps and the figure of one image; returns its biomarker rows (none without scikit-image
         or with --no-biomarkers)."""
         args = self.args
-        save_prob_png(args.maps_dir / "small_pre" / f"{pred['id']}.png", pred["small"])
-        save_prob_png(args.maps_dir / "raw_pre" / f"{pred['id']}.png", pred["raw"])
+        save_prob_png(self.maps / "small_pre" / f"{pred['id']}.png", pred["small"])
+        save_prob_png(self.maps / "raw_pre" / f"{pred['id']}.png", pred["raw"])
         photo = load_photo(dataset.items[j].image)
         rows = []
         if graph is not None and not args.no_biomarkers:
@@ -176,12 +217,13 @@ class TestRun:
             panel = lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width)  # noqa: E731
         fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"], segments=panel,
                              photo=photo)
-        (self.results_dir / "figures").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(fig).save(self.results_dir / "figures" / f"{pred['id']}.png")
+        (self.out / "figures").mkdir(exist_ok=True)
+        Image.fromarray(fig).save(self.out / "figures" / f"{pred['id']}.png")
         return rows
 
-    def write_tables(self, scored: list[Scored], row: dict, predictor: Predictor, dataset: AVDataset) -> None:
-        args, out = self.args, self.results_dir
+    def write_tables(self, scored: list[Scored], row: dict, predictor: Predictor, dataset: AVDataset,
+                     files: list[Path]) -> None:
+        args, out = self.args, self.out
         segment_scores = [s.segments for s in scored if s.segments is not None]
         seg_mean, seg_std = segment_summary(segment_scores)
         metrics_csv(out / "per_image.csv", [((s.name, image_id), r) for s in scored for image_id, r in s.rows],
@@ -191,6 +233,8 @@ class TestRun:
         write_atomic(out / "paper_row.json", json.dumps(
             {"dataset": args.dataset, "split": args.split, "protocol": protocol, "variant": predictor.variant,
              "model_size": list(dataset.model_size), "checkpoints": [s.name for s in scored],
+             "snapshots": self.selection(scored),
+             "weights": [{"file": str(f), "sha256": ckpt.file_sha256(f)} for f in dict.fromkeys(files)],
              "percent": {k: {"mean": m, "std": sd} for k, (m, sd) in row.items()},
              "per_checkpoint": {s.name: {col: 100 * s.score["average"][m] for col, m in PAPER_COLUMNS.items()}
                                 for s in scored},
@@ -209,8 +253,12 @@ class TestRun:
 
     def report(self, scored: list[Scored], row: dict, mean: dict, predictor: Predictor, dataset: AVDataset) -> None:
         args = self.args
-        names = scored[0].name if len(scored) == 1 else f"{scored[0].name} .. {scored[-1].name}"
-        print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(scored)} checkpoint(s) ({names})")
+        chosen = self.selection(scored)
+        epochs = [e for e in chosen["epochs"] if e is not None]
+        names = (f"epochs {', '.join(map(str, epochs))}" if len(epochs) == len(scored)
+                 else ", ".join(s.name for s in scored))
+        print(f"\n{args.dataset}/{args.split}: {len(dataset)} images, {len(scored)} checkpoint(s): {names} "
+              f"({chosen['rule']})")
         if predictor.variant == "v2023":
             print(f"\nThe authors' 2023 release, scored as their test code does (SPEC 9.3-9.4): model size "
                   f"{dataset.model_size[0]}x{dataset.model_size[1]}, argmax of the softmax, FOV pixels; 'ROC'/'PR' are "
@@ -233,7 +281,6 @@ class TestRun:
             print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
                                       None if len(scored) == 1 else
                                       {k: np.nan if v is None else v for k, v in seg_std.items()}))
-        print(f"\nmaps: {args.maps_dir}/{{small_pre,raw_pre}}  tables and figures: {self.results_dir}")
 
 
 def segment_summary(segment_scores: list[dict]) -> tuple[dict, dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ class Predictor:
     nets: dict[str, nn.Module]
     variant: str
     model_size: tuple[int, int]
+    files: tuple[Path, ...] = ()  # the weight files it was loaded from (recorded with results)
 
     def __post_init__(self) -> None:
         for net in self.nets.values():

@@ -6,6 +6,7 @@ resumable ``last.pt`` also ``D``) plus, in ``last.pt``, optimiser, scheduler and
 """
 from __future__ import annotations
 
+import hashlib
 import platform
 from pathlib import Path
 
@@ -39,9 +40,23 @@ def generators_state(nets: dict[str, nn.Module], cfg: dict, epoch: int, extra: d
             "nets": {k: nets[k].state_dict() for k in GENERATORS}, **(extra or {})}
 
 
+def file_sha256(path: Path | str) -> str:
+    """The file's SHA-256 (hex): recorded with results, so a number can be traced to the weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
     """Load a checkpoint file safely (``weights_only=True``)."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "a named pipe (FIFO)" if path.is_fifo() else \
+            "a device" if path.is_block_device() or path.is_char_device() else "a socket" if path.is_socket() else \
+            "not a regular file"
+        raise CheckpointError(f"{path}: is {kind}, not a checkpoint file; give the path of a .pt/.pth file.")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}. Train first (sh train.sh ...) or pass --checkpoint PATH.")
     try:
@@ -53,13 +68,26 @@ def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
             "point to the right file.") from None
 
 
+def _names(keys: list[str], limit: int = 4) -> str:
+    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
 def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"{source}: weights do not fit the network ({first}); "
-                              "was it trained with another --n-filters or another project?") from None
+    """Load ``state`` into ``net`` exactly, or raise a CheckpointError naming the missing, unexpected
+    and misshapen keys (and the likely cause)."""
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the network"
+              for k, v in expected.items() if k in state and getattr(state[k], "shape", v.shape) != v.shape]
+    problems = ([f"missing key(s) {_names(missing)}"] if missing else []) + (
+        [f"unexpected key(s) {_names(unexpected)}"] if unexpected else []) + (
+        [f"shape of {_names(shapes, 2)}"] if shapes else [])
+    if problems:
+        cause = ("the network's width differs: was it trained with another --n-filters?" if shapes and not missing
+                 else "the file is damaged or incomplete, or holds another network")
+        raise CheckpointError(f"{source}: the weights do not fit the network: {'; '.join(problems)}. {cause}")
+    net.load_state_dict(state, strict=True)
 
 
 def load_generators(path: Path | str, device: str | torch.device = "cpu") -> tuple[dict[str, nn.Module], dict]:

@@ -12,7 +12,7 @@ import torch
 from scripts.io import checkpoint as ckpt
 from scripts.inference.predictor import Predictor
 from scripts.inference.model_size import decide_model_size
-from scripts.io.release import load_release
+from scripts.io.release import find_release, load_release, release_files
 from scripts.core.runtime import UsageError
 
 log = logging.getLogger("avseg")
@@ -25,8 +25,11 @@ def load_predictor(device: torch.device, checkpoint: Path | None = None, release
     size to fall back on; ``image_size``: ``--image-size`` (wins over everything)."""
     trained = None
     if release:
-        nets, variant = load_release(release, dataset, device), "v2023"
+        where = find_release(release, dataset)
+        files = tuple(release_files(where).values())
+        nets, variant = load_release(where, None, device), "v2023"
     elif original:
+        files = tuple(original)
         nets, variant = ckpt.load_original_generators(dict(zip(ckpt.GENERATORS, original)), device)
         log.info("--original: the files hold the %s variant", "2023 release (4-class softmax)" if variant == "v2023"
                  else "2021 paper (3 sigmoid outputs)")
@@ -37,8 +40,8 @@ def load_predictor(device: torch.device, checkpoint: Path | None = None, release
                 "authors' released weights) or --original G_A.pth G_V.pth G.pth")
         path = checkpoint / "best.pt" if checkpoint.is_dir() else checkpoint
         nets, cfg = ckpt.load_generators(path, device)
-        variant, trained = "v2021", cfg.get("image_size")
-    return Predictor(nets, variant, decide_model_size(image_size, trained, variant, dataset))
+        variant, trained, files = "v2021", cfg.get("image_size"), (path,)
+    return Predictor(nets, variant, decide_model_size(image_size, trained, variant, dataset), files)
 
 
 def add_weight_options(p, checkpoint_help: str, repeatable: bool = False) -> None:

@@ -2,14 +2,17 @@
 
 ``TrainingRun(args, ctx, device).run()`` prepares the data, the networks, the step and the output
 folder, then trains epoch by epoch; its policies are small methods and functions that tests call
-directly: which epochs get a snapshot (:func:`snapshot_wanted`), when a run stops (time limit,
+directly: which epochs get a snapshot (:func:`scripts.io.job.snapshot_kind`), when a run stops (time limit,
 ``--max-steps``, Ctrl-C: :class:`StopFlag`), what ``last.pt`` holds and where a resumed run starts
-(:mod:`scripts.io.resume`). Under torchrun, rank 0 writes every file, log line and TensorBoard
+(:mod:`scripts.io.resume`). A job folder holds one run: a new run refuses a folder that holds
+another (unless ``--overwrite``), and the live run holds a lock on it (:mod:`scripts.io.job`,
+:mod:`scripts.io.lock`). Under torchrun, rank 0 writes every file, log line and TensorBoard
 point; the others train their share and agree on stopping after the same step.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +27,7 @@ from tqdm import tqdm
 
 from model import build_networks
 from scripts.core.config import default_data_root
+from scripts.core.errors import UserError
 from scripts.core.runtime import UsageError, ensure_folder, resolve_amp, resolve_workers
 from scripts.core.seeding import seed_everything, set_rng_state
 from scripts.data.augment import init_worker
@@ -33,7 +37,9 @@ from scripts.figures.visualise import comparison_row
 from scripts.inference.model_size import decide_model_size
 from scripts.inference.predictor import Predictor, iterate_predictions, score_sharded
 from scripts.io import checkpoint as ckpt
-from scripts.io.atomic import WriteError, remove_stale_temporaries, write_atomic
+from scripts.io.atomic import remove_stale_temporaries, write_atomic
+from scripts.io.job import LOCK_NAME, check_free, snapshot_kind, snapshot_path
+from scripts.io.lock import FolderLock
 from scripts.io.resume import RESUME_LOCKED, last_state, load_resume
 from scripts.training.cuda_graph import GraphedStep, graph_unsupported
 from scripts.core.distributed import Context, local_batch
@@ -46,12 +52,6 @@ log = logging.getLogger("avseg")
 CONFIG_KEYS = ("dataset", "job_name", "epochs", "batch_size", "learning_rate", "alpha", "beta", "gamma", "seed",
                "validation", "uniform", "discriminator", "n_filters", "save_from", "save_every", "val_every",
                "step_mode", "amp", "compile", "channels_last", "cuda_graph", "deterministic", "adv_double_sigmoid")
-
-
-def snapshot_wanted(epoch: int, save_from: int, save_every: int, last_epoch: bool) -> bool:
-    """Snapshots of the generators: every ``save_every`` epochs from ``save_from`` (the paper: every 10
-    from 1300), and the last epoch of any run, so that a shortened run can be tested."""
-    return (epoch >= save_from and (epoch - save_from) % save_every == 0) or last_epoch
 
 
 class StopFlag:
@@ -118,6 +118,8 @@ class TrainingRun:
         self.last_path = self.job_dir / "last.pt"
         self.history: list[dict] = []
         self.best, self.global_step, self.n_validations = -1.0, 0, 0
+        self.overwritten: list[Path] = []
+        self.cleanup = contextlib.ExitStack()  # the job folder's lock, held until the run ends
 
     # -- settings ---------------------------------------------------------------------------------
     def resolve_settings(self) -> None:
@@ -142,21 +144,26 @@ class TrainingRun:
                              "--cuda-graph off")
 
     def load_resume(self) -> dict | None:
-        """Rank 0 reads and checks last.pt (other machines need not see it) and hands it to the others;
-        the saved model size fills a missing --image-size."""
+        """Rank 0 checks that the job folder is free for a new run (or, with --resume, reads and checks
+        last.pt: other machines need not see it) and hands the result to the others; the saved model
+        size fills a missing --image-size."""
         args = self.args
-        if not args.resume:
-            return None
+        if args.resume and args.overwrite:
+            raise UsageError("--resume continues the job's run and --overwrite deletes it: give one of them")
         problem, resume = None, None
         if self.ctx.main:
-            path = self.last_path if args.resume == "auto" else Path(args.resume)
             try:
-                resume = load_resume(path, {k: getattr(args, k) for k in RESUME_LOCKED}, self.device)
-            except ckpt.CheckpointError as err:
-                problem = str(err)
+                self.overwritten = check_free(self.job_dir, bool(args.resume), args.overwrite)
+                if args.resume:
+                    path = self.last_path if args.resume == "auto" else Path(args.resume)
+                    resume = load_resume(path, {k: getattr(args, k) for k in RESUME_LOCKED}, self.device)
+            except UserError as err:
+                problem = err
         resume, problem = self.ctx.broadcast((resume, problem))
         if problem:
-            raise ckpt.CheckpointError(problem)
+            raise problem
+        if resume is None:
+            return None
         args.image_size = list(decide_model_size(args.image_size, resume["config"].get("image_size")))
         return resume
 
@@ -168,14 +175,25 @@ class TrainingRun:
         return cfg
 
     # -- set-up -----------------------------------------------------------------------------------
-    def build_data(self) -> None:
-        """Training and validation splits, every file decoded and checked before the first step."""
+    def build_data(self, resume: dict | None = None) -> None:
+        """Training and validation splits, every file decoded and checked before the first step; a
+        resumed run must find the same image files (the split depends on them)."""
         args = self.args
         data_root = args.data_root or default_data_root()
         full = AVDataset(args.dataset, "training", data_root, train=True, image_size=args.image_size,
                          uniform=args.uniform)
         self.model_size = full.model_size
         self.cfg = self.config(list(full.model_size))
+        self.cfg["data_files"] = [item.image.name for item in full.items]
+        saved = (resume or {}).get("config", {}).get("data_files")
+        if saved is not None and saved != self.cfg["data_files"]:
+            added = sorted(set(self.cfg["data_files"]) - set(saved))
+            removed = sorted(set(saved) - set(self.cfg["data_files"]))
+            raise ckpt.CheckpointError(
+                f"--resume: the run was trained on {len(saved)} images of {data_root / args.dataset / 'training'}, "
+                f"which now holds {len(self.cfg['data_files'])}" + (f"; added: {', '.join(added[:5])}" if added else "")
+                + (f"; removed: {', '.join(removed[:5])}" if removed else "")
+                + ". The split would change mid-run: restore those files, or start a new job (--job_name).")
         train_idx, val_idx = split_ids(len(full), args.validation, args.seed)
         self.train_ds = AVDataset(args.dataset, "training", data_root, train=True, image_size=full.model_size,
                                   indices=train_idx)
@@ -235,23 +253,41 @@ class TrainingRun:
                 self.step = GraphedStep(self.trainer, args.cuda_graph)
 
     def prepare_outputs(self) -> None:
-        """Rank 0 creates the job folder, removes stale temporaries and writes config.json; the other
-        ranks stop with rank 0 when it cannot, instead of waiting for it."""
+        """Rank 0 creates the job folder and locks it for this run, deletes the old run's files if
+        --overwrite asked, removes stale temporaries and writes config.json; the other ranks stop with
+        rank 0 when it cannot, instead of waiting for it."""
         args, problem = self.args, None
         if self.ctx.main:
             try:
                 ensure_folder(self.job_dir, "--out")
                 ensure_folder(args.runs_dir / args.job_name, "--runs-dir")
+                self.cleanup.enter_context(FolderLock(self.job_dir / LOCK_NAME, f"the job folder {self.job_dir}"))
+                self.overwritten = check_free(self.job_dir, bool(args.resume), args.overwrite)  # a run started meanwhile
+                if self.overwritten:
+                    self.remove_old_run()
                 remove_stale_temporaries(self.job_dir)
                 write_atomic(self.job_dir / "config.json", json.dumps(
                     {**self.cfg, "versions": ckpt.versions(), "processes": self.ctx.world}, indent=1) + "\n")
-            except (UsageError, WriteError) as err:
+            except UserError as err:
                 problem = err
         if self.ctx.any(problem is not None):
             raise problem or UsageError("rank 0 could not set up the output folders (its message says why)")
 
     # -- the run ----------------------------------------------------------------------------------
+    def remove_old_run(self) -> None:
+        """--overwrite: the old run's files and TensorBoard events (nothing else in those folders)."""
+        events = sorted((self.args.runs_dir / self.args.job_name).glob("events.out.tfevents.*"))
+        for path in [*self.overwritten, *events]:
+            path.unlink()
+        log.warning("--overwrite: deleted the previous run in %s (%d files) and %d TensorBoard event file(s)",
+                    self.job_dir, len(self.overwritten), len(events))
+
     def run(self) -> dict:
+        """The whole run; the job folder's lock is released however it ends."""
+        with self.cleanup:
+            return self._run()
+
+    def _run(self) -> dict:
         args = self.args
         self.resolve_settings()
         resume = self.load_resume()
@@ -260,7 +296,7 @@ class TrainingRun:
                         "to continue it.", resume["epoch"] - 1)
             return {"stopped": False, "history": [], "job_dir": self.job_dir, "trained": False}
         seed_everything(args.seed, deterministic=args.deterministic)
-        self.build_data()
+        self.build_data(resume)
         self.build_trainer(resume)
         self.prepare_outputs()
         self.steps_per_epoch = -(-len(self.train_ds) // args.batch_size)
@@ -352,11 +388,14 @@ class TrainingRun:
         args = self.args
         if self.val_ds is not None and (epoch % args.val_every == 0 or last_epoch):
             self.validate(epoch)
-        if snapshot_wanted(epoch, args.save_from, args.save_every, last_epoch):
-            if last_epoch and epoch < args.save_from:
-                log.info("epoch %d ends the run before --save-from %d: saving its snapshot for test.sh", epoch,
-                         args.save_from)
-            self.checkpoint(ckpt.generators_state(self.nets, self.cfg, epoch), self.job_dir / f"epoch_{epoch:04d}.pt")
+        kind = snapshot_kind(epoch, args.save_from, args.save_every, last_epoch)
+        if kind == "stop":
+            log.info("epoch %d ends the run off the snapshot epochs (from %d every %d): saving it as %s, which the "
+                     "paper row leaves out unless test.sh gets --snapshots all", epoch, args.save_from, args.save_every,
+                     snapshot_path(self.job_dir, epoch, kind).name)
+        if kind:
+            self.checkpoint(ckpt.generators_state(self.nets, self.cfg, epoch, {"snapshot": kind}),
+                            snapshot_path(self.job_dir, epoch, kind))
         if last_epoch:
             self.checkpoint(self.last_state(epoch + 1, 0), self.last_path)
 

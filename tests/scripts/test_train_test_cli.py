@@ -36,7 +36,9 @@ def trained(synthetic_root, tmp_path_factory):
 @pytest.mark.slow
 def test_train_writes_checkpoints_config_and_tensorboard(trained):
     job = trained / "SYNTHETIC" / "e2e"
-    assert sorted(p.name for p in job.iterdir()) == ["best.pt", "config.json", "epoch_0001.pt", "epoch_0002.pt", "last.pt", "timing.json"]
+    assert sorted(p.name for p in job.iterdir() if not p.name.startswith(".")) == [
+        "best.pt", "config.json", "epoch_0001.pt", "epoch_0002.pt", "last.pt", "timing.json"]
+    assert not (job / ".train.lock.owner").exists()  # the lock's owner record goes with the run
     cfg = json.loads((job / "config.json").read_text())
     assert cfg["n_filters"] == 8 and cfg["image_size"] == [64, 64] and cfg["forward_reuse"] is True
     assert cfg["versions"]["torch"] == str(torch.__version__)
@@ -224,9 +226,9 @@ def test_bad_worker_count_is_refused(synthetic_root, tmp_path, capsys):
     assert "--workers" in capsys.readouterr().err
 
 
-def test_a_run_shorter_than_save_from_still_leaves_a_snapshot(synthetic_root, tmp_path):
+def test_a_run_shorter_than_save_from_leaves_a_stop_snapshot(synthetic_root, tmp_path):
     assert _train(tmp_path, synthetic_root, "short", "--epochs", "1", "--save-from", "1300") == 0
-    assert (tmp_path / "SYNTHETIC" / "short" / "epoch_0001.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "SYNTHETIC" / "short").glob("*epoch_*.pt")) == ["stop_epoch_0001.pt"]
 
 
 @pytest.mark.slow
@@ -328,3 +330,111 @@ def test_test_cli_writes_biomarkers_side_by_side(trained, synthetic_root, tmp_pa
                           "--job_name", "e2e", "--maps-dir", str(tmp_path / "m2"), "--results", str(tmp_path / "r2"),
                           "--no-biomarkers"]) == 0
     assert not (tmp_path / "r2" / "biomarkers.csv").exists()
+
+
+def _digest(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
+
+
+@pytest.mark.slow
+def test_a_job_folder_holds_one_run(synthetic_root, tmp_path, capsys):
+    job = tmp_path / "SYNTHETIC" / "one"
+    assert _train(tmp_path, synthetic_root, "one", "--epochs", "2") == 0
+    before = _digest(job)
+    capsys.readouterr()
+    # another seed into the same folder: refused, nothing touched
+    assert _train(tmp_path, synthetic_root, "one", "--epochs", "1", "--seed_num", "4") == 2
+    err = capsys.readouterr().err
+    assert f"{job} already holds a training run" in err
+    assert "--resume" in err and "--job_name" in err and "--overwrite" in err
+    assert _digest(job) == before
+    assert _train(tmp_path, synthetic_root, "one", "--epochs", "1", "--resume", "--overwrite") == 2
+    assert "give one of them" in capsys.readouterr().err
+    # --overwrite: the old run's files and TensorBoard events are gone, the new run's are there
+    old_events = sorted((tmp_path / "runs" / "one").glob("events.out.tfevents.*"))
+    assert _train(tmp_path, synthetic_root, "one", "--epochs", "1", "--seed_num", "4", "--overwrite") == 0
+    assert sorted(p.name for p in job.glob("*.pt")) == ["best.pt", "epoch_0001.pt", "last.pt"]  # no epoch_0002.pt
+    assert json.loads((job / "config.json").read_text())["seed"] == 4
+    assert not set(old_events) & set((tmp_path / "runs" / "one").glob("events.out.tfevents.*"))
+
+
+def test_a_live_run_on_the_job_folder_blocks_a_second_start(synthetic_root, tmp_path, capsys):
+    from scripts.io.job import LOCK_NAME
+    from scripts.io.lock import FolderLock
+
+    job = tmp_path / "SYNTHETIC" / "busy"
+    with FolderLock(job / LOCK_NAME, f"the job folder {job}"):  # as a training process holds it
+        assert _train(tmp_path, synthetic_root, "busy", "--epochs", "1") == 2
+    err = capsys.readouterr().err
+    assert f"the job folder {job} is in use by another process (pid {os.getpid()}" in err
+    assert not list(job.glob("*.pt"))
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_data_set_whose_files_changed(synthetic_root, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root / "SYNTHETIC", data / "SYNTHETIC")
+    assert _train(tmp_path, data, "d", "--epochs", "2", "--max-steps", "1") == 0
+    split = data / "SYNTHETIC" / "training"
+    shutil.copy(split / "images" / "01_training.png", split / "images" / "99_training.png")
+    shutil.copy(split / "1st_manual" / "01_training.png", split / "1st_manual" / "99_training.png")
+    capsys.readouterr()
+    assert _train(tmp_path, data, "d", "--epochs", "2", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "the run was trained on 6 images" in err and "now holds 7; added: 99_training.png" in err
+    assert "split would change" in err
+
+
+@pytest.mark.slow
+def test_the_paper_row_leaves_out_where_a_stopped_run_paused(synthetic_root, tmp_path, capsys):
+    job = tmp_path / "SYNTHETIC" / "paused"
+    # stopped by the time limit after epoch 1 (before --save-from 3), then resumed to the end
+    assert _train(tmp_path, synthetic_root, "paused", "--epochs", "4", "--save-from", "3", "--time-limit", "0") == 0
+    assert sorted(p.name for p in job.glob("*epoch_*.pt")) == ["stop_epoch_0001.pt"]
+    assert _train(tmp_path, synthetic_root, "paused", "--epochs", "4", "--save-from", "3", "--resume") == 0
+    capsys.readouterr()
+    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(tmp_path), "--job_name",
+              "paused", "--maps-dir", str(tmp_path / "maps"), "--no-biomarkers"]
+    assert test_cli.main([*common, "--results", str(tmp_path / "res")]) == 0
+    assert "3 images, 2 checkpoint(s): epochs 3, 4 (protocol)" in capsys.readouterr().out
+    row = json.loads((tmp_path / "res" / "paper_row.json").read_text())
+    assert row["checkpoints"] == ["epoch_0003", "epoch_0004"]
+    assert row["snapshots"] == {"rule": "protocol", "epochs": [3, 4]}
+    import hashlib
+    assert [w["sha256"] for w in row["weights"]] == [
+        hashlib.sha256((job / f"epoch_000{e}.pt").read_bytes()).hexdigest() for e in (3, 4)]
+    assert test_cli.main([*common, "--results", str(tmp_path / "all"), "--snapshots", "all"]) == 0
+    assert json.loads((tmp_path / "all" / "paper_row.json").read_text())["snapshots"]["epochs"] == [1, 3, 4]
+
+
+@pytest.mark.slow
+def test_test_outputs_are_complete_or_absent(trained, synthetic_root, tmp_path, monkeypatch):
+    from scripts.evaluation import protocol
+
+    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained), "--job_name", "e2e",
+              "--maps-dir", str(tmp_path / "maps"), "--results", str(tmp_path / "res")]
+    assert test_cli.main(common) == 0
+    results, maps = _digest(tmp_path / "res"), _digest(tmp_path / "maps" / "raw_pre")
+    assert "biomarkers.csv" in results and len(maps) == 3
+    calls = {"n": 0}
+    save = protocol.save_prob_png
+
+    def dies_on_the_fourth_map(path, prob):  # as a kill in the middle of writing the maps
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        save(path, prob)
+
+    monkeypatch.setattr(protocol, "save_prob_png", dies_on_the_fourth_map)
+    with pytest.raises(KeyboardInterrupt):
+        test_cli.main([*common, "--split", "training", "--snapshots", "all"])
+    monkeypatch.undo()
+    assert _digest(tmp_path / "res") == results and _digest(tmp_path / "maps" / "raw_pre") == maps  # the old run, whole
+    # a finished run replaces every file: nothing of the earlier run survives next to the new one
+    assert test_cli.main([*common, "--split", "training", "--no-biomarkers"]) == 0
+    assert "biomarkers.csv" not in _digest(tmp_path / "res")
+    assert sorted(_digest(tmp_path / "maps" / "raw_pre")) == sorted(
+        p.name for p in (synthetic_root / "SYNTHETIC" / "training" / "images").glob("*.png"))
+    assert sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name) == []

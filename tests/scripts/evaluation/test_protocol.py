@@ -3,22 +3,29 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.evaluation.protocol import PAPER_COLUMNS, find_checkpoints, paper_row
-from scripts.io.checkpoint import CheckpointError
+from pathlib import Path
+
+from scripts.evaluation.protocol import PAPER_COLUMNS, paper_row
+from scripts.io.job import JobFolderError, find_snapshots, snapshot_epoch
 
 
-def test_snapshots_in_epoch_order_else_best_else_a_message(tmp_path):
-    for name in ("epoch_1310.pt", "epoch_1300.pt", "best.pt", "last.pt"):
+def test_the_row_takes_protocol_snapshots_in_epoch_order_and_others_only_when_asked(tmp_path):
+    for name in ("epoch_1310.pt", "stop_epoch_0734.pt", "epoch_1300.pt", "best.pt", "last.pt", "config.json"):
         (tmp_path / name).write_bytes(b"")
-    assert [p.name for p in find_checkpoints(tmp_path, None)] == ["epoch_1300.pt", "epoch_1310.pt"]
-    given = [tmp_path / "last.pt"]
-    assert find_checkpoints(tmp_path, given) == given  # the files asked for, exactly
+    assert [p.name for p in find_snapshots(tmp_path)] == ["epoch_1300.pt", "epoch_1310.pt"]
+    assert [p.name for p in find_snapshots(tmp_path, "all")] == ["stop_epoch_0734.pt", "epoch_1300.pt", "epoch_1310.pt"]
+    assert find_snapshots(tmp_path, "best") == [tmp_path / "best.pt"]
     for name in ("epoch_1310.pt", "epoch_1300.pt"):
         (tmp_path / name).unlink()
-    assert find_checkpoints(tmp_path, None) == [tmp_path / "best.pt"]
-    (tmp_path / "best.pt").unlink()
-    with pytest.raises(CheckpointError, match="no checkpoints"):
-        find_checkpoints(tmp_path, None)
+    # a run stopped before its snapshot epochs: no silent fallback; the message names what there is
+    with pytest.raises(JobFolderError, match=r"no snapshots at the protocol's epochs.*stop_epoch_0734.pt.*"
+                                             r"--snapshots all.*best.pt \(--snapshots best\)"):
+        find_snapshots(tmp_path)
+    for p in tmp_path.iterdir():
+        p.unlink()
+    with pytest.raises(JobFolderError, match="no checkpoints"):
+        find_snapshots(tmp_path)
+    assert [snapshot_epoch(Path(n)) for n in ("epoch_0094.pt", "stop_epoch_0005.pt", "best.pt")] == [94, 5, None]
 
 
 def test_paper_row_is_mean_and_population_std_over_checkpoints_in_percent():

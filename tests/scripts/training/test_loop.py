@@ -11,19 +11,23 @@ import torch
 from scripts.core.distributed import Context
 from scripts.io.checkpoint import CheckpointError
 from scripts.io.resume import RESUME_LOCKED, load_resume
-from scripts.training.loop import LossMeans, StopFlag, TrainingRun, snapshot_wanted
+from scripts.io.job import snapshot_kind, snapshot_path
+from scripts.training.loop import LossMeans, StopFlag, TrainingRun
 
 
-def _epochs(total: int, save_from: int, save_every: int, stop_at: int | None = None) -> list[int]:
+def _snapshots(total: int, save_from: int, save_every: int, stop_at: int | None = None) -> list[tuple[int, str]]:
     last = stop_at or total
-    return [e for e in range(1, last + 1) if snapshot_wanted(e, save_from, save_every, e == last)]
+    return [(e, kind) for e in range(1, last + 1) if (kind := snapshot_kind(e, save_from, save_every, e == last))]
 
 
-def test_snapshots_follow_the_paper_and_keep_a_shortened_runs_last_epoch():
-    assert _epochs(1500, 1300, 10) == list(range(1300, 1501, 10))  # 21 snapshots, as the paper
-    assert _epochs(100, 94, 3) == [94, 97, 100]  # the demo
-    assert _epochs(1500, 1300, 10, stop_at=734) == [734]  # a time-limited run: its last epoch only
-    assert _epochs(1500, 1300, 10, stop_at=1305) == [1300, 1305]
+def test_snapshots_follow_the_paper_and_a_run_ending_off_the_grid_gets_a_stop_snapshot():
+    assert _snapshots(1500, 1300, 10) == [(e, "protocol") for e in range(1300, 1501, 10)]  # 21, as the paper
+    assert _snapshots(100, 94, 3) == [(94, "protocol"), (97, "protocol"), (100, "protocol")]  # the demo
+    assert _snapshots(1500, 1300, 10, stop_at=734) == [(734, "stop")]  # a time-limited run: its last epoch
+    assert _snapshots(1500, 1300, 10, stop_at=1305) == [(1300, "protocol"), (1305, "stop")]
+    assert _snapshots(1500, 1300, 10, stop_at=1310)[-1] == (1310, "protocol")  # on the grid: one file
+    assert snapshot_path(Path("j"), 7, "stop").name == "stop_epoch_0007.pt"
+    assert snapshot_path(Path("j"), 1300, "protocol").name == "epoch_1300.pt"
 
 
 def test_stop_flag_ignores_signals_in_dataloader_workers():

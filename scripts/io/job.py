@@ -1,0 +1,91 @@
+"""What a job folder ``<out>/<DATASET>/<job>/`` holds, and which of its snapshots make the paper row.
+
+A job folder holds one training run: ``config.json``, ``timing.json``, ``last.pt``, ``best.pt``,
+``epoch_XXXX.pt`` (the protocol's snapshots: every ``--save-every`` epochs from ``--save-from``)
+and ``stop_epoch_XXXX.pt`` (the weights of an epoch where a run ended off that grid: a time limit,
+or an ``--epochs`` shorter than ``--save-from``). Training holds ``.train.lock`` while it runs.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from scripts.core.errors import UserError
+
+log = logging.getLogger("avseg")
+LOCK_NAME = ".train.lock"
+RUN_FILES = ("config.json", "timing.json", "last.pt", "best.pt", "epoch_*.pt", "stop_epoch_*.pt")
+SNAPSHOT_RULES = ("protocol", "all", "best")
+_EPOCH = re.compile(r"(?:^|_)epoch_(\d+)$")
+
+
+class JobFolderError(UserError):
+    """A job folder that holds another run, or no usable snapshot; the message says the ways on."""
+
+
+def snapshot_kind(epoch: int, save_from: int, save_every: int, last_epoch: bool) -> str | None:
+    """Which snapshot epoch ``epoch`` gets: ``"protocol"`` on the grid (every ``save_every`` epochs
+    from ``save_from``; the paper: every 10 from 1300), ``"stop"`` for the last epoch of a run that
+    ends off the grid (so a shortened run can still be tested, with ``--snapshots all``), else None."""
+    if epoch >= save_from and (epoch - save_from) % save_every == 0:
+        return "protocol"
+    return "stop" if last_epoch else None
+
+
+def snapshot_path(job_dir: Path, epoch: int, kind: str) -> Path:
+    return job_dir / (f"epoch_{epoch:04d}.pt" if kind == "protocol" else f"stop_epoch_{epoch:04d}.pt")
+
+
+def snapshot_epoch(path: Path) -> int | None:
+    """The epoch in a snapshot's name (``epoch_0094.pt``, ``stop_epoch_0005.pt``), else None."""
+    match = _EPOCH.search(Path(path).stem)
+    return int(match.group(1)) if match else None
+
+
+def run_files(job_dir: Path) -> list[Path]:
+    """The files of a training run in ``job_dir`` (empty for a new or empty folder)."""
+    return sorted({p for pattern in RUN_FILES for p in Path(job_dir).glob(pattern) if p.is_file()})
+
+
+def check_free(job_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
+    """Refuse to start a new run in a folder that holds one; returns the files ``--overwrite`` removes."""
+    found = run_files(job_dir)
+    if not found or resume:
+        return []
+    if overwrite:
+        return found
+    names = ", ".join(p.name for p in found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
+    raise JobFolderError(
+        f"{job_dir} already holds a training run ({names}). Continue it with --resume, train a new run under "
+        "another --job_name, or give --overwrite to delete that run's files (and its TensorBoard logs) first.")
+
+
+def find_snapshots(job_dir: Path, rule: str = "protocol") -> list[Path]:
+    """The checkpoints of the paper row, by ``rule``: ``protocol`` (default) the grid snapshots
+    ``epoch_XXXX.pt``; ``all`` also ``stop_epoch_XXXX.pt``; ``best`` the run's ``best.pt``. Sorted by epoch."""
+    job_dir = Path(job_dir)
+    protocol = sorted(job_dir.glob("epoch_*.pt"), key=snapshot_epoch)
+    stops = sorted(job_dir.glob("stop_epoch_*.pt"), key=snapshot_epoch)
+    best = job_dir / "best.pt"
+    if rule == "best":
+        found = [best] if best.is_file() else []
+    elif rule == "all":
+        found = sorted(protocol + stops, key=snapshot_epoch)
+    else:
+        found = protocol
+    if found:
+        return found
+    if not run_files(job_dir):
+        raise JobFolderError(f"no checkpoints in {job_dir.resolve()}; train this job first (sh train.sh <DATASET>) "
+                             "or pass --checkpoint PATH")
+    others = []
+    if rule == "protocol" and stops:
+        others.append(f"{', '.join(p.name for p in stops)}, written where the run ended before its snapshot epochs "
+                      "(--snapshots all scores them)")
+    if rule != "best" and best.is_file():
+        others.append("best.pt (--snapshots best)")
+    wanted = {"protocol": "snapshots at the protocol's epochs (epoch_XXXX.pt, from --save-from every --save-every)",
+              "all": "snapshots (epoch_XXXX.pt or stop_epoch_XXXX.pt)", "best": "best.pt"}[rule]
+    raise JobFolderError(f"{job_dir.resolve()}: no {wanted}" + (f"; it holds {'; '.join(others)}" if others else "")
+                         + ". Finish the run (sh train.sh ... --resume) or pass --checkpoint PATH.")
