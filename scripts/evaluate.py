@@ -67,7 +67,7 @@ def evaluate_folder(pred_dir: Path, dataset: str, split: str, data_root: Path,
         label = label.transpose(2, 0, 1)
         classes = decode_classes(prob * torch.from_numpy(mask) > 0.5).numpy()
         counts = seg.segment_counts(build_graph(label, crossing_radius, mask), classes, min_segment_length)
-        results.append((item.id, image_metrics(prob, label, mask), counts))
+        results.append((item.id, image_metrics(prob, label, mask, source=f"{dataset}/{split} {item.id}"), counts))
     return results
 
 

@@ -8,7 +8,9 @@ Inputs: files, folders or globs (jpg, png, tif, bmp, ...; any size; grey, RGB, R
 The model runs at its training size; maps come back at each photograph's own size. Per image
 ``<out>/<name>_av.png`` (red artery, blue vein, green uncertain/crossing), ``_prob.png``
 (probabilities x 255, RGB = artery, uncertain, vein), ``_vessel.png`` (binary vessel map) and
-``_overlay.png``; ``predictions.csv`` also holds the vascular biomarkers of each map (optic disc
+``_overlay.png``. ``--out`` is replaced as a whole when every input is done (an interrupted run
+leaves the previous predictions as they were; a folder holding other files is refused);
+``predictions.csv`` also holds the vascular biomarkers of each map (optic disc
 located in the photograph; ``--no-biomarkers`` skips them); with the 2023 release the probabilities are its softmax classes (artery,
 uncertain, vein) and the classes its argmax (SPEC 9.4). For the run ``<out>/predictions.csv`` (one row per input: its output name and
 source file). ``<name>`` is the file name without extension; where two inputs share it, see
@@ -23,7 +25,6 @@ import io
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -44,9 +45,10 @@ from scripts.data.images import DataError, collect_inputs, derive_fov, load_mask
 from scripts.data.labels import av_colour_map, decode_classes
 from scripts.io.weights import load_predictor
 from scripts.io.atomic import write_atomic
-from scripts.core.runtime import UsageError, positive_float, positive_int, resolve_device
+from scripts.io.staging import StagedFolder
+from scripts.core.runtime import positive_float, positive_int, resolve_device
 from scripts.figures.visualise import overlay
-from scripts.vessels.disc import locate_disc
+from scripts.vessels.disc import Disc, locate_disc, read_disc_csv
 from scripts.vessels.measures import measure
 
 log = logging.getLogger("avseg")
@@ -77,14 +79,12 @@ def output_names(files: list[Path]) -> list[str]:
     return names
 
 
-def check_writable(out: Path) -> None:
-    """Fail before any work when the output folder cannot be created or written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise UsageError(f"cannot write to the output folder {out}: {err.strerror or err}") from None
+OUTPUT_SUFFIXES = ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")
+
+
+def is_output(path: Path) -> bool:
+    """Whether ``path`` in an existing ``--out`` folder is one of predict's own outputs (replaceable)."""
+    return path.is_file() and (path.name in ("predictions.csv", "report.html") or path.name.endswith(OUTPUT_SUFFIXES))
 
 
 def save_outputs(out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, binary: torch.Tensor,
@@ -104,11 +104,23 @@ def save_outputs(out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, bi
 
 
 def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
+    """Predict every input into a staged copy of ``--out``, published whole when all are done."""
     device = resolve_device(args.device)
-    check_writable(args.out)
     files = collect_inputs(args.inputs)
-    names = dict(zip(files, output_names(files)))
     predictor = load_predictor(device, args.checkpoint, args.release, args.original, args.dataset, args.image_size)
+    discs = read_disc_csv(args.disc_csv) if args.disc_csv else {}
+    staged = StagedFolder(args.out, "--out", is_output, str(os.getpid()))
+    with staged as stage:
+        done = predict_all(args, files, predictor, discs, device, stage)
+        staged.publish()
+    return done
+
+
+def predict_all(args: argparse.Namespace, files: list[Path], predictor, discs: dict[str, Disc], device: torch.device,
+                folder: Path) -> tuple[int, list[tuple[Path, str]]]:
+    """The maps and predictions.csv of every input into ``folder``; a file that cannot be read is
+    reported and skipped."""
+    names = dict(zip(files, output_names(files)))
     size = predictor.model_size
     log.info("%d image(s), model size %dx%d, device %s", len(files), *size, device)
     rows, failures = [], []
@@ -137,10 +149,11 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
         for path, photo, fov, out in zip(ok, photos, fovs, outs):
             t1 = time.perf_counter()
             raw, binary = predictor.raw(out, photo.shape[:2], torch.from_numpy(fov).to(out.device))
-            stats = save_outputs(args.out, names[path], photo, raw, binary, fov)
+            stats = save_outputs(folder, names[path], photo, raw, binary, fov)
             if not args.no_biomarkers:
                 classes = decode_classes(binary.cpu()).numpy()
-                disc = locate_disc(photo, fov, str(path))
+                disc = discs.get(names[path]) or discs.get(path.stem) or locate_disc(
+                    photo, fov, str(path), hint="give its disc in a --disc-csv row")
                 stats.update(measure(classes, disc, fov, args.pixel_um, source=str(path)))
             rows.append({"id": names[path], "file": str(path), "width": photo.shape[1], "height": photo.shape[0],
                          **stats, "seconds": per_image + time.perf_counter() - t1})
@@ -153,7 +166,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
     for r in rows:
         writer.writerow({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.6g}"
                          if isinstance(v, float) else v for k, v in r.items()})
-    write_atomic(args.out / "predictions.csv", buf.getvalue())
+    write_atomic(folder / "predictions.csv", buf.getvalue())
     return len(rows), failures
 
 
@@ -173,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the vascular biomarkers (README 'Vascular biomarkers') in predictions.csv")
     p.add_argument("--pixel-um", type=positive_float, default=None, metavar="U",
                    help="micrometres per pixel of the photographs: calibres and CRAE/CRVE also in micrometres")
+    p.add_argument("--disc-csv", type=Path, default=None,
+                   help="optic discs you know (columns id, x, y, radius in pixels; id = output name or file name "
+                   "without extension); photographs without a row get a located disc")
     return p
 
 

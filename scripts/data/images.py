@@ -26,7 +26,14 @@ class DataError(UserError):
 def open_image(path: Path) -> Image.Image:
     """Open an image file (lazily: the header only), raising :class:`DataError` if unreadable."""
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        pixels = next((w for w in str(err).replace("(", " ").split() if w.isdigit()), "?")
+        raise DataError(f"{path}: {pixels} pixels, more than the {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels an image "
+                        "may have here (Pillow's guard against decompression bombs); no fundus photograph is that "
+                        "large: check the file, or resize it") from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
@@ -71,7 +78,11 @@ def load_label(path: Path, variant: str = "v2021") -> tuple[np.ndarray, str]:
     ``variant="v2023"`` converts it as the authors' 2023 test code did (SPEC 9.3).
     """
     convert = release_label_channels if variant == "v2023" else label_to_channels
-    return convert(decode_image(path), path)
+    channels, encoding = convert(decode_image(path), path)
+    if not channels.any():
+        warnings.warn(f"{path}: the label is all background (no vessel pixel); it is used as it is, and its "
+                      "sensitivities and F1 are 0/0 (counted as 0)", stacklevel=2)
+    return channels, encoding
 
 
 def load_mask(path: Path, variant: str = "v2021") -> np.ndarray:

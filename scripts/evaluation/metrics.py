@@ -131,6 +131,7 @@ def image_metrics(
     with_prob_auc: bool = True,
     binary: np.ndarray | torch.Tensor | None = None,
     nan_policy: str = "zero",
+    source: str = "",
 ) -> dict[str, dict[str, float]]:
     """Paper metrics of one image: {artery, vein, uncertain, average, vessel} -> {metric: value}.
 
@@ -143,7 +144,7 @@ def image_metrics(
     weights each class by its number of ground-truth pixels in the whole image. ``vessel`` scores the
     binary vessel map (any channel on) and is not part of the average.
 
-    ``binary``: a (3, H, W) bool channel map to score instead of ``prob > threshold`` (the 2023
+    ``source`` names the image in warnings. ``binary``: a (3, H, W) bool channel map to score instead of ``prob > threshold`` (the 2023
     release's argmax maps); ``prob`` then only gives the threshold-free AUCs. ``nan_policy="authors"``
     follows the 2023 test code (SPEC 9.4): artery/vein NaNs stay NaN, and a class whose FOV
     confusion matrix has one cell (ground truth and prediction both all-negative, or both
@@ -189,7 +190,8 @@ def image_metrics(
             return m
         undefined = [k for k, v in m.items() if math.isnan(v)]
         if undefined and name in ("artery", "vein"):
-            warnings.warn(f"{name}: {', '.join(undefined)} undefined (0/0), counted as 0", stacklevel=3)
+            warnings.warn(f"{source or 'an image'}: {name} {', '.join(undefined)} undefined (0/0), counted as 0",
+                          stacklevel=3)
         return {k: (0.0 if math.isnan(v) else v) for k, v in m.items()}
 
     result = {name: scores(name, counts[c], prob[CLASS_CHANNEL[name]], gt_cls[c]) for c, name in enumerate(CLASSES)}

@@ -122,7 +122,7 @@ def score_prediction(predictor: Predictor, pred: dict, with_prob_auc: bool = Tru
     """Metrics of one prediction of :func:`iterate_predictions`: the paper protocol (SPEC 6) for
     2021 networks, the release's protocol (SPEC 9.4, with the authors' NaN rules) for 2023 ones."""
     return image_metrics(pred["raw"], pred["label"], pred["mask"], with_prob_auc=with_prob_auc, binary=pred["binary"],
-                         nan_policy="authors" if predictor.variant == "v2023" else "zero")
+                         nan_policy="authors" if predictor.variant == "v2023" else "zero", source=f"image {pred['id']}")
 
 
 def iterate_shard(predictor: Predictor, dataset: AVDataset, device: torch.device, ctx: Context

@@ -58,16 +58,97 @@ def test_probability_maps_give_the_same_numbers(maps, tmp_path):
         assert ra["00"][k] == rb["00"][k]
 
 
-def test_disc_csv_and_its_errors(maps, tmp_path):
+def test_disc_csv_and_its_errors(maps, tmp_path, capsys):
     discs = tmp_path / "discs.csv"
     discs.write_text("id,x,y,radius\n00,70,120,14\n")
     out = tmp_path / "o.csv"
-    with pytest.warns(UserWarning, match="no optic disc"):  # 01 has neither a row nor a photograph
-        assert main([str(maps / "maps"), "--disc-csv", str(discs), "--csv", str(out)]) == 0
+    with pytest.warns(UserWarning, match="no optic disc"):
+        assert main([str(maps / "maps" / "00_AVmanual.png"), "--csv", str(out)]) == 0  # no disc at all: zones empty
+    assert _rows(out)["00"].get("crae_px", "") == "" and _rows(out)["00"]["disc_source"] == ""
+    # 01 has no row: it fails by its id, 00 is measured with its row
+    assert main([str(maps / "maps"), "--disc-csv", str(discs), "--csv", str(out)]) == 1
     rows = _rows(out)
-    assert rows["00"]["disc_x"] == "70" and rows["01"]["crae_px"] == "" and rows["01"]["disc_source"] == ""
+    assert set(rows) == {"00"} and rows["00"]["disc_x"] == "70" and rows["00"]["disc_source"] == "given"
+    assert "no row for image id '01' in --disc-csv" in capsys.readouterr().err
     discs.write_text("id,x,y\n00,70,120\n")
     assert main([str(maps / "maps"), "--disc-csv", str(discs), "--csv", str(out)]) == 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,x,y,radius\n00,70,120,0\n", "line 2 (00): the radius must be > 0 pixels, got 0"),
+    ("id,x,y,radius\n00,70,120,-3\n", "line 2 (00): the radius must be > 0"),
+    ("id,x,y,radius\n00,nan,120,14\n", "line 2 (00): x, y and radius must be finite numbers"),
+    ("id,x,y,radius\n00,70,inf,14\n", "line 2 (00): x, y and radius must be finite"),
+    ("id,x,y,radius\n00,70,120,14\n01,1,1,4\n00,71,120,14\n", "line 4: id 00 is already given on line 2"),
+])
+def test_bad_disc_rows_are_refused_by_line(maps, tmp_path, capsys, text, message):
+    discs = tmp_path / "discs.csv"
+    discs.write_text(text)
+    assert main([str(maps / "maps"), "--disc-csv", str(discs), "--csv", str(tmp_path / "o.csv")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_disc_csv_saved_by_a_spreadsheet_is_read(maps, tmp_path):
+    discs = tmp_path / "discs.csv"
+    discs.write_bytes("\ufeffid,x,y,radius\r\n00,70,120,14\r\n01,60,128,15\r\n".encode("utf-8"))  # BOM, CRLF
+    out = tmp_path / "o.csv"
+    assert main([str(maps / "maps"), "--disc-csv", str(discs), "--csv", str(out)]) == 0
+    assert [_rows(out)[k]["disc_x"] for k in ("00", "01")] == ["70", "60"]
+
+
+def test_a_missing_photograph_or_mask_is_named_for_its_id(maps, tmp_path, capsys):
+    import shutil
+
+    for d in ("photos", "masks"):
+        shutil.copytree(maps / d, tmp_path / d)
+    (tmp_path / "photos" / "01.png").unlink()
+    (tmp_path / "masks" / "00_mask.gif").unlink()
+    out = tmp_path / "o.csv"
+    assert main([str(maps / "maps"), "--photos", str(tmp_path / "photos"), "--masks", str(tmp_path / "masks"),
+                 "--csv", str(out)]) == 1  # each map fails by its id: neither silently loses its FOV
+    err = capsys.readouterr().err
+    assert f"no file for image id '01' in --photos {tmp_path / 'photos'}" in err
+    assert f"no file for image id '00' in --masks {tmp_path / 'masks'}" in err
+    assert "give --disc, --disc-csv or --photos" not in err
+
+
+def test_predicts_own_folder_measures_the_maps_and_skips_the_rest(maps, tmp_path, capsys):
+    from scripts.data.labels import av_colour_map, label_to_channels
+
+    folder = tmp_path / "predictions"
+    folder.mkdir()
+    label = Image.open(maps / "maps" / "00_AVmanual.png")
+    channels = label_to_channels(label, "x")[0].transpose(2, 0, 1)
+    Image.fromarray(av_colour_map(channels)).save(folder / "00_av.png")
+    Image.open(maps / "probs" / "00_prob.png").save(folder / "00_prob.png")
+    Image.fromarray(channels.any(0).astype(np.uint8) * 255).save(folder / "00_vessel.png")
+    Image.open(maps / "photos" / "00.png").save(folder / "00_overlay.png")
+    (folder / "predictions.csv").write_text("id\n00\n")
+    out = tmp_path / "o.csv"
+    with pytest.warns(UserWarning, match="predictions.csv: not an image file"):
+        assert main([str(folder), "--disc", "60", "128", "15", "--csv", str(out)]) == 0
+    rows = _rows(out)
+    assert set(rows) == {"00"} and rows["00"]["kind"] == "av" and rows["00"]["map"].endswith("00_av.png")
+    err = capsys.readouterr().err
+    assert "skipped: " in err and "00_overlay.png: an overlay picture" in err
+    assert "00_vessel.png: a binary vessel map" in err
+    assert "00_prob.png: image '00' is already measured from 00_av.png" in err
+
+
+def test_every_map_is_classified_or_refused_by_name(maps, tmp_path):
+    from scripts.biomarkers import classify
+    from scripts.data.images import DataError
+
+    label = Image.open(maps / "maps" / "00_AVmanual.png")
+    assert classify(label, "a") == "av"
+    assert classify(Image.open(maps / "probs" / "00_prob.png"), "p") == "prob"
+    assert classify(Image.fromarray(np.array([[0, 1], [2, 3]], np.uint8)), "i") == "index"
+    assert classify(Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)), "v") == "vessel"
+    with pytest.raises(DataError, match=r"odd.png: a one-channel image with values \[0, 7\]"):
+        classify(Image.fromarray(np.array([[0, 7]], np.uint8)), "odd.png")
+    with pytest.raises(DataError, match="photo.png: looks like a photograph"):
+        classify(Image.open(maps / "photos" / "00.png"), "photo.png")
 
 
 def test_missing_folder_and_non_map_are_named(maps, tmp_path, capsys):

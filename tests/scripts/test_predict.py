@@ -86,7 +86,8 @@ def test_unwritable_output_is_reported_before_work(photos, checkpoint, tmp_path,
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(blocker / "sub")]) == 2
-    assert "cannot write to the output folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"--out {blocker}" in err and "a file of that name is in the way" in err
 
 
 def test_missing_input(checkpoint, tmp_path, capsys):
@@ -176,3 +177,74 @@ def test_biomarkers_in_predictions_csv(photos, checkpoint, tmp_path):
     out2 = tmp_path / "out2"
     assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out2), "--no-biomarkers"]) == 0
     assert "crae_px" not in _rows(out2)[0]
+
+
+def _png_header(path: Path, width: int, height: int) -> None:
+    """A PNG whose header announces width x height (no pixel data): what a reader sees first."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_one_failed_file_and_the_others_run(photos, checkpoint, tmp_path, capsys):
+    _png_header(photos / "huge.png", 20000, 20000)
+    out = tmp_path / "out"
+    assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 1
+    err = capsys.readouterr().err
+    assert "1 image(s) failed" in err and "huge.png: 400000000 pixels, more than the" in err
+    assert "Traceback" not in err
+    assert {r["id"] for r in _rows(out)} == {"odd", "grey", "rgba", "deep16"}
+
+
+def test_predictions_are_complete_or_absent(photos, checkpoint, tmp_path, monkeypatch):
+    import scripts.predict as predict
+
+    out = tmp_path / "out"
+    assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(before) == 4 * 4 + 1
+    calls = {"n": 0}
+    save = predict.save_outputs
+
+    def killed_at_the_third(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return save(*a, **k)
+
+    monkeypatch.setattr(predict, "save_outputs", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers", "--tta"])
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier run, whole
+    # a finished run with fewer inputs leaves nothing of the earlier one
+    assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["predictions.csv"] + [f"odd{s}" for s in ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")])
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name] == []
+
+
+def test_an_out_folder_with_other_files_is_refused(photos, checkpoint, capsys):
+    assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(photos)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {photos} holds files that are not this command's outputs (deep16.png, grey.png" in err
+    assert sorted(p.name for p in photos.iterdir()) == ["deep16.png", "grey.png", "odd.jpg", "rgba.png"]
+
+
+def test_known_discs_are_read_and_the_warning_names_predicts_own_option(photos, checkpoint, tmp_path):
+    discs = tmp_path / "discs.csv"
+    discs.write_text("id,x,y,radius\nodd,400,300,60\n")
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning) as caught:
+        assert main([str(photos / "odd.jpg"), str(photos / "grey.png"), "--checkpoint", str(checkpoint), "--out",
+                     str(out), "--disc-csv", str(discs)]) == 0
+    rows = {r["id"]: r for r in _rows(out)}
+    assert (rows["odd"]["disc_x"], rows["odd"]["disc_radius"]) == ("400", "60")
+    located = [str(w.message) for w in caught if "located automatically" in str(w.message)]
+    assert len(located) == 1 and "grey.png" in located[0] and "give its disc in a --disc-csv row" in located[0]
+    assert "--disc X Y R" not in located[0]

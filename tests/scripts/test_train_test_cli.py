@@ -438,3 +438,15 @@ def test_test_outputs_are_complete_or_absent(trained, synthetic_root, tmp_path, 
     assert sorted(_digest(tmp_path / "maps" / "raw_pre")) == sorted(
         p.name for p in (synthetic_root / "SYNTHETIC" / "training" / "images").glob("*.png"))
     assert sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name) == []
+
+
+def test_a_checkpoint_path_that_is_a_pipe_or_a_device_says_so(synthetic_root, tmp_path, capsys):
+    fifo = tmp_path / "best.pt"
+    os.mkfifo(fifo)
+    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--maps-dir", str(tmp_path / "m"),
+              "--results", str(tmp_path / "r")]
+    assert test_cli.main([*common, "--checkpoint", str(fifo)]) == 2
+    assert f"{fifo}: is a named pipe (FIFO), not a checkpoint file" in capsys.readouterr().err
+    assert test_cli.main([*common, "--checkpoint", "/dev/null"]) == 2
+    assert "/dev/null: is a device, not a checkpoint file" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -301,3 +301,11 @@ def test_importing_the_pipeline_leaves_opencv_threads_alone():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     before, after, worker = map(int, done.stdout.split())
     assert after == before and worker == 1
+
+
+def test_an_all_black_label_is_accepted_with_a_warning_naming_it(tmp_path):
+    path = tmp_path / "01_manual1.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    with pytest.warns(UserWarning, match=f"{path}: the label is all background"):
+        channels, encoding = load_label(path)
+    assert encoding == "rgb" and channels.shape == (8, 8, 3) and not channels.any()

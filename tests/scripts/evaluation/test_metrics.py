@@ -107,8 +107,8 @@ def test_perfect_prediction_without_uncertain_pixels():
 
 def test_empty_prediction_counts_undefined_ratios_as_zero_with_warning():
     label, mask = _image()
-    with pytest.warns(UserWarning, match="undefined"):
-        r = image_metrics(np.zeros(label.shape), label, mask)
+    with pytest.warns(UserWarning, match=r"image 07: artery precision undefined \(0/0\)"):  # names the image
+        r = image_metrics(np.zeros(label.shape), label, mask, source="image 07")
     assert r["artery"]["precision"] == 0.0 and r["artery"]["f1"] == 0.0 and r["artery"]["sensitivity"] == 0.0
     assert r["average"]["specificity"] == 1.0
     assert not any(math.isnan(v) for c in r.values() for v in c.values())

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,6 +200,11 @@ def test_test_cli_on_a_release_prints_the_authors_numbers(tmp_path, release_root
     assert len(preds) > 1 and 0 < want["artery"]["sensitivity"] < 1  # a prediction with several classes
     row = json.loads((results / "paper_row.json").read_text())
     assert row["variant"] == "v2023" and row["model_size"] == [64, 64] and row["checkpoints"] == ["release"]
+    import hashlib
+    where = release_root / "TINY" / "TINY_randomseed_42" / "Discriminator_unet"
+    assert [(Path(w["file"]).name, w["sha256"]) for w in row["weights"]] == [
+        (f, hashlib.sha256((where / f).read_bytes()).hexdigest()) for f in RELEASE_FILES.values()]
+    assert row["snapshots"]["rule"] == "release"
     assert row["percent"]["F1"]["mean"] == pytest.approx(100 * want["average"]["f1"], rel=1e-8)
     assert row["percent"]["F1"]["std"] == 0.0
     for i in range(3):
@@ -241,3 +249,46 @@ def test_predict_cli_on_a_release_writes_our_convention(tmp_path, release_root, 
         assert not (is_colour & ~fov).any()
         assert (best[is_colour] == channel).mean() > 0.95
         assert not (is_colour & background).any()
+
+
+def test_a_release_of_another_dataset_is_refused_naming_both(tmp_path, release_root, capsys):
+    from scripts.test import main
+
+    with pytest.raises(CheckpointError, match="these are the DRIVE_AV weights .* and this command scores HRF-AV"):
+        find_release(release_root / "DRIVE_AV" / "DRIVE_AV_randomseed_42" / "Discriminator_unet", "HRF-AV")
+    with pytest.raises(CheckpointError, match="these are the DRIVE_AV weights"):
+        find_release(release_root / "DRIVE_AV", "hrf-av")  # the only folder below it
+    assert find_release(release_root / "DRIVE_AV", "drive-av").name == "Discriminator_unet"  # spelled either way
+    write_tiny_dataset(tmp_path / "data", n=1)
+    assert main(["--dataset", "TINY", "--data-root", str(tmp_path / "data"), "--release",
+                 str(release_root / "DRIVE_AV"), "--results", str(tmp_path / "r"), "--maps-dir", str(tmp_path / "m"),
+                 "--device", "cpu"]) == 2
+    assert "these are the DRIVE_AV weights" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
+
+
+def test_a_release_folder_naming_no_dataset_is_used_with_a_warning(tmp_path, release_states, caplog):
+    folder = write_release(tmp_path / "my_weights", release_states)
+    with caplog.at_level("WARNING", logger="avseg"):
+        assert find_release(folder, "HRF-AV") == folder
+    assert "names no dataset" in caplog.text and "HRF-AV" in caplog.text
+
+
+def test_a_zipped_release_says_unzip_it_first(tmp_path, release_root):
+    archive = shutil.make_archive(str(tmp_path / "weights"), "zip", release_root / "TINY")
+    with pytest.raises(CheckpointError, match="this is a zip archive; unzip it first"):
+        find_release(Path(archive), "TINY")
+
+
+def test_a_file_missing_a_key_names_the_key(tmp_path, release_states):
+    from model import map_original_state_dict
+
+    keys = list(release_states["G_A"])
+    gone = keys[len(keys) // 2]  # a layer in the middle: the file still looks like a generator
+    (lost,) = map_original_state_dict({gone: release_states["G_A"][gone]})
+    damaged = {k: v for k, v in release_states["G_A"].items() if k != gone}
+    folder = write_release(tmp_path / "TINY_randomseed_42", dict(release_states, G_A=damaged))
+    with pytest.raises(CheckpointError, match=r"CP_best_F1_A.pth \[G_A\]: the weights do not fit the network: "
+                                              rf"missing key\(s\) {re.escape(lost)}\. .*damaged or incomplete") as err:
+        load_release(folder, "TINY")
+    assert "--n-filters" not in str(err.value)
