@@ -8,7 +8,8 @@
 set -e
 
 . "$(dirname "$0")/_python.sh"
-# one process, or torchrun with NPROC processes (and any rendezvous options in TORCHRUN_ARGS)
+# one process, or torchrun with NPROC processes (and any rendezvous options in TORCHRUN_ARGS), started by
+# scripts/launch.py so that an error is printed once and its exit code (2: a mistake to fix) is kept
 NPROC=${NPROC:-1}
 case "$NPROC" in
     ''|*[!0-9]*) NPROC_BAD=1 ;;
@@ -19,7 +20,7 @@ if [ -n "${NPROC_BAD:-}" ]; then
     exit 2
 fi
 if [ "$NPROC" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then
-    TRAIN="$PY -m torch.distributed.run --nproc_per_node $NPROC ${TORCHRUN_ARGS:-} $REPO/scripts/train.py"
+    TRAIN="$PY -m scripts.launch --nproc_per_node $NPROC ${TORCHRUN_ARGS:-} $REPO/scripts/train.py"
 else
     TRAIN="$PY -m scripts.train"
 fi

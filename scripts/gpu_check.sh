@@ -65,19 +65,13 @@ else
 fi
 grep -hE "^epoch [0-9]+: validation F1" "$WORK"/train*.log > "$WORK/validation_curve.txt" 2>/dev/null
 EPOCHS=$($PY -c "import json; print(json.load(open('$JOBDIR/config.json'))['epochs'])" 2>/dev/null || echo 1500)
-FINAL="$JOBDIR/epoch_$(printf %04d "$EPOCHS").pt"
-if [ -f "$FINAL" ]; then
-    # the protocol's snapshots only (--save-from, every --save-every, to the end): not the one the first
-    # command's time-limit stop left behind
-    SNAPS=$($PY -c "
-import json, sys; from pathlib import Path
-job = Path(sys.argv[1]); c = json.load(open(job / 'config.json'))
-e = range(c['save_from'], c['epochs'] + 1, c['save_every'])
-print(' '.join(f'--checkpoint {job}/epoch_{i:04d}.pt' for i in e if (job / f'epoch_{i:04d}.pt').is_file()))" "$JOBDIR")
+FINAL=$(printf %04d "$EPOCHS")
+if [ -f "$JOBDIR/epoch_$FINAL.pt" ] || [ -f "$JOBDIR/stop_epoch_$FINAL.pt" ]; then
+    # test.sh takes the protocol's snapshots only (every --save-every from --save-from): not the
+    # stop_epoch_XXXX.pt that the first command's time-limit stop left behind
     echo "== schedule complete ($EPOCHS epochs): testing the snapshots of the protocol"
-    # shellcheck disable=SC2086
     AVSEG_DATA=$DATA JOB=gpu sh "$REPO/test.sh" "$DATASET" --out "$WORK" --results "$WORK/results" \
-        --maps-dir "$WORK/Final_pre" --device "$DEVICE" $SNAPS > "$WORK/test.log" 2>&1 || echo "testing ended with exit $?"
+        --maps-dir "$WORK/Final_pre" --device "$DEVICE" > "$WORK/test.log" 2>&1 || echo "testing ended with exit $?"
     STATE="complete"
 else
     STATE="incomplete"

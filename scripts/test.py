@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 from scripts.io.weights import add_weight_options
 from scripts.core.config import DATASETS
 from scripts.core.distributed import init_from_env
-from scripts.core.errors import UserError
+from scripts.core.errors import UserError, quiet_parser, report
 from scripts.core.runtime import positive_int, resolve_device
 from scripts.evaluation.protocol import TestRun
 from scripts.io.job import SNAPSHOT_RULES
@@ -75,12 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = quiet_parser(build_parser()).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         run(args)
     except UserError as err:  # a bug shows its traceback instead
-        print(f"error: {err}", file=sys.stderr)
+        report(str(err))
         return 2
     return 0
 

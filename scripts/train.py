@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 
 from scripts.core.config import DATASETS, PAPER
 from scripts.core.distributed import init_from_env, lost_contact_message
-from scripts.core.errors import UserError
+from scripts.core.errors import UserError, quiet_parser, report
 from scripts.core.runtime import (
     boolean,
     non_negative_float,
@@ -126,19 +126,19 @@ def run(args: argparse.Namespace) -> dict:
         ctx.close()
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = quiet_parser(build_parser()).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         start = time.perf_counter()
         result = run(args)
     except UserError as err:  # a bug shows its traceback instead
-        print(f"error: {err}", file=sys.stderr)
+        report(str(err))
         return 2
     except RuntimeError as err:
         message = lost_contact_message(err)
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        report(message)
         return 3
     if result["stopped"]:
         return 130 if args.max_steps is None else 0

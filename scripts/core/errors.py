@@ -5,9 +5,42 @@ checkpoint that does not fit, an output that cannot be written. Entry points cat
 class: they print its message and exit with code 2. Any other exception is a bug in this project
 (or in a library it calls) and is left to show its traceback (exit code 1), so that it gets reported
 instead of passing for a user's mistake.
+
+Under torchrun every process meets the same mistake; :func:`report` makes it appear once: sent
+to the project's launcher (``scripts/launch.py``, which prints each distinct message once) when
+it started the processes, else printed by rank 0 alone.
 """
 from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+ERRORS_ENV = "AVSEG_ERRORS_DIR"  # set by the launcher: where each process leaves its message
 
 
 class UserError(Exception):
     """A mistake the user can fix; the message says what was wrong, where, and what to do."""
+
+
+def is_quiet_rank() -> bool:
+    """A torchrun process other than rank 0: it leaves messages to rank 0 or to the launcher."""
+    return os.environ.get("RANK", "0") != "0"
+
+
+def report(message: str) -> None:
+    """Show ``message`` (an error) once per run, whatever the number of processes (module docstring)."""
+    folder = os.environ.get(ERRORS_ENV)
+    if folder and os.path.isdir(folder):
+        with open(os.path.join(folder, f"rank{os.environ.get('RANK', '0')}.txt"), "a") as f:
+            f.write(message + "\n")
+    elif not is_quiet_rank():
+        print(f"error: {message}", file=sys.stderr)
+
+
+def quiet_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """On ranks other than 0, an argparse mistake exits with code 2 without printing (rank 0 prints it)."""
+    if is_quiet_rank():
+        parser.print_usage = lambda file=None: None  # type: ignore[method-assign]
+        parser.exit = lambda status=0, message=None: sys.exit(status)  # type: ignore[method-assign]
+    return parser

@@ -53,7 +53,7 @@ def test_two_commands_train_resume_and_test(synthetic_root, tmp_path):
     assert f"resumed {work / 'SYNTHETIC' / 'gpu' / 'last.pt'} at epoch {reached}" in log
     row = json.loads((work / "results" / "paper_row.json").read_text())
     # the protocol's snapshots, not the one the first command's time-limit stop wrote
-    assert (work / "SYNTHETIC" / "gpu" / f"epoch_{reached - 1:04d}.pt").is_file()
+    assert (work / "SYNTHETIC" / "gpu" / f"stop_epoch_{reached - 1:04d}.pt").is_file()
     assert row["checkpoints"] == [f"epoch_{e:04d}" for e in range(reached + 1, reached + 4)]
 
 
