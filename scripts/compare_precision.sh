@@ -22,7 +22,9 @@ for P in $PRECISIONS; do
         fi
         echo "== $P seed $S"
         START=$(date +%s)
-        JOB=prec sh "$REPO/train.sh" demo --amp "$P" --seed "$S" --out "$RUN" --runs-dir "$RUN/runs" "$@" \
+        RESUME=""  # a run that was interrupted continues where it stopped
+        [ -f "$RUN/SYNTHETIC/prec/last.pt" ] && RESUME="--resume"
+        JOB=prec sh "$REPO/train.sh" demo --amp "$P" --seed "$S" --out "$RUN" --runs-dir "$RUN/runs" $RESUME "$@" \
             > "$RUN.train.log" 2>&1 || { echo "training failed: $RUN.train.log"; tail -5 "$RUN.train.log"; exit 1; }
         JOB=prec sh "$REPO/test.sh" demo --out "$RUN" --results "$RUN/results" --maps-dir "$RUN/Final_pre" \
             --no-biomarkers > "$RUN.test.log" 2>&1 || { echo "testing failed: $RUN.test.log"; exit 1; }

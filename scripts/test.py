@@ -14,7 +14,9 @@ checkpoints and the per-class tables, and writes
 ``<results>/per_image.csv``, ``<results>/summary.csv``, ``<results>/paper_row.json``,
 ``<results>/segments.csv`` (segment-level evaluation), ``<results>/biomarkers.csv`` (vascular
 biomarkers of the ground truth and of the last checkpoint's maps, side by side) and one
-comparison figure per image in ``<results>/figures/``. Both folders are replaced as a whole when
+comparison figure per image in ``<results>/figures/``; with ``--protocol rrwnet`` or ``all`` also RRWNet's
+table (printed after the paper's, in ``paper_row.json`` under ``rrwnet``, per checkpoint in
+``rrwnet.csv`` and per image in ``rrwnet_per_image.csv``). Both folders are replaced as a whole when
 the run is complete: an interrupted run leaves the previous results as they were.
 """
 from __future__ import annotations
@@ -33,6 +35,7 @@ from scripts.core.config import DATASETS
 from scripts.core.distributed import init_from_env
 from scripts.core.errors import UserError, quiet_parser, report
 from scripts.core.runtime import positive_int, resolve_device
+from scripts.evaluation import rrwnet
 from scripts.evaluation.protocol import TestRun
 from scripts.io.job import SNAPSHOT_RULES
 from scripts.vessels import segments as seg
@@ -67,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--maps-dir", type=Path, default=Path("Final_pre"))
     seg.add_segment_options(p)
+    rrwnet.add_protocol_options(p)
     p.add_argument("--no-biomarkers", action="store_true",
                    help="do not write biomarkers.csv (ground-truth and predicted biomarkers, last checkpoint)")
     p.add_argument("--results", type=Path, default=None,

@@ -6,9 +6,10 @@ class: they print its message and exit with code 2. Any other exception is a bug
 (or in a library it calls) and is left to show its traceback (exit code 1), so that it gets reported
 instead of passing for a user's mistake.
 
-Under torchrun every process meets the same mistake; :func:`report` makes it appear once: sent
-to the project's launcher (``scripts/launch.py``, which prints each distinct message once) when
-it started the processes, else printed by rank 0 alone.
+Under torchrun every process meets the same mistake; :func:`report` makes it appear once: every
+process sends it to the project's launcher (``scripts/launch.py``, which prints each distinct
+message once after the processes end) when it started them, else rank 0 alone prints it. (Printing
+from a process would race with torchrun, which stops the others as soon as one exits.)
 """
 from __future__ import annotations
 
@@ -39,8 +40,12 @@ def report(message: str) -> None:
 
 
 def quiet_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """On ranks other than 0, an argparse mistake exits with code 2 without printing (rank 0 prints it)."""
-    if is_quiet_rank():
-        parser.print_usage = lambda file=None: None  # type: ignore[method-assign]
-        parser.exit = lambda status=0, message=None: sys.exit(status)  # type: ignore[method-assign]
+    """Under torchrun, an argparse mistake goes through :func:`report` too (exit code 2): to the
+    launcher, or printed by rank 0 alone."""
+    if os.environ.get(ERRORS_ENV) or is_quiet_rank():
+        def error(message: str):
+            report(f"{parser.prog}: {message} (see {parser.prog} --help)")
+            sys.exit(2)
+
+        parser.error = error  # type: ignore[method-assign]
     return parser

@@ -34,6 +34,7 @@ from scripts.core.runtime import UsageError
 from scripts.data.dataset import AVDataset
 from scripts.data.images import load_photo
 from scripts.data.labels import decode_classes
+from scripts.evaluation import rrwnet
 from scripts.evaluation.metrics import PROB_METRICS, mean_metrics
 from scripts.evaluation.report import format_table, metrics_csv, nan_to_null, write_csv
 from scripts.figures.visualise import comparison_row
@@ -52,7 +53,7 @@ PAPER_COLUMNS = {"Sensitivity": "sensitivity", "ROC": "roc", "F1": "f1", "PR": "
 
 
 RESULT_NAMES = ("paper_row.json", "per_image.csv", "summary.csv", "segments.csv", "biomarkers.csv", "figures",
-                "report.html")
+                "report.html", "rrwnet.csv", "rrwnet_per_image.csv")
 MAP_FOLDERS = ("small_pre", "raw_pre")
 
 
@@ -94,6 +95,8 @@ class Scored:
     bio_rows: list = field(default_factory=list)  # per image and measure: truth, predicted, difference
     score: dict = field(default_factory=dict)  # the dataset score (mean over images)
     segments: dict | None = None  # pooled segment metrics
+    rrwnet_images: list = field(default_factory=list)  # RRWNet protocol: per image (rrwnet.ImageStats)
+    rrwnet: dict | None = None  # RRWNet protocol: the pooled table
 
 
 class TestRun:
@@ -175,6 +178,14 @@ class TestRun:
         self.report(scored, row, mean, predictor, dataset)
         return {"row": row, "mean": mean, "results_dir": self.results_dir}
 
+    def rrwnet_summary(self, scored: list[Scored]) -> dict:
+        """RRWNet's numbers for paper_row.json: mean and std over checkpoints, and per checkpoint."""
+        flats = [rrwnet.flat(s.rrwnet) for s in scored]
+        return {"settings": {"seed": self.args.seed, "topo_paths": self.args.topo_paths},
+                "mean": nan_to_null({k: float(np.mean([f[k] for f in flats])) for k in flats[0]}),
+                "std": nan_to_null({k: float(np.std([f[k] for f in flats])) for k in flats[0]}),
+                "per_checkpoint": {s.name: nan_to_null(f) for s, f in zip(scored, flats)}}
+
     def selection(self, scored: list[Scored]) -> dict:
         """Which checkpoints made the row, and by which rule (recorded and printed)."""
         args = self.args
@@ -186,8 +197,13 @@ class TestRun:
         """Score one checkpoint (this process's share of the images, then gathered); the last checkpoint
         also writes the maps, the figures and the biomarker rows."""
         args = self.args
-        rows, counts, seg_rows, bio_rows = [], [], [], []
+        rows, counts, seg_rows, bio_rows, theirs = [], [], [], [], []
         for j, pred in iterate_shard(predictor, dataset, self.device, self.ctx):
+            if args.protocol in ("rrwnet", "all"):
+                theirs.append((j, rrwnet.image_stats(
+                    f"image {pred['id']}", rrwnet.prediction_channels(pred["raw"].cpu().numpy()),
+                    rrwnet.truth_channels(pred["label"].permute(1, 2, 0).cpu().numpy()), pred["mask"].cpu().numpy(),
+                    args.topo_paths, np.random.default_rng((args.seed, j)))))
             rows.append((j, pred["id"], score_prediction(predictor, pred)))
             classes = decode_classes(pred["binary"]).cpu().numpy()
             graph = dataset.vessel_graph(j, args.crossing_radius) if self.structure else None
@@ -197,9 +213,11 @@ class TestRun:
                                      **seg.segment_metrics(counts[-1][1], args.mixed_share)}))
             if last:
                 bio_rows += [(j, r) for r in self.image_outputs(dataset, j, pred, classes, graph)]
-        rows, counts, seg_rows, bio_rows = (gather_in_order(self.ctx, part) for part in (rows, counts, seg_rows, bio_rows))
+        rows, counts, seg_rows, bio_rows, theirs = (gather_in_order(self.ctx, part)
+                                                    for part in (rows, counts, seg_rows, bio_rows, theirs))
         segments = seg.segment_metrics(seg.pool(counts), args.mixed_share) if self.structure else None
-        return Scored(name, rows, seg_rows, bio_rows, mean_metrics([r for _, r in rows]), segments)
+        return Scored(name, rows, seg_rows, bio_rows, mean_metrics([r for _, r in rows]), segments, theirs,
+                      rrwnet.pooled(theirs) if theirs else None)
 
     def image_outputs(self, dataset: AVDataset, j: int, pred: dict, classes: np.ndarray, graph) -> list[dict]:
         """The maps and the figure of one image; returns its biomarker rows (none without scikit-image
@@ -242,10 +260,18 @@ class TestRun:
                                        "crossing_radius": args.crossing_radius},
                           "mean": seg_mean, "std": seg_std,
                           "per_checkpoint": {s.name: nan_to_null(s.segments) for s in scored
-                                             if s.segments is not None}}},
+                                             if s.segments is not None}},
+             **({"rrwnet": self.rrwnet_summary(scored)} if scored[0].rrwnet is not None else {})},
             indent=1, allow_nan=False) + "\n")
         segment_rows = [r for s in scored for r in s.seg_rows]
         biomarker_rows = [r for s in scored for r in s.bio_rows]
+        if scored[0].rrwnet is not None:
+            write_csv(out / "rrwnet.csv", [{"checkpoint": s.name, **rrwnet.flat(s.rrwnet)} for s in scored])
+            write_csv(out / "rrwnet_per_image.csv", [
+                {"checkpoint": s.name, "id": st.id, **{f"rrwnet_topology_{k}_{m}": c[i] / c.sum()
+                                                       for k, c in st.topo.items() if c is not None
+                                                       for m, i in (("inf", 0), ("cor", 2))}}
+                for s in scored for st in s.rrwnet_images])
         if segment_rows:
             write_csv(out / "segments.csv", segment_rows)
         if biomarker_rows:
@@ -281,6 +307,11 @@ class TestRun:
             print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
                                       None if len(scored) == 1 else
                                       {k: np.nan if v is None else v for k, v in seg_std.items()}))
+        if scored[0].rrwnet is not None:
+            over = "" if len(scored) == 1 else f"; mean over {len(scored)} checkpoints"
+            print(f"\nRRWNet protocol (percent; pooled over images{over}; topology: {args.topo_paths} paths per "
+                  f"image and class, seed {args.seed}; README 'Two protocols'):")
+            print(rrwnet.format_rrwnet(rrwnet.mean_over([s.rrwnet for s in scored])))
 
 
 def segment_summary(segment_scores: list[dict]) -> tuple[dict, dict]:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import REPO
 
-ENTRY_POINTS = ("train", "test", "evaluate", "predict", "biomarkers", "export", "synthetic", "benchmark")
+ENTRY_POINTS = ("train", "test", "evaluate", "predict", "biomarkers", "export", "synthetic", "benchmark", "launch")
 
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)
@@ -90,8 +90,12 @@ def test_every_project_error_is_a_user_error_and_none_is_a_value_error():
     from scripts.data.images import DataError
     from scripts.data.labels import LabelError
     from scripts.core.runtime import UsageError
+    from scripts.io.job import JobFolderError
+    from scripts.io.lock import BusyError
+    from scripts.io.staging import OutputFolderError
 
-    for cls in (WriteError, CheckpointError, DataError, LabelError, UsageError):
+    for cls in (WriteError, CheckpointError, DataError, LabelError, UsageError, JobFolderError, BusyError,
+                OutputFolderError):
         assert issubclass(cls, UserError) and not issubclass(cls, ValueError), cls
     assert issubclass(WriteError, OSError)  # callers that catch OSError around writes still do
 

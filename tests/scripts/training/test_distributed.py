@@ -187,7 +187,7 @@ def _weights(path):
 def test_torchrun_trains_with_one_set_of_checkpoints_and_resumes_exactly(synthetic_root, tmp_path):
     done = _torchrun(_common(synthetic_root, tmp_path, "whole"))
     assert done.returncode == 0, done.stderr[-3000:]
-    files = sorted(p.name for p in (tmp_path / "SYNTHETIC" / "whole").iterdir())
+    files = sorted(p.name for p in (tmp_path / "SYNTHETIC" / "whole").iterdir() if not p.name.startswith("."))
     assert files == ["best.pt", "config.json", "epoch_0002.pt", "epoch_0003.pt", "last.pt", "timing.json"]
     assert done.stdout.count("done in") + done.stderr.count("done in") == 1  # rank 0 alone reports
     # stop mid-epoch (5 training images, global batch 2: 3 steps per epoch), then resume

@@ -1,0 +1,236 @@
+"""RRWNet's protocol: conversions, hand-computed cases, an independent transcription of their rules,
+and the real DRIVE test labels scored against themselves."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from scripts.evaluation.rrwnet import (
+    CLASSES,
+    curve_areas,
+    image_stats,
+    judge_pairs,
+    pooled,
+    prediction_channels,
+    sample_pairs,
+    topology,
+    truth_channels,
+)
+
+COLOURS = {  # RGB label colour -> their (artery, vein, tree)
+    (255, 0, 0): (1, 0, 1), (0, 0, 255): (0, 1, 1), (0, 255, 0): (1, 1, 1), (255, 255, 255): (0, 0, 1),
+    (0, 0, 0): (0, 0, 0), (255, 0, 255): (1, 1, 1), (0, 255, 255): (1, 1, 1), (255, 255, 0): (1, 1, 1),
+}
+
+
+def test_label_colours_become_their_channels():
+    rgb = np.array([list(COLOURS)], np.uint8) > 127  # (1, 8, 3)
+    got = truth_channels(rgb)
+    assert [tuple(int(v) for v in got[:, 0, i]) for i in range(len(COLOURS))] == list(COLOURS.values())
+
+
+def test_a_three_class_map_becomes_artery_vein_tree_in_8_bits():
+    prob = np.array([51, 204, 26], np.float64)[:, None, None] / 255  # artery, uncertain, vein
+    got = prediction_channels(prob)[:, 0, 0] * 255
+    assert got.tolist() == pytest.approx([51, 26, 204])  # artery, vein, tree = the largest
+
+
+def _stats(pred, truth, fov=None, seed=0, n_paths=10, image_id="x"):
+    fov = np.ones(truth.shape[1:], bool) if fov is None else fov
+    return image_stats(image_id, pred, truth, fov, n_paths, np.random.default_rng(seed))
+
+
+def test_hand_computed_av_classification_all_and_intersection():
+    # one row of 6 pixels: truth A A V V crossing unknown; prediction (artery, vein, tree)
+    truth = np.array([[1, 1, 0, 0, 1, 0], [0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]], bool)[:, None, :]
+    pred = np.array([[0.8, 0.2, 0.1, 0.6, 0.9, 0.9],
+                     [0.1, 0.6, 0.7, 0.2, 0.0, 0.0],
+                     [0.8, 0.6, 0.7, 0.4, 0.9, 0.9]])[:, None, :]
+    pred = np.round(pred * 255) / 255
+    r = pooled([_stats(pred, truth)])
+    # All: pixels 0-3; predicted artery at 0 (0.8>=0.1), 3 (0.6>=0.2): tp 1, fn 1, fp 1, tn 1
+    assert r["av_all"] == pytest.approx({"sensitivity": 0.5, "specificity": 0.5, "accuracy": 0.5, "f1": 0.5})
+    # Intersection: tree > 0.5 drops pixel 3: tp 1 (0), fn 1 (1), tn 1 (2)
+    assert r["av_intersection"] == pytest.approx({"sensitivity": 0.5, "specificity": 1.0, "accuracy": 2 / 3,
+                                                  "f1": 2 / 3})
+    # tree > 0.5 at 0, 1, 2, 4, 5 of 6 vessel pixels; no background pixel: the fallback (1, 0, 0, 1)
+    assert r["tree"]["sensitivity"] == 1.0 and r["tree"]["specificity"] == 1.0  # one class only: their fallback
+
+
+def test_ties_are_drawn_at_random_from_the_seed_and_enter_the_aucs():
+    truth = np.zeros((3, 1, 400), bool)
+    truth[0, 0, :200] = truth[1, 0, 200:] = truth[2] = True
+    pred = np.zeros((3, 1, 400))
+    a = pooled([_stats(pred, truth, seed=1)])
+    b = pooled([_stats(pred, truth, seed=1)])
+    c = pooled([_stats(pred, truth, seed=2)])
+    assert a == b and a != c  # deterministic for a seed
+    assert 0.4 < a["av_all"]["sensitivity"] < 0.6 and 0.4 < a["av_all"]["specificity"] < 0.6  # a coin per pixel
+    assert 0.4 < a["artery"]["roc_auc"] < 0.6  # the drawn values, not the zeros, are scored
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_curve_areas_equal_sklearn(seed):
+    from sklearn.metrics import auc, precision_recall_curve, roc_curve
+
+    rng = np.random.default_rng(seed)
+    scores = np.round(rng.random(500) * 20) / 20  # many ties
+    truth = rng.random(500) < scores * 0.8
+    fpr, tpr, _ = roc_curve(truth, scores)
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    roc, pr = curve_areas(scores, truth.astype(float), (~truth).astype(float))
+    assert roc == pytest.approx(auc(fpr, tpr), abs=1e-12) and pr == pytest.approx(auc(recall, precision), abs=1e-12)
+
+
+def _their_pooled(preds, truths, fovs):
+    """Their ``mav`` rules transcribed pixel by pixel with scikit-learn (no ties in these inputs)."""
+    from sklearn.metrics import auc, confusion_matrix, precision_recall_curve, roc_curve
+
+    def classification(gt, pr, mask):
+        gt, pr = (gt[mask] > 0.5).astype(int), (pr[mask] > 0.5).astype(int)
+        tn, fp, fn, tp = confusion_matrix(gt, pr).ravel()
+        return {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp),
+                "accuracy": (tp + tn) / (tp + tn + fp + fn), "f1": 2 * tp / (2 * tp + fp + fn)}
+
+    def aucs(gt, pr, mask):
+        fpr, tpr, _ = roc_curve(gt[mask], pr[mask])
+        precision, recall, _ = precision_recall_curve(gt[mask], pr[mask])
+        return {"roc_auc": auc(fpr, tpr), "pr_auc": auc(recall, precision)}
+
+    gts, prs, masks, inter, fov_all = [], [], [], [], []
+    a_p, v_p, t_p, a_g, v_g, t_g = [], [], [], [], [], []
+    for pred, truth, fov in zip(preds, truths, fovs):
+        ground = truth.transpose(1, 2, 0).astype(float)
+        unknown = np.clip(ground[..., 2] - ground[..., 0] - ground[..., 1], 0, None)
+        crossings = ground[..., 0] * ground[..., 1] * ground[..., 2]
+        mask = (ground[..., 2] - (crossings + unknown)) > 0.5
+        img = pred.transpose(1, 2, 0)
+        indices = 1 - np.argmax(img[..., :2], axis=2)
+        gts.append(ground[..., 0].ravel()), prs.append(indices.ravel()), masks.append(mask.ravel())
+        inter.append((mask * img[..., 2] > 0.5).ravel()), fov_all.append(fov.ravel())
+        a_p.append(img[..., 0].ravel()), v_p.append(img[..., 1].ravel()), t_p.append(img[..., 2].ravel())
+        a_g.append(ground[..., 0].ravel()), v_g.append(ground[..., 1].ravel()), t_g.append(ground[..., 2].ravel())
+    cat = np.concatenate
+    fov = cat(fov_all)
+    out = {"av_all": classification(cat(gts), cat(prs), cat(masks)),
+           "av_intersection": classification(cat(gts), cat(prs), cat(inter)),
+           "artery": aucs(cat(a_g), cat(a_p), fov), "vein": aucs(cat(v_g), cat(v_p), fov),
+           "tree": {**classification(cat(t_g), cat(t_p), fov), **aucs(cat(t_g), cat(t_p), fov)}}
+    return out
+
+
+def _their_judgement(truth, predicted, ptx1, ptx2):
+    """Their topo_metric's verdict for one given pair, transcribed (route_through_array, np.where/argmin)."""
+    from skimage import graph, morphology
+
+    pred_cc = morphology.label(predicted.astype(int))
+    gt_cent = morphology.skeletonize(truth > 0.5)
+    pred_cent = morphology.skeletonize(predicted.astype(int))
+    gt_cost = np.where(gt_cent, 1.0, 10000.0)
+    pred_cost = np.where(pred_cent, 1.0, 10000.0)
+    if pred_cc[ptx1] != pred_cc[ptx2] or pred_cc[ptx1] == 0:
+        return 0
+    r, c = np.where(pred_cent == 1)
+    poss = np.transpose(np.asarray([r, c]))
+    corr1 = poss[np.argmin(np.sum((poss - np.asarray(ptx1)) ** 2, axis=1))]
+    corr2 = poss[np.argmin(np.sum((poss - np.asarray(ptx2)) ** 2, axis=1))]
+    gt_path = np.asarray(graph.route_through_array(gt_cost, ptx1, ptx2)[0])
+    pred_path = np.asarray(graph.route_through_array(pred_cost, tuple(corr1), tuple(corr2))[0])
+    gt_len = np.sum(np.sqrt(np.sum(np.diff(gt_path, axis=0) ** 2, axis=1)))
+    pred_len = np.sum(np.sqrt(np.sum(np.diff(pred_path, axis=0) ** 2, axis=1)))
+    if pred_path.shape[0] < 2:
+        return 2
+    return 1 if (gt_len / pred_len < 0.9) or (gt_len / pred_len > 1.1) else 2
+
+
+@pytest.fixture(scope="module")
+def synthetic_pairs():
+    """Ground truths of synthetic photographs and predictions damaged in known ways."""
+    from scipy import ndimage
+
+    from scripts.data.labels import label_to_channels
+    from scripts.synthetic import make_sample
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    out = []
+    for i in range(3):
+        _, label, fov = make_sample(i, 128)
+        truth = truth_channels(label_to_channels(Image.fromarray(label), "synthetic")[0])
+        soft = np.stack([ndimage.gaussian_filter(truth[c].astype(float), 1.0) for c in range(3)])
+        noisy = np.clip(soft + rng.normal(0, 0.15, soft.shape), 0.004, 1)  # no exact zeros: no ties
+        noisy[:, 60:64, :] = 0.004  # a cut across every vessel: infeasible and longer paths
+        out.append((np.round(noisy * 255) / 255, truth, fov))
+    return out
+
+
+def test_pooled_numbers_equal_an_independent_transcription_of_their_rules(synthetic_pairs):
+    stats = [_stats(p, t, f, seed=i, n_paths=5) for i, (p, t, f) in enumerate(synthetic_pairs)]
+    mine = pooled(stats)
+    theirs = _their_pooled(*zip(*synthetic_pairs))
+    for group, values in theirs.items():
+        for k, v in values.items():
+            assert mine[group][k] == pytest.approx(v, abs=1e-12), (group, k)
+
+
+def test_path_verdicts_equal_their_router_on_the_same_pairs(synthetic_pairs):
+    from skimage.morphology import skeletonize
+
+    seen = set()
+    for i, (pred, truth, _) in enumerate(synthetic_pairs):
+        for c in range(3):
+            skeleton = skeletonize(truth[c])
+            p1, p2 = sample_pairs(skeleton, 40, np.random.default_rng(i))
+            mine = judge_pairs(skeleton, pred[c] > 0.5, p1, p2)
+            shape = skeleton.shape
+            theirs = [_their_judgement(truth[c], pred[c] > 0.5, np.unravel_index(a, shape), np.unravel_index(b, shape))
+                      for a, b in zip(p1, p2)]
+            assert mine.tolist() == theirs, (i, CLASSES[c])
+            seen |= set(theirs)
+    assert seen == {0, 1, 2}  # every verdict occurs
+
+
+def test_pairs_lie_on_one_connected_centreline_piece():
+    from skimage.measure import label
+
+    skeleton = np.zeros((20, 40), bool)
+    skeleton[5, 2:15] = skeleton[12, 20:38] = True  # two separate pieces
+    p1, p2 = sample_pairs(skeleton, 200, np.random.default_rng(0))
+    parts = label(skeleton, connectivity=2).ravel()
+    assert skeleton.ravel()[p1].all() and skeleton.ravel()[p2].all() and (parts[p1] == parts[p2]).all()
+    assert len(set(parts[p1])) == 2
+
+
+def test_a_perfect_and_a_broken_prediction():
+    truth = np.zeros((30, 30), bool)
+    truth[15, 3:27] = True
+    perfect = topology(truth, truth, 50, np.random.default_rng(0))
+    assert perfect.tolist() == [0, 0, 50]
+    cut = truth.copy()
+    cut[:, 14:16] = False
+    broken = topology(truth, cut, 200, np.random.default_rng(0))
+    assert broken[0] > 50 and broken[2] > 50 and broken.sum() == 200  # across the cut: infeasible
+    assert topology(np.zeros((5, 5), bool), truth[:5, :5], 10, np.random.default_rng(0)) is None
+
+
+def test_drive_test_labels_against_themselves(real_data):
+    from scripts.core.config import DATASETS
+    from scripts.data.dataset import find_items
+    from scripts.data.images import load_label, load_mask
+
+    items = find_items(real_data / "DRIVE_AV" / "test", DATASETS["DRIVE_AV"].label_suffixes)
+    stats = []
+    for i, item in enumerate(items):
+        truth = truth_channels(load_label(item.label)[0])
+        stats.append(_stats(truth.astype(float), truth, load_mask(item.mask), seed=i, n_paths=100))
+    r = pooled(stats)
+    assert len(stats) == 20
+    for group in ("av_all", "av_intersection", "tree"):
+        for k in ("sensitivity", "specificity", "accuracy", "f1"):
+            assert r[group][k] == 1.0, (group, k)
+    for name in ("artery", "vein", "tree"):
+        assert r[name]["roc_auc"] == 1.0 and r[name]["pr_auc"] == 1.0
+        assert r["topology"][name]["cor_mean"] == 1.0 and r["topology"][name]["inf_mean"] == 0.0
+    assert not any(math.isnan(v) for v in r["tree"].values())
