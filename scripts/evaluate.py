@@ -82,8 +82,8 @@ def evaluate_folder(pred_dir: Path, dataset: str, split: str, data_root: Path,
                                                   min_segment_length)
             result["metrics"] = image_metrics(prob, channels, mask, source=f"{dataset}/{split} {item.id}")
         if protocol in ("rrwnet", "all"):
-            prob = prob.numpy().astype(np.float64)
-            theirs = np.round(prob * 255) / 255 if convention == "rrwnet" else rrwnet.prediction_channels(prob)
+            prob = prob.numpy()
+            theirs = rrwnet.to_levels(prob) if convention == "rrwnet" else rrwnet.prediction_levels(prob)
             result["rrwnet"] = rrwnet.image_stats(f"{dataset}/{split} {item.id}", theirs, rrwnet.truth_channels(label),
                                                   mask, paths, np.random.default_rng((seed, index)))
         results.append(result)

@@ -96,7 +96,7 @@ def load_mask(path: Path, variant: str = "v2021") -> np.ndarray:
         arr = arr[..., 0] if arr.ndim == 3 else arr
         fov = (arr / 255.0 if arr.max() > 1 else arr) > 0.5
     else:
-        arr = arr.max(axis=2) if arr.ndim == 3 else arr
+        arr = np.maximum.reduce([arr[..., c] for c in range(arr.shape[2])]) if arr.ndim == 3 else arr
         fov = arr > arr.max() / 2
     if not fov.any():
         raise DataError(f"{path}: the FOV mask is empty (all zero); fix the mask or remove it to derive one")

@@ -46,7 +46,8 @@ def label_to_channels(img: Image.Image, path: Path | str) -> tuple[np.ndarray, s
             )
         return INDEX_TO_RGB[idx.astype(np.int64)], "index"
     rgb = np.asarray(img.convert("RGB"))
-    off = ((rgb != 0) & (rgb != 255)).any(axis=2)
+    odd = (rgb != 0) & (rgb != 255)
+    off = odd[..., 0] | odd[..., 1] | odd[..., 2]  # (channel by channel: faster than .any(axis=2))
     n_off = int(off.sum())
     if n_off:
         cols, counts = np.unique(rgb[off], axis=0, return_counts=True)

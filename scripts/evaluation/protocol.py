@@ -201,7 +201,7 @@ class TestRun:
         for j, pred in iterate_shard(predictor, dataset, self.device, self.ctx):
             if args.protocol in ("rrwnet", "all"):
                 theirs.append((j, rrwnet.image_stats(
-                    f"image {pred['id']}", rrwnet.prediction_channels(pred["raw"].cpu().numpy()),
+                    f"image {pred['id']}", rrwnet.prediction_levels(pred["raw"].cpu().numpy()),
                     rrwnet.truth_channels(pred["label"].permute(1, 2, 0).cpu().numpy()), pred["mask"].cpu().numpy(),
                     args.topo_paths, np.random.default_rng((args.seed, j)))))
             rows.append((j, pred["id"], score_prediction(predictor, pred)))

@@ -7,7 +7,8 @@ re-written here; README "Two protocols" puts them next to the paper's.
 Their convention: a prediction has channels (artery, vein, vessel tree) in [0, 1] (8-bit PNGs / 255);
 a ground truth has channels (artery, vein, vessel tree), where a crossing is artery and vein at once
 and an "unknown" vessel is vessel tree without artery or vein. :func:`truth_channels` and
-:func:`prediction_channels` convert this project's labels and 3-class maps to it.
+:func:`prediction_levels` convert this project's labels and 3-class maps to it (predictions as 8-bit
+levels, value x 255, which is what their code reads from a PNG).
 
 What is computed, pooled over all pixels of all images unless said otherwise:
 
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import dijkstra
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from scripts.core.runtime import positive_int
 
@@ -64,12 +65,17 @@ def truth_channels(channels: np.ndarray) -> np.ndarray:
     return np.stack([a_u | g_u, b_u | g_u, a_u | b_u | g_u | unknown])
 
 
-def prediction_channels(prob: np.ndarray) -> np.ndarray:
+def prediction_levels(prob: np.ndarray) -> np.ndarray:
     """A 3-class map (3, H, W) float (artery, uncertain, vein probabilities) -> theirs (artery, vein,
-    tree) as 8-bit values / 255, as the saved PNG holds them. The tree probability is the largest of
-    the three (so tree > 0.5 exactly where this project's binary vessel map is on)."""
-    q = np.round(np.clip(np.asarray(prob, np.float64), 0, 1) * 255) / 255
-    return np.stack([q[0], q[2], q.max(axis=0)])
+    tree) as 8-bit levels (value x 255, as the saved PNG holds them). The tree probability is the
+    largest of the three (so tree > 0.5 exactly where this project's binary vessel map is on)."""
+    q = to_levels(prob)
+    return np.stack([q[0], q[2], np.maximum(np.maximum(q[0], q[1]), q[2])])
+
+
+def to_levels(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> uint8 levels (round(v x 255)), as an 8-bit PNG stores them."""
+    return np.rint(np.clip(np.asarray(values, np.float32), 0, 1) * np.float32(255)).astype(np.uint8)
 
 
 # -- pooled curves ----------------------------------------------------------------------------------
@@ -110,38 +116,59 @@ _STEPS = ((0, 1, 1.0), (1, 0, 1.0), (1, 1, math.sqrt(2)), (1, -1, math.sqrt(2)))
 
 
 class Centreline:
-    """The 8-connected graph of a skeleton's pixels (flat indices in row-major order)."""
+    """The 8-connected graph of a skeleton's pixels (flat indices, row-major order)."""
 
     def __init__(self, skeleton: np.ndarray) -> None:
         self.shape = skeleton.shape
         self.pixels = np.flatnonzero(skeleton)
-        node = np.full(skeleton.size, -1, np.int64)
-        node[self.pixels] = np.arange(len(self.pixels))
-        self.node = node
-        rows, cols = np.divmod(self.pixels, skeleton.shape[1])
+        width = skeleton.shape[1]
+        rows, cols = np.divmod(self.pixels, width)
         src, dst, weight = [], [], []
         for dy, dx, w in _STEPS:
-            y, x = rows + dy, cols + dx
-            ok = (y < skeleton.shape[0]) & (x >= 0) & (x < skeleton.shape[1])
-            other = np.full(len(self.pixels), -1, np.int64)
-            other[ok] = node[y[ok] * skeleton.shape[1] + x[ok]]
+            ok = (rows + dy < skeleton.shape[0]) & (cols + dx >= 0) & (cols + dx < width)
+            other = self.node(self.pixels[ok] + dy * width + dx)
             has = other >= 0
-            src.append(np.flatnonzero(has))
-            dst.append(other[has])
-            weight.append(np.full(int(has.sum()), w))
-        n = len(self.pixels)
-        self.graph = coo_matrix((np.concatenate(weight), (np.concatenate(src), np.concatenate(dst))),
-                                shape=(n, n)).tocsr()
+            src.append(np.flatnonzero(ok)[has]), dst.append(other[has]), weight.append(np.full(int(has.sum()), w))
+        self.u, self.v, self.w = np.concatenate(src), np.concatenate(dst), np.concatenate(weight)
+        self.degree = np.bincount(self.u, minlength=len(self.pixels)) + np.bincount(self.v, minlength=len(self.pixels))
+
+    def node(self, flat: np.ndarray) -> np.ndarray:
+        """Node numbers of flat pixel indices (-1 where a pixel is not on the skeleton)."""
+        i = np.searchsorted(self.pixels, flat)
+        found = (i < len(self.pixels)) & (self.pixels[np.minimum(i, len(self.pixels) - 1)] == flat)
+        return np.where(found, i, -1)
 
     def distances(self, sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """Shortest centreline lengths from each source pixel to its target pixel (flat indices; inf
-        when no centreline path joins them)."""
+        when no centreline path joins them). Runs of pixels with two neighbours that hold no query
+        are contracted to one edge of their length first (exact: a shortest path crosses such a run
+        whole), so each search visits the junctions and ends only."""
         if len(sources) == 0:
             return np.zeros(0)
-        a, b = self.node[sources], self.node[targets]
-        unique, inverse = np.unique(a, return_inverse=True)
-        dist = np.atleast_2d(dijkstra(self.graph, directed=False, indices=unique))
-        return dist[inverse, b]
+        a, b = self.node(sources), self.node(targets)
+        n = len(self.pixels)
+        key = self.degree != 2
+        key[a], key[b] = True, True
+        inner = ~key[self.u] & ~key[self.v]  # edges inside runs
+        _, run = connected_components(coo_matrix((np.ones(int(inner.sum())), (self.u[inner], self.v[inner])),
+                                                 shape=(n, n)), directed=False)
+        run_length = np.bincount(run[self.u[inner]], weights=self.w[inner], minlength=n)
+        attach = key[self.u] ^ key[self.v]  # a run's two end edges
+        end_key = np.where(key[self.u], self.u, self.v)[attach]
+        end_run = run[np.where(key[self.u], self.v, self.u)[attach]]
+        order = np.argsort(end_run, kind="stable")
+        end_key, end_run, end_w = end_key[order], end_run[order], self.w[attach][order]
+        pairs = np.flatnonzero(np.r_[end_run[1:] == end_run[:-1], False])  # each run: its two end edges
+        direct = key[self.u] & key[self.v]
+        ids = np.cumsum(key) - 1  # key node -> compressed node
+        u = np.r_[ids[self.u[direct]], ids[end_key[pairs]]]
+        v = np.r_[ids[self.v[direct]], ids[end_key[pairs + 1]]]
+        w = np.r_[self.w[direct], end_w[pairs] + end_w[pairs + 1] + run_length[end_run[pairs]]]
+        m = int(key.sum())
+        graph = _min_edges(u, v, w, m)  # of parallel edges (a run beside a direct step), the shorter
+        unique, inverse = np.unique(ids[a], return_inverse=True)
+        dist = np.atleast_2d(dijkstra(graph, directed=False, indices=unique))
+        return dist[inverse, ids[b]]
 
     def nearest(self, points: np.ndarray) -> np.ndarray:
         """For each flat index, the centreline pixel nearest to it (the first in row-major order on
@@ -153,6 +180,17 @@ class Centreline:
             d = (ys[None, :] - py[start:start + 64, None]) ** 2 + (xs[None, :] - px[start:start + 64, None]) ** 2
             out[start:start + 64] = self.pixels[np.argmin(d, axis=1)]
         return out
+
+
+def _min_edges(u: np.ndarray, v: np.ndarray, w: np.ndarray, m: int):
+    """A symmetric sparse graph keeping the shortest of parallel edges (self-loops dropped)."""
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    keep = lo != hi
+    lo, hi, w = lo[keep], hi[keep], w[keep]
+    order = np.lexsort((w, hi, lo))
+    lo, hi, w = lo[order], hi[order], w[order]
+    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])]
+    return coo_matrix((w[first], (lo[first], hi[first])), shape=(m, m)).tocsr()
 
 
 def _route_length(skeleton: np.ndarray, start: int, end: int) -> float:
@@ -222,6 +260,7 @@ def topology(truth: np.ndarray, predicted: np.ndarray, n_paths: int, rng: np.ran
 class ImageStats:
     """What one image contributes to the pooled numbers (gathered in dataset order under torchrun)."""
 
+
     id: str
     av_all: np.ndarray  # [tp, fp, fn, tn], artery positive
     av_intersection: np.ndarray
@@ -231,38 +270,34 @@ class ImageStats:
     topo: dict = field(default_factory=dict)  # class -> [inf, wrong, correct] or None
 
 
-def image_stats(image_id: str, pred: np.ndarray, truth: np.ndarray, fov: np.ndarray, n_paths: int,
+def image_stats(image_id: str, levels: np.ndarray, truth: np.ndarray, fov: np.ndarray, n_paths: int,
                 rng: np.random.Generator) -> ImageStats:
-    """``pred``: (3, H, W) their convention, multiples of 1/255; ``truth``: (3, H, W) bool; ``fov``: (H, W) bool."""
+    """``levels``: (3, H, W) uint8, their convention x 255; ``truth``: (3, H, W) bool; ``fov``: (H, W) bool."""
     artery, vein, tree = truth
-    crossing = artery & vein & tree
-    unknown = tree & ~artery & ~vein
-    av_mask = tree & ~crossing & ~unknown
-    pa, pv, pt = pred
+    av_mask = tree & (artery != vein)  # neither a crossing (both) nor unknown (neither)
+    la, lv, lt = levels
     topo = {}
     for c, name in enumerate(CLASSES):
-        topo[name] = topology(truth[c], pred[c] > 0.5, n_paths, rng)
+        topo[name] = topology(truth[c], levels[c] > 127, n_paths, rng)  # > 0.5 on the 8-bit scale
         if topo[name] is None:
             warnings.warn(f"{image_id}: the ground truth has no {name} centreline; no {name} paths for the "
                           "topological measure (the image is left out of its mean)", stacklevel=2)
-    tie = av_mask & (pa == 0) & (pv == 0)
-    draw = rng.random(int(tie.sum()))
-    pa, pv = pa.copy(), pv.copy()
-    pa[tie], pv[tie] = draw, 1 - draw
-    predicted_artery = pa >= pv
-    intersection = av_mask & (pt > 0.5)
-    levels = np.rint(pred * 255).astype(np.int64)
+    tie = av_mask & (la == 0) & (lv == 0)
+    draw = rng.random(int(np.count_nonzero(tie)))
+    predicted_artery = la >= lv
+    predicted_artery[tie] = draw >= 0.5  # artery value = draw, vein value = 1 - draw
+    intersection = av_mask & (lt > 127)
     hist = np.zeros((3, 2, LEVELS), np.int64)
     for c in range(3):
-        fixed = fov & ~tie if c < 2 else fov
-        for positive in (0, 1):
-            sel = fixed & (truth[c] == bool(positive))
-            hist[c, positive] = np.bincount(levels[c][sel], minlength=LEVELS)
-    tie_in = tie & fov
-    ties = {"artery": (pa[tie_in], artery[tie_in]), "vein": (pv[tie_in], vein[tie_in])}
+        inside = fov & ~tie if c < 2 else fov
+        counts = np.bincount(levels[c][inside].astype(np.int64) + LEVELS * truth[c][inside], minlength=2 * LEVELS)
+        hist[c] = counts.reshape(2, LEVELS)
+    tie_in = tie[fov]
+    draw_in = draw[fov[tie]]
+    ties = {"artery": (draw_in, artery[fov][tie_in]), "vein": (1 - draw_in, vein[fov][tie_in])}
     return ImageStats(image_id, _confusion(artery[av_mask], predicted_artery[av_mask]),
                       _confusion(artery[intersection], predicted_artery[intersection]),
-                      _confusion(tree[fov], pt[fov] > 0.5), hist, ties, topo)
+                      _confusion(tree[fov], lt[fov] > 127), hist, ties, topo)
 
 
 def pooled(stats: list[ImageStats]) -> dict:

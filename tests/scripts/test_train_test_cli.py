@@ -450,3 +450,32 @@ def test_a_checkpoint_path_that_is_a_pipe_or_a_device_says_so(synthetic_root, tm
     assert test_cli.main([*common, "--checkpoint", "/dev/null"]) == 2
     assert "/dev/null: is a device, not a checkpoint file" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_test_cli_prints_and_writes_both_protocols(trained, synthetic_root, tmp_path, capsys):
+    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
+                          "--job_name", "e2e", "--maps-dir", str(tmp_path / "m"), "--results", str(tmp_path / "res"),
+                          "--no-biomarkers", "--protocol", "all", "--topo-paths", "20", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("Paper table row") < out.index("RRWNet protocol") and "Topology artery" in out
+    row = json.loads((tmp_path / "res" / "paper_row.json").read_text())
+    assert row["rrwnet"]["settings"] == {"seed": 3, "topo_paths": 20}
+    assert set(row["rrwnet"]["per_checkpoint"]) == {"epoch_0001", "epoch_0002"}
+    with open(tmp_path / "res" / "rrwnet.csv", newline="") as f:
+        per_checkpoint = list(csv.DictReader(f))
+    assert [r["checkpoint"] for r in per_checkpoint] == ["epoch_0001", "epoch_0002"]
+    mean = np.mean([float(r["rrwnet_av_all_accuracy"]) for r in per_checkpoint])
+    assert row["rrwnet"]["mean"]["rrwnet_av_all_accuracy"] == pytest.approx(mean)
+    with open(tmp_path / "res" / "rrwnet_per_image.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2 * 3
+    # the same maps scored by evaluate.py give the same RRWNet numbers (the maps hold what test.py scored)
+    from scripts import evaluate as evaluate_cli
+
+    assert evaluate_cli.main(["--pred", str(tmp_path / "m" / "raw_pre"), "--dataset", "SYNTHETIC", "--data-root",
+                              str(synthetic_root), "--protocol", "rrwnet", "--topo-paths", "20", "--seed", "3",
+                              "--json", str(tmp_path / "e.json")]) == 0
+    scored = json.loads((tmp_path / "e.json").read_text())["rrwnet"]
+    last = {k: v for k, v in row["rrwnet"]["per_checkpoint"]["epoch_0002"].items()}
+    assert scored["av_all"]["accuracy"] == pytest.approx(last["rrwnet_av_all_accuracy"], abs=1e-12)
+    assert scored["topology"]["tree"]["cor_mean"] == pytest.approx(last["rrwnet_topology_tree_cor_mean"], abs=1e-12)

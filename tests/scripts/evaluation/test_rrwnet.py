@@ -13,7 +13,7 @@ from scripts.evaluation.rrwnet import (
     image_stats,
     judge_pairs,
     pooled,
-    prediction_channels,
+    prediction_levels,
     sample_pairs,
     topology,
     truth_channels,
@@ -32,14 +32,15 @@ def test_label_colours_become_their_channels():
 
 
 def test_a_three_class_map_becomes_artery_vein_tree_in_8_bits():
-    prob = np.array([51, 204, 26], np.float64)[:, None, None] / 255  # artery, uncertain, vein
-    got = prediction_channels(prob)[:, 0, 0] * 255
-    assert got.tolist() == pytest.approx([51, 26, 204])  # artery, vein, tree = the largest
+    prob = np.array([51, 204, 26.4], np.float64)[:, None, None] / 255  # artery, uncertain, vein
+    assert prediction_levels(prob)[:, 0, 0].tolist() == [51, 26, 204]  # artery, vein, tree = the largest
 
 
 def _stats(pred, truth, fov=None, seed=0, n_paths=10, image_id="x"):
+    """``pred``: values k / 255 in their convention."""
     fov = np.ones(truth.shape[1:], bool) if fov is None else fov
-    return image_stats(image_id, pred, truth, fov, n_paths, np.random.default_rng(seed))
+    levels = np.rint(np.asarray(pred) * 255).astype(np.uint8)
+    return image_stats(image_id, levels, truth, fov, n_paths, np.random.default_rng(seed))
 
 
 def test_hand_computed_av_classification_all_and_intersection():
@@ -234,3 +235,23 @@ def test_drive_test_labels_against_themselves(real_data):
         assert r[name]["roc_auc"] == 1.0 and r[name]["pr_auc"] == 1.0
         assert r["topology"][name]["cor_mean"] == 1.0 and r["topology"][name]["inf_mean"] == 0.0
     assert not any(math.isnan(v) for v in r["tree"].values())
+
+
+def test_contracted_centreline_distances_equal_dijkstra_on_every_pixel(real_data):
+    """The run contraction changes no distance: against Dijkstra on the full pixel graph of a real label."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+    from skimage.morphology import skeletonize
+
+    from scripts.data.images import load_label
+    from scripts.evaluation.rrwnet import Centreline
+
+    truth = truth_channels(load_label(real_data / "DRIVE_AV" / "test" / "1st_manual" / "01_test.png")[0])
+    skeleton = skeletonize(truth[2])
+    line = Centreline(skeleton)
+    p1, p2 = sample_pairs(skeleton, 300, np.random.default_rng(0))
+    n = len(line.pixels)
+    full = coo_matrix((line.w, (line.u, line.v)), shape=(n, n)).tocsr()
+    expected = dijkstra(full, directed=False, indices=line.node(p1))[np.arange(300), line.node(p2)]
+    assert np.allclose(line.distances(p1, p2), expected, rtol=0, atol=1e-9)
+    assert (line.degree != 2).sum() < n / 5  # few junctions and ends: what makes the contraction pay
