@@ -67,10 +67,15 @@ def truth_channels(channels: np.ndarray) -> np.ndarray:
 
 def prediction_levels(prob: np.ndarray) -> np.ndarray:
     """A 3-class map (3, H, W) float (artery, uncertain, vein probabilities) -> theirs (artery, vein,
-    tree) as 8-bit levels (value x 255, as the saved PNG holds them). The tree probability is the
-    largest of the three (so tree > 0.5 exactly where this project's binary vessel map is on)."""
+    tree) as 8-bit levels (value x 255, as the saved PNG holds them).
+
+    The uncertain class holds the crossings (SPEC 1: green decodes to it), and in their convention a
+    crossing is artery and vein at once: so artery = max(artery, uncertain), vein = max(vein,
+    uncertain). The tree probability is the largest of the three (tree > 0.5 exactly where this
+    project's binary vessel map is on). Where uncertain is the largest, artery and vein are equal
+    and their tie rule (argmax) reads the pixel as artery."""
     q = to_levels(prob)
-    return np.stack([q[0], q[2], np.maximum(np.maximum(q[0], q[1]), q[2])])
+    return np.stack([np.maximum(q[0], q[1]), np.maximum(q[2], q[1]), np.maximum(np.maximum(q[0], q[1]), q[2])])
 
 
 def to_levels(values: np.ndarray) -> np.ndarray:
@@ -189,7 +194,7 @@ def _min_edges(u: np.ndarray, v: np.ndarray, w: np.ndarray, m: int):
     lo, hi, w = lo[keep], hi[keep], w[keep]
     order = np.lexsort((w, hi, lo))
     lo, hi, w = lo[order], hi[order], w[order]
-    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])]
+    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])][:len(lo)]  # (no edge at all: empty)
     return coo_matrix((w[first], (lo[first], hi[first])), shape=(m, m)).tocsr()
 
 

@@ -32,8 +32,25 @@ def test_label_colours_become_their_channels():
 
 
 def test_a_three_class_map_becomes_artery_vein_tree_in_8_bits():
-    prob = np.array([51, 204, 26.4], np.float64)[:, None, None] / 255  # artery, uncertain, vein
-    assert prediction_levels(prob)[:, 0, 0].tolist() == [51, 26, 204]  # artery, vein, tree = the largest
+    prob = np.array([[204, 51, 26.4], [26, 51, 204], [20, 230, 10]], np.float64).T[:, None, :] / 255
+    got = prediction_levels(prob)[:, 0, :].T.tolist()  # per pixel: artery, vein, tree
+    assert got == [[204, 51, 204], [51, 204, 204], [230, 230, 230]]  # uncertain (a crossing) is both
+
+
+def test_our_ground_truth_as_a_map_is_perfect_under_their_protocol_but_for_unknown_vessels():
+    """A perfect 3-class map: crossings (green) are artery and vein for them, so no tree is cut there."""
+    rgb = np.zeros((1, 7, 3), bool)
+    rgb[0, :3, 0] = True  # red artery
+    rgb[0, 3] = (False, True, False)  # a green crossing
+    rgb[0, 4:, 0] = True  # the artery goes on
+    truth = truth_channels(rgb)
+    ours = np.zeros((3, 1, 7))
+    ours[0, 0, [0, 1, 2, 4, 5, 6]] = 1.0
+    ours[1, 0, 3] = 1.0  # decoded: uncertain
+    levels = prediction_levels(ours)
+    assert (levels[0] == 255).all()  # the artery channel is whole across the crossing
+    r = pooled([image_stats("x", levels, truth, np.ones((1, 7), bool), 50, np.random.default_rng(0))])
+    assert r["topology"]["artery"]["cor_mean"] == 1.0 and r["av_all"]["sensitivity"] == 1.0
 
 
 def _stats(pred, truth, fov=None, seed=0, n_paths=10, image_id="x"):
