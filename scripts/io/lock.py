@@ -32,7 +32,7 @@ class FolderLock:
     def __init__(self, path: Path, what: str) -> None:
         self.path, self.what = Path(path), what
         self.owner = self.path.with_name(self.path.name + ".owner")
-        self._lock = filelock.FileLock(str(self.path), timeout=0, is_singleton=False)
+        self._lock = filelock.FileLock(str(self.path), timeout=0)
 
     def __enter__(self) -> "FolderLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
