@@ -347,7 +347,7 @@ def format_rrwnet(result: dict) -> str:
         lines.append(f"  {title:<17}" + "  ".join(f"{m} {100 * result[key][m]:6.2f}" for m in metrics))
     for name, t in result["topology"].items():
         lines.append(f"  {'Topology ' + name:<17}INF {100 * t['inf_mean']:5.2f} +- {100 * t['inf_std']:5.2f}  "
-                     f"COR {100 * t['cor_mean']:5.2f} +- {100 * t['cor_std']:5.2f}  ({t['images']} images)")
+                     f"COR {100 * t['cor_mean']:5.2f} +- {100 * t['cor_std']:5.2f}  ({t['images']:g} images)")
     return "\n".join(lines)
 
 
