@@ -108,6 +108,7 @@ class TestRun:
         self.structure = importlib.util.find_spec("skimage") is not None  # the vessel graph's skeletons
         # a release or original files are not a training run of --job_name: their results go apart
         run_name = "release" if args.release else "original" if args.original else args.job_name
+        self.centrelines: dict[int, list[np.ndarray]] = {}  # RRWNet protocol: ground-truth centrelines by image
         self.results_dir = args.results or Path("results") / args.dataset / run_name
 
     def sources(self) -> list[tuple[str, Path | None]]:
@@ -200,10 +201,13 @@ class TestRun:
         rows, counts, seg_rows, bio_rows, theirs = [], [], [], [], []
         for j, pred in iterate_shard(predictor, dataset, self.device, self.ctx):
             if args.protocol in ("rrwnet", "all"):
+                truth = rrwnet.truth_channels(pred["label"].permute(1, 2, 0).cpu().numpy())
+                if j not in self.centrelines:  # the same for every checkpoint
+                    self.centrelines[j] = rrwnet.truth_centrelines(truth)
                 theirs.append((j, rrwnet.image_stats(
-                    f"image {pred['id']}", rrwnet.prediction_levels(pred["raw"].cpu().numpy()),
-                    rrwnet.truth_channels(pred["label"].permute(1, 2, 0).cpu().numpy()), pred["mask"].cpu().numpy(),
-                    args.topo_paths, np.random.default_rng((args.seed, j)))))
+                    f"image {pred['id']}", rrwnet.prediction_levels(pred["raw"].cpu().numpy()), truth,
+                    pred["mask"].cpu().numpy(), args.topo_paths, np.random.default_rng((args.seed, j)),
+                    self.centrelines[j])))
             rows.append((j, pred["id"], score_prediction(predictor, pred)))
             classes = decode_classes(pred["binary"]).cpu().numpy()
             graph = dataset.vessel_graph(j, args.crossing_radius) if self.structure else None

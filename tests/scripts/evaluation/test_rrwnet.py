@@ -272,3 +272,14 @@ def test_contracted_centreline_distances_equal_dijkstra_on_every_pixel(real_data
     expected = dijkstra(full, directed=False, indices=line.node(p1))[np.arange(300), line.node(p2)]
     assert np.allclose(line.distances(p1, p2), expected, rtol=0, atol=1e-9)
     assert (line.degree != 2).sum() < n / 5  # few junctions and ends: what makes the contraction pay
+
+
+def test_known_truth_centrelines_give_the_same_stats(synthetic_pairs):
+    from scripts.evaluation.rrwnet import truth_centrelines
+
+    pred, truth, fov = synthetic_pairs[0]
+    levels = np.rint(pred * 255).astype(np.uint8)
+    fresh = image_stats("x", levels, truth, fov, 30, np.random.default_rng(4))
+    kept = image_stats("x", levels, truth, fov, 30, np.random.default_rng(4), truth_centrelines(truth))
+    assert {k: v.tolist() for k, v in fresh.topo.items()} == {k: v.tolist() for k, v in kept.topo.items()}
+    assert sum(v.sum() for v in fresh.topo.values()) == 90
