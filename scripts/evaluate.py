@@ -12,7 +12,6 @@ probability x 255, at the raw image size or at the model size (resized bicubic t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -33,8 +32,7 @@ from scripts.data.labels import decode_classes
 from scripts.evaluation.metrics import PROB_METRICS, image_metrics, mean_metrics
 from scripts.inference.predictor import resize_prob
 from scripts.evaluation import rrwnet
-from scripts.evaluation.report import format_table, metrics_csv, nan_to_null, summary_json, write_csv
-from scripts.io.atomic import write_atomic
+from scripts.evaluation.report import format_table, metrics_csv, summary_json, write_csv
 from scripts.vessels import segments as seg
 from scripts.vessels.graph import build_graph
 from scripts.vessels.segments import format_segments
@@ -144,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             if a.rrwnet_csv:
                 write_csv(a.rrwnet_csv, rrwnet_rows([r["rrwnet"] for r in results], theirs))
         if a.json:
-            summary_json(a.json, mean, extra=extra) if mean else write_atomic(
-                a.json, json.dumps(nan_to_null(extra), indent=1, allow_nan=False) + "\n")
+            summary_json(a.json, mean, extra=extra)
     except UserError as err:  # a bug shows its traceback instead
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -167,15 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def rrwnet_rows(stats: list, pooled: dict) -> list[dict]:
     """RRWNet CSV rows: per image its topology shares, then 'all' with every pooled number."""
-    rows = []
-    for s in stats:
-        row = {"id": s.id}
-        for name, counts in s.topo.items():
-            if counts is not None:
-                row[f"rrwnet_topology_{name}_inf"] = counts[0] / counts.sum()
-                row[f"rrwnet_topology_{name}_cor"] = counts[2] / counts.sum()
-        rows.append(row)
-    rows.append({"id": "all", **rrwnet.flat(pooled)})
+    rows = [{"id": s.id, **rrwnet.image_row(s)} for s in stats] + [{"id": "all", **rrwnet.flat(pooled)}]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     return [{k: r.get(k, "") for k in columns} for r in rows]
 

@@ -271,11 +271,8 @@ class TestRun:
         biomarker_rows = [r for s in scored for r in s.bio_rows]
         if scored[0].rrwnet is not None:
             write_csv(out / "rrwnet.csv", [{"checkpoint": s.name, **rrwnet.flat(s.rrwnet)} for s in scored])
-            write_csv(out / "rrwnet_per_image.csv", [
-                {"checkpoint": s.name, "id": st.id, **{f"rrwnet_topology_{k}_{m}": c[i] / c.sum()
-                                                       for k, c in st.topo.items() if c is not None
-                                                       for m, i in (("inf", 0), ("cor", 2))}}
-                for s in scored for st in s.rrwnet_images])
+            write_csv(out / "rrwnet_per_image.csv", [{"checkpoint": s.name, "id": st.id, **rrwnet.image_row(st)}
+                                                     for s in scored for st in s.rrwnet_images])
         if segment_rows:
             write_csv(out / "segments.csv", segment_rows)
         if biomarker_rows:

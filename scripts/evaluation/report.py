@@ -42,10 +42,11 @@ def metrics_csv(path: Path | str, rows: list[tuple[str | tuple[str, ...], dict[s
     write_atomic(path, buf.getvalue())
 
 
-def summary_json(path: Path | str, result: dict[str, dict[str, float]], extra: dict | None = None) -> None:
-    """{class: {metric: value}} for artery, vein, uncertain, average (fractions), plus ``extra`` keys.
-    NaN (a rate with nothing to count) is written as null."""
-    data = {c: result[c] for c in ROWS} | (extra or {})
+def summary_json(path: Path | str, result: dict[str, dict[str, float]] | None, extra: dict | None = None) -> None:
+    """{class: {metric: value}} for artery, vein, uncertain, average (fractions; none when ``result``
+    is None), plus ``extra`` keys. NaN (a rate with nothing to count) is written as null."""
+    data = {c: result[c] for c in ROWS} if result is not None else {}
+    data |= extra or {}
     write_atomic(path, json.dumps(nan_to_null(data), indent=1, allow_nan=False) + "\n")
 
 

@@ -368,6 +368,12 @@ def format_rrwnet(result: dict) -> str:
     return "\n".join(lines)
 
 
+def image_row(stats: ImageStats) -> dict[str, float]:
+    """One image's topology shares, ``rrwnet_topology_<class>_inf`` / ``_cor`` (per-image CSV rows)."""
+    return {f"rrwnet_topology_{name}_{m}": counts[i] / counts.sum() for name, counts in stats.topo.items()
+            if counts is not None for m, i in (("inf", 0), ("cor", 2))}
+
+
 def flat(result: dict) -> dict[str, float]:
     """``rrwnet_<group>_<metric>`` -> value: every number under a name that says its protocol."""
     out = {}

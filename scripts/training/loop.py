@@ -153,7 +153,7 @@ class TrainingRun:
         problem, resume = None, None
         if self.ctx.main:
             try:
-                self.overwritten = check_free(self.job_dir, bool(args.resume), args.overwrite)
+                check_free(self.job_dir, bool(args.resume), args.overwrite)  # before any data is read
                 if args.resume:
                     path = self.last_path if args.resume == "auto" else Path(args.resume)
                     resume = load_resume(path, {k: getattr(args, k) for k in RESUME_LOCKED}, self.device)
