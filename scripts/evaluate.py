@@ -82,8 +82,8 @@ def evaluate_folder(pred_dir: Path, dataset: str, split: str, data_root: Path,
         if protocol in ("rrwnet", "all"):
             prob = prob.numpy()
             theirs = rrwnet.to_levels(prob) if convention == "rrwnet" else rrwnet.prediction_levels(prob)
-            result["rrwnet"] = rrwnet.image_stats(f"{dataset}/{split} {item.id}", theirs, rrwnet.truth_channels(label),
-                                                  mask, paths, np.random.default_rng((seed, index)))
+            result["rrwnet"] = rrwnet.image_stats(item.id, theirs, rrwnet.truth_channels(label), mask, paths,
+                                                  np.random.default_rng((seed, index)), source=f"{dataset}/{split} {item.id}")
         results.append(result)
     return results
 

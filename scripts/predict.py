@@ -13,7 +13,8 @@ leaves the previous predictions as they were; a folder holding other files is re
 ``predictions.csv`` also holds the vascular biomarkers of each map (optic disc
 located in the photograph; ``--no-biomarkers`` skips them); with the 2023 release the probabilities are its softmax classes (artery,
 uncertain, vein) and the classes its argmax (SPEC 9.4). For the run ``<out>/predictions.csv`` (one row per input: its output name and
-source file). ``<name>`` is the file name without extension; where two inputs share it, see
+source file) and ``<out>/report.html`` (each photograph's overlay, A/V map and biomarkers on one page,
+the inputs that failed and why). ``<name>`` is the file name without extension; where two inputs share it, see
 :func:`output_names`. FOV masks come from ``--masks DIR`` (``<stem>_mask.*`` or ``<stem>.*``) or
 are derived from the photograph.
 """
@@ -47,7 +48,9 @@ from scripts.io.weights import load_predictor
 from scripts.io.atomic import write_atomic
 from scripts.io.staging import StagedFolder
 from scripts.core.runtime import positive_float, positive_int, resolve_device
+from scripts.figures.pages import predictions_page
 from scripts.figures.visualise import overlay
+from scripts.io import checkpoint as ckpt
 from scripts.vessels.disc import Disc, locate_disc, read_disc_csv
 from scripts.vessels.measures import measure
 
@@ -120,6 +123,7 @@ def predict_all(args: argparse.Namespace, files: list[Path], predictor, discs: d
                 folder: Path) -> tuple[int, list[tuple[Path, str]]]:
     """The maps and predictions.csv of every input into ``folder``; a file that cannot be read is
     reported and skipped."""
+    started = time.perf_counter()
     names = dict(zip(files, output_names(files)))
     size = predictor.model_size
     log.info("%d image(s), model size %dx%d, device %s", len(files), *size, device)
@@ -167,6 +171,11 @@ def predict_all(args: argparse.Namespace, files: list[Path], predictor, discs: d
         writer.writerow({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.6g}"
                          if isinstance(v, float) else v for k, v in r.items()})
     write_atomic(folder / "predictions.csv", buf.getvalue())
+    info = {"out": str(args.out), "command": " ".join(sys.argv), "photographs": len(files), "written": len(rows),
+            "failed": len(failures), "seconds": round(time.perf_counter() - started, 1), "device": str(device),
+            "weights": [str(f) for f in predictor.files], "model_size": list(size), "variant": predictor.variant,
+            "versions": ckpt.versions()}
+    write_atomic(folder / "report.html", predictions_page(folder, info, [(str(p), m) for p, m in failures]))
     return len(rows), failures
 
 

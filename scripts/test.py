@@ -13,8 +13,9 @@ checkpoints and the per-class tables, and writes
 ``Final_pre/small_pre/<id>.png`` and ``Final_pre/raw_pre/<id>.png`` (maps of the last checkpoint),
 ``<results>/per_image.csv``, ``<results>/summary.csv``, ``<results>/paper_row.json``,
 ``<results>/segments.csv`` (segment-level evaluation), ``<results>/biomarkers.csv`` (vascular
-biomarkers of the ground truth and of the last checkpoint's maps, side by side) and one
-comparison figure per image in ``<results>/figures/``; with ``--protocol rrwnet`` or ``all`` also RRWNet's
+biomarkers of the ground truth and of the last checkpoint's maps, side by side), one
+comparison figure per image in ``<results>/figures/`` and ``<results>/report.html`` (all of it on one
+page, with the training curves from ``--runs-dir``); with ``--protocol rrwnet`` or ``all`` also RRWNet's
 table (printed after the paper's, in ``paper_row.json`` under ``rrwnet``, per checkpoint in
 ``rrwnet.csv`` and per image in ``rrwnet_per_image.csv``). Both folders are replaced as a whole when
 the run is complete: an interrupted run leaves the previous results as they were.
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model size (default: the checkpoint's; 720 720 for the 2023 release)")
     p.add_argument("--device", default="auto")
     p.add_argument("--maps-dir", type=Path, default=Path("Final_pre"))
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                   help="TensorBoard folder of the training run (as given to train.py): report.html draws its curves")
     seg.add_segment_options(p)
     rrwnet.add_protocol_options(p)
     p.add_argument("--no-biomarkers", action="store_true",

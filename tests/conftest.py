@@ -34,3 +34,15 @@ def synthetic_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
     write_dataset(root, "SYNTHETIC", n_train=6, n_test=3, size=64, seed=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless Chromium for the page checks (tests/browser.py)."""
+    from tests.browser import find_chromium
+
+    found = find_chromium()
+    if found is None:
+        pytest.skip("Chromium is not installed, so report.html is not checked in a browser here "
+                    "(Debian: apt-get install chromium, which .ci/run does where it runs as root; or set AVSEG_CHROMIUM)")
+    return found

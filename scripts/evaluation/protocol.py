@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from scripts.data.labels import decode_classes
 from scripts.evaluation import rrwnet
 from scripts.evaluation.metrics import PROB_METRICS, mean_metrics
 from scripts.evaluation.report import format_table, metrics_csv, nan_to_null, write_csv
+from scripts.figures.pages import results_page
 from scripts.figures.visualise import comparison_row
 from scripts.inference.predictor import Predictor, gather_in_order, iterate_shard, score_prediction
 from scripts.io import checkpoint as ckpt
@@ -116,13 +118,14 @@ class TestRun:
         args = self.args
         if args.release or args.original:
             return [("release" if args.release else "original", None)]
-        if args.checkpoint:
+        if not self.from_job():
             return [(p.stem, p) for p in args.checkpoint]
         return [(p.stem, p) for p in find_snapshots(args.out / args.dataset / args.job_name, args.snapshots)]
 
     def run(self) -> dict:
         """Stage the output folders (rank 0 locks and checks them), score, then publish them."""
         args = self.args
+        self.started, self.started_at = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %z")
         if not self.structure:
             log.warning("scikit-image is not installed: the paper tables are computed, the segment metrics and "
                         "biomarkers are not (pip install -r requirements.txt)")
@@ -160,6 +163,8 @@ class TestRun:
         """Score every source into the staged folders; rank 0 writes the tables and prints the report."""
         args = self.args
         dataset, scored, files = None, [], []
+        last = f", the last of {len(sources)} checkpoints" if len(sources) > 1 else ""
+        self.maps_of = f"maps of {sources[-1][0]}{last}"  # the figures' titles
         for i, (name, path) in enumerate(sources):
             predictor = first if i == 0 else self.load(path)
             if dataset is None or (predictor.model_size, predictor.variant) != (dataset.model_size, dataset.variant):
@@ -175,9 +180,32 @@ class TestRun:
             return {}
         row = paper_row([s.score for s in scored])
         self.write_tables(scored, row, predictor, dataset, files)
+        self.write_report(len(dataset))
         mean = mean_metrics([s.score for s in scored])
         self.report(scored, row, mean, predictor, dataset)
         return {"row": row, "mean": mean, "results_dir": self.results_dir}
+
+    def from_job(self) -> bool:
+        """Whether the checkpoints are the job folder's snapshots (so its config and curves apply)."""
+        return not (self.args.release or self.args.original or self.args.checkpoint)
+
+    def write_report(self, n_images: int) -> None:
+        """report.html of the staged results (scripts/figures/pages.py), from the files just written."""
+        args = self.args
+        job_dir = args.out / args.dataset / args.job_name
+        config = None
+        if self.from_job():
+            try:
+                config = json.loads((job_dir / "config.json").read_text())
+            except (OSError, ValueError) as err:
+                config = f"the job's config.json could not be read ({err})"
+        info = {"job": args.job_name if self.from_job() else self.results_dir.name, "results": str(self.results_dir),
+                "images": n_images,
+                "command": " ".join(sys.argv), "started": self.started_at,
+                "seconds": round(time.perf_counter() - self.started, 1), "device": str(self.device),
+                "processes": self.ctx.world, "versions": ckpt.versions(), "config": config}
+        runs = args.runs_dir / args.job_name if self.from_job() else None
+        write_atomic(self.out / "report.html", results_page(self.out, info, runs))
 
     def rrwnet_summary(self, scored: list[Scored]) -> dict:
         """RRWNet's numbers for paper_row.json: mean and std over checkpoints, and per checkpoint."""
@@ -205,9 +233,9 @@ class TestRun:
                 if j not in self.centrelines:  # the same for every checkpoint
                     self.centrelines[j] = rrwnet.truth_centrelines(truth)
                 theirs.append((j, rrwnet.image_stats(
-                    f"image {pred['id']}", rrwnet.prediction_levels(pred["raw"].cpu().numpy()), truth,
+                    pred["id"], rrwnet.prediction_levels(pred["raw"].cpu().numpy()), truth,
                     pred["mask"].cpu().numpy(), args.topo_paths, np.random.default_rng((args.seed, j)),
-                    self.centrelines[j])))
+                    self.centrelines[j], source=f"image {pred['id']}")))
             rows.append((j, pred["id"], score_prediction(predictor, pred)))
             classes = decode_classes(pred["binary"]).cpu().numpy()
             graph = dataset.vessel_graph(j, args.crossing_radius) if self.structure else None
@@ -238,7 +266,7 @@ class TestRun:
             verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
             panel = lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width)  # noqa: E731
         fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"], segments=panel,
-                             photo=photo)
+                             photo=photo, title=f"{args.dataset} {args.split} image {pred['id']}: {self.maps_of}")
         (self.out / "figures").mkdir(exist_ok=True)
         Image.fromarray(fig).save(self.out / "figures" / f"{pred['id']}.png")
         return rows

@@ -291,9 +291,11 @@ class ImageStats:
 
 
 def image_stats(image_id: str, levels: np.ndarray, truth: np.ndarray, fov: np.ndarray, n_paths: int,
-                rng: np.random.Generator, centrelines: list[np.ndarray] | None = None) -> ImageStats:
+                rng: np.random.Generator, centrelines: list[np.ndarray] | None = None,
+                source: str | None = None) -> ImageStats:
     """``levels``: (3, H, W) uint8, their convention x 255; ``truth``: (3, H, W) bool; ``fov``: (H, W)
-    bool; ``centrelines``: :func:`truth_centrelines` of ``truth`` when already known."""
+    bool; ``centrelines``: :func:`truth_centrelines` of ``truth`` when already known; ``source``: how
+    warnings name the image (default: its id)."""
     artery, vein, tree = truth
     av_mask = tree & (artery != vein)  # neither a crossing (both) nor unknown (neither)
     la, lv, lt = levels
@@ -302,7 +304,7 @@ def image_stats(image_id: str, levels: np.ndarray, truth: np.ndarray, fov: np.nd
         topo[name] = topology(truth[c], levels[c] > 127, n_paths, rng,  # > 0.5 on the 8-bit scale
                               None if centrelines is None else centrelines[c])
         if topo[name] is None:
-            warnings.warn(f"{image_id}: the ground truth has no {name} centreline; no {name} paths for the "
+            warnings.warn(f"{source or image_id}: the ground truth has no {name} centreline; no {name} paths for the "
                           "topological measure (the image is left out of its mean)", stacklevel=2)
     tie = av_mask & (la == 0) & (lv == 0)
     draw = rng.random(int(np.count_nonzero(tie)))

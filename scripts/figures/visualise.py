@@ -44,17 +44,25 @@ def error_map(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> np.ndarr
     return out
 
 
-def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
-                      max_height: int = 512, binary: np.ndarray | None = None,
-                      segments: Callable[[int], np.ndarray] | None = None) -> np.ndarray:
-    """photograph | ground truth | prediction | error map | vessel probability [| segment verdicts],
-    one (H, 5W or 6W, 3) image.
+PANEL_TITLES = ("photograph", "ground truth", "prediction", "error map", "vessel probability (black 0, white 1)",
+                "segment verdicts (ground-truth centreline)")
+AV_LEGEND = {"artery": (255, 0, 0), "vein": (0, 0, 255), "uncertain / crossing": (0, 255, 0)}
+ERROR_LEGEND = {"artery correct": "artery_correct", "vein correct": "vein_correct",
+                "artery/vein swapped": "av_confusion", "uncertain or crossing found": "uncertain_found", "missed vessel": "missed_vessel",
+                "false vessel": "false_vessel"}
+VERDICT_LEGEND = {"correct": "correct", "wrong class": "wrong_class", "mixed": "mixed", "missed": "missed",
+                  "not scored (uncertain or short)": "not_scored"}
+
+
+def comparison_panels(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
+                      binary: np.ndarray | None = None, segments: Callable[[int], np.ndarray] | None = None,
+                      height: int = 480) -> list[tuple[str, np.ndarray]]:
+    """(title, (h, w, 3) uint8 picture) of each panel, ``height`` pixels high (the raw size when smaller).
 
     The prediction is ``prob > 0.5`` unless a bool channel map ``binary`` is given (argmax maps).
-    The fifth panel (max probability over the channels, black 0 to white 1) shows what the model
-    sees below the threshold. ``segments(thickness)`` draws the sixth: the ground-truth centreline
-    coloured by segment verdict (``scripts.vessels.segments.VERDICT_COLOURS``), with lines thick
-    enough to survive the downscaling.
+    The vessel probability (max over the channels) shows what the model sees below the threshold.
+    ``segments(thickness)`` draws the sixth panel (``scripts.vessels.segments.VERDICT_COLOURS``), with
+    lines thick enough to survive the downscaling.
     """
     pred = ((prob > 0.5) if binary is None else binary.astype(bool)) & mask
     heat = np.repeat((np.clip(prob.max(axis=0) * mask, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
@@ -62,26 +70,66 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
               heat]
     h, w = photo.shape[:2]
     if segments is not None:
-        panels.append(segments(max(1, int(np.ceil(h / max_height)))))
-    if h > max_height:
-        size = (round(w * max_height / h), max_height)
+        panels.append(segments(max(1, int(np.ceil(h / height)))))
+    if h > height:
+        size = (round(w * height / h), height)
         panels = [np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i in (0, 4) else Image.NEAREST))
                   for i, p in enumerate(panels)]
-    gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
-    row = [panels[0]]
-    for p in panels[1:]:
-        row += [gap, p]
-    return np.concatenate(row, axis=1)
+    return list(zip(PANEL_TITLES, panels))
+
+
+def _handles(legend: dict[str, tuple[int, int, int]]) -> list:
+    from matplotlib.patches import Patch
+
+    return [Patch(facecolor=np.array(rgb) / 255, edgecolor="0.5", label=name) for name, rgb in legend.items()]
+
+
+def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
+                      binary: np.ndarray | None = None, segments: Callable[[int], np.ndarray] | None = None,
+                      title: str = "", height: int = 480) -> np.ndarray:
+    """The panels of :func:`comparison_panels` on a titled 2 x 3 grid with the colour legends below,
+    as one (H, W, 3) uint8 picture. Each panel is at most ``height`` pixels high whatever the raw
+    size, so titles and legends read the same on a 565 px DRIVE and a 3504 px HRF photograph."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = comparison_panels(photo, prob, label, mask, binary, segments, height)
+    legends = [("A/V maps", AV_LEGEND),
+               ("Error map (black: background)", {k: ERROR_COLOURS[v] for k, v in ERROR_LEGEND.items()})]
+    if segments is not None:
+        from scripts.vessels.segments import VERDICT_COLOURS
+
+        legends.append(("Segment verdicts", {k: VERDICT_COLOURS[v] for k, v in VERDICT_LEGEND.items()}))
+    ph, pw = panels[0][1].shape[:2]
+    dpi, title_in, legend_in = 100, 0.75, 0.55  # inches: the title band, one legend row
+    fig_h = 2 * ph / dpi + 0.4 + title_in + legend_in * len(legends)
+    fig = Figure(figsize=(max(3 * pw / dpi, 9.0) + 0.2, fig_h), dpi=dpi)
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(2, 3, left=0.005, right=0.995, top=1 - title_in / fig_h,
+                            bottom=(legend_in * len(legends) + 0.1) / fig_h, hspace=0.14, wspace=0.02)
+    for k in range(6):
+        ax = fig.add_subplot(grid[k // 3, k % 3])
+        ax.set_axis_off()
+        if k < len(panels):
+            ax.imshow(panels[k][1], interpolation="nearest")
+            ax.set_title(panels[k][0], fontsize=12)
+    fig.suptitle(title, fontsize=14, y=1 - 0.15 / fig_h, va="top")
+    for i, (name, colours) in enumerate(legends):
+        fig.legend(handles=_handles(colours), title=name, loc="upper center", ncol=len(colours), fontsize=11,
+                   title_fontsize=11, frameon=False, bbox_to_anchor=(0.5, legend_in * (len(legends) - i) / fig_h),
+                   borderaxespad=0, handlelength=1.2, columnspacing=1.2)
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 def comparison_row(dataset, index: int, prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor,
                    binary: torch.Tensor | None = None, segments: Callable[[int], np.ndarray] | None = None,
-                   photo: np.ndarray | None = None) -> np.ndarray:
+                   photo: np.ndarray | None = None, title: str = "") -> np.ndarray:
     """:func:`comparison_figure` for item ``index`` of an evaluation dataset (raw-size tensors);
     ``photo``: its photograph if already decoded."""
     photo = load_photo(dataset.items[index].image) if photo is None else photo
     return comparison_figure(photo, prob.cpu().numpy(), label.cpu().numpy().astype(bool), mask.cpu().numpy(),
-                             binary=None if binary is None else binary.cpu().numpy(), segments=segments)
+                             binary=None if binary is None else binary.cpu().numpy(), segments=segments, title=title)
 
 
 def overlay(photo: np.ndarray, pred: np.ndarray, alpha: float = 0.6) -> np.ndarray:

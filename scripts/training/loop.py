@@ -416,7 +416,8 @@ class TrainingRun:
         if (self.n_validations - 1) % self.args.image_every == 0 and self.ctx.main:
             first = next(iterate_predictions(predictor, torch.utils.data.Subset(self.val_ds, [0]), self.device))
             self.writer.add_image("val/photo_truth_prediction_errors", comparison_row(
-                self.val_ds, 0, first["raw"], first["label"], first["mask"], first["binary"]), epoch,
+                self.val_ds, 0, first["raw"], first["label"], first["mask"], first["binary"],
+                title=f"validation image {first['id']}, epoch {epoch}"), epoch,
                 dataformats="HWC")
         self.timer.validation += time.perf_counter() - started
         self.timer.validations += 1

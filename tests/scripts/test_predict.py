@@ -207,7 +207,7 @@ def test_predictions_are_complete_or_absent(photos, checkpoint, tmp_path, monkey
     out = tmp_path / "out"
     assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert len(before) == 4 * 4 + 1
+    assert len(before) == 4 * 4 + 2  # four maps per photograph, predictions.csv, report.html
     calls = {"n": 0}
     save = predict.save_outputs
 
@@ -225,7 +225,7 @@ def test_predictions_are_complete_or_absent(photos, checkpoint, tmp_path, monkey
     # a finished run with fewer inputs leaves nothing of the earlier one
     assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["predictions.csv"] + [f"odd{s}" for s in ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")])
+        ["predictions.csv", "report.html"] + [f"odd{s}" for s in ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")])
     assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name] == []
 
 
@@ -248,3 +248,20 @@ def test_known_discs_are_read_and_the_warning_names_predicts_own_option(photos, 
     located = [str(w.message) for w in caught if "located automatically" in str(w.message)]
     assert len(located) == 1 and "grey.png" in located[0] and "give its disc in a --disc-csv row" in located[0]
     assert "--disc X Y R" not in located[0]
+
+
+def test_predictions_page_shows_every_photograph_in_a_browser(photos, checkpoint, tmp_path, chromium):
+    from tests.browser import check_page
+
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    out = tmp_path / "out"
+    assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out)]) == 1  # one input failed
+    found = check_page(out / "report.html", chromium)
+    assert found["errors"] == []
+    names = [r["id"] for r in _rows(out)]
+    expected = sorted(f"{n}_{kind}.png" for n in names for kind in ("overlay", "av"))
+    assert sorted(src for src, _ in found["images"]) == expected
+    assert all(ok for _, ok in found["images"])
+    [shown] = found["tables"]
+    assert shown["file"] == "predictions.csv" and len(shown["rows"]) == len(names) == 4
+    assert "broken.png" in found["text"] and "Failed inputs" in found["text"]
