@@ -57,7 +57,8 @@ VERDICT_LEGEND = {"correct": "correct", "wrong class": "wrong_class", "mixed": "
 def comparison_panels(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
                       binary: np.ndarray | None = None, segments: Callable[[int], np.ndarray] | None = None,
                       height: int = 480) -> list[tuple[str, np.ndarray]]:
-    """(title, (h, w, 3) uint8 picture) of each panel, ``height`` pixels high (the raw size when smaller).
+    """(title, (h, w, 3) uint8 picture) of each panel, ``height`` pixels high (smaller photographs are
+    enlarged, larger ones reduced, so that every figure reads alike).
 
     The prediction is ``prob > 0.5`` unless a bool channel map ``binary`` is given (argmax maps).
     The vessel probability (max over the channels) shows what the model sees below the threshold.
@@ -71,7 +72,7 @@ def comparison_panels(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
     h, w = photo.shape[:2]
     if segments is not None:
         panels.append(segments(max(1, int(np.ceil(h / height)))))
-    if h > height:
+    if h != height:
         size = (round(w * height / h), height)
         panels = [np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i in (0, 4) else Image.NEAREST))
                   for i, p in enumerate(panels)]
@@ -103,7 +104,7 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
     ph, pw = panels[0][1].shape[:2]
     dpi, title_in, legend_in = 100, 0.75, 0.55  # inches: the title band, one legend row
     fig_h = 2 * ph / dpi + 0.4 + title_in + legend_in * len(legends)
-    fig = Figure(figsize=(max(3 * pw / dpi, 9.0) + 0.2, fig_h), dpi=dpi)
+    fig = Figure(figsize=(max(3 * pw / dpi, 12.0) + 0.2, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 3, left=0.005, right=0.995, top=1 - title_in / fig_h,
                             bottom=(legend_in * len(legends) + 0.1) / fig_h, hspace=0.14, wspace=0.02)

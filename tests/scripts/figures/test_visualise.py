@@ -54,14 +54,14 @@ def test_panels_are_titled_and_scaled_to_the_panel_height():
     assert [t for t, _ in panels] == list(PANEL_TITLES)
     assert {p.shape for _, p in panels} == {(480, 720, 3)} and thickness == [5]  # ceil(2336 / 480)
     small = comparison_panels(*_sample(20, 30))
-    assert len(small) == 5 and small[0][1].shape == (20, 30, 3)  # no segment panel; never enlarged
+    assert len(small) == 5 and small[0][1].shape == (480, 720, 3)  # no segment panel; enlarged to be read
 
 
 def test_comparison_figure_carries_its_legends_at_any_raw_size():
     for h, w in ((40, 30), (2336, 3504)):
         fig = comparison_figure(*_sample(h, w), segments=lambda t, h=h, w=w: np.zeros((h, w, 3), np.uint8),
                                 title="DRIVE_AV 01_test")
-        assert 900 <= fig.shape[1] <= 2400 and fig.shape[0] <= 1400
+        assert 1200 <= fig.shape[1] <= 2400 and 1000 <= fig.shape[0] <= 1400
         band = fig[-170:].reshape(-1, 3)  # below the panels: the legends only (3 rows of 55 px)
         colours = {tuple(c) for c in np.unique(band, axis=0)}
         legend = [*AV_LEGEND.values(), *ERROR_COLOURS.values(), *VERDICT_COLOURS.values()]
