@@ -115,6 +115,60 @@ def _segment_median(values: np.ndarray, segment: np.ndarray, n: int, where: np.n
     return out
 
 
+def circle_crossings(mask: np.ndarray, disc: Disc, radius: float, step: float = 0.5) -> list[tuple[float, float, float]]:
+    """Where ``mask`` (H, W) crosses the circle of ``radius`` around the disc centre: one
+    (x, y, length) per run of mask pixels along the circle (its middle and its length in pixels),
+    sampled every ``step`` px of arc; the parts of the circle outside the image are not searched."""
+    h, w = mask.shape
+    n = max(int(math.ceil(2 * math.pi * radius / step)), 8)
+    angle = np.arange(n) * (2 * math.pi / n)
+    xs, ys = disc.x + radius * np.cos(angle), disc.y + radius * np.sin(angle)
+    col, row = np.rint(xs).astype(int), np.rint(ys).astype(int)
+    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    on = np.zeros(n, bool)
+    on[inside] = mask[row[inside], col[inside]]
+    if on.all():
+        return [(disc.x, disc.y, 2 * math.pi * radius)]
+    shift = int(np.flatnonzero(~on)[0])  # start the walk off the mask so no run wraps around
+    on, xs, ys = np.roll(on, -shift), np.roll(xs, -shift), np.roll(ys, -shift)
+    edges = np.flatnonzero(np.diff(np.r_[on, False].astype(np.int8)))  # a run may end at the last sample
+    starts, ends = edges[::2] + 1, edges[1::2] + 1
+    return [(float(xs[(a + b - 1) // 2]), float(ys[(a + b - 1) // 2]), float((b - a) * 2 * math.pi * radius / n))
+            for a, b in zip(starts, ends)]
+
+
+def zone_b_vessels(graph: VesselGraph, mine: np.ndarray, mask: np.ndarray, zone_width: np.ndarray,
+                   disc: Disc) -> np.ndarray:
+    """The width of every vessel of one class crossing zone B's middle circle (2.5 R), each once.
+
+    A vessel is a run of ``mask`` across the circle (:func:`circle_crossings`), so that a vessel
+    whose centreline is cut on the circle by a branch point or an artery/vein crossing is still
+    found. Its segments (``mine``) are those with a centreline pixel within half the run's length
+    plus 3 px of the run's middle, leaving out stubs shorter than the run (the centreline's short
+    spurs inside a junction, whose "width" is measured along the vessel); runs that share a segment
+    are one vessel (a vessel leaving and re-entering the circle counts once). Its width is the
+    largest zone-B width (``zone_width``, the median over the segment's pixels in zone B) of its
+    segments: at a branch point on the circle that is the parent vessel's, at a crossing the
+    vessel's own on either side."""
+    runs = circle_crossings(mask, disc, 2.5 * disc.radius)
+    if not runs:
+        return np.zeros(0)
+    h, w = graph.shape
+    y, x = np.divmod(graph.pixels, w)
+    candidate = mine[graph.segment] & ~np.isnan(zone_width[graph.segment])
+    reached: list[set[int]] = []
+    for cx, cy, length in runs:
+        near = np.unique(graph.segment[candidate & (np.hypot(x - cx, y - cy) <= length / 2 + 3)])
+        long_enough = near[graph.length[near] >= length]
+        reached.append(set((long_enough if len(long_enough) else near).tolist()))
+    vessels: list[set[int]] = []  # union of the runs that share a segment
+    for segments in filter(None, reached):
+        overlapping = [v for v in vessels if v & segments]
+        merged = set(segments).union(*overlapping)
+        vessels = [v for v in vessels if not v & segments] + [merged]
+    return np.array([max(zone_width[s] for s in v) for v in vessels])
+
+
 def knudtson(widths: list[float] | np.ndarray, constant: float) -> float:
     """Knudtson's iterative pairing of the (up to six) largest widths: sort, pair the largest with the
     smallest, the second largest with the second smallest, ... each pair giving
@@ -204,9 +258,6 @@ def measure(classes: np.ndarray, disc: Disc | None, fov: np.ndarray | None = Non
         rho = disc.distance(shape).ravel()[graph.pixels]
         in_b = (rho >= 2 * disc.radius) & (rho <= 3 * disc.radius)
         zone_width = _segment_median(widths, graph.segment, graph.n_segments, where=in_b)
-        outer = rho >= 2.5 * disc.radius  # a segment crossing the middle circle of zone B is one vessel there
-        crosses = (np.bincount(graph.segment, weights=outer, minlength=graph.n_segments) > 0) & \
-                  (np.bincount(graph.segment, weights=~outer, minlength=graph.n_segments) > 0)
     for name, cls in CLASS_IDS.items():
         mine = graph.truth == cls
         mask = classes[0 if name == "artery" else 1]
@@ -223,11 +274,11 @@ def measure(classes: np.ndarray, disc: Disc | None, fov: np.ndarray | None = Non
             inside = zmask & fov
             out[f"{name}_density_{zone}"] = float((mask & inside).sum() / inside.sum()) if inside.any() else math.nan
         if disc is not None:
-            chosen = mine & crosses & ~np.isnan(zone_width)
-            out[f"{name}_zone_b_vessels"] = float(chosen.sum())
+            chosen = zone_b_vessels(graph, mine, (mask | classes[2]) & fov, zone_width, disc)
+            out[f"{name}_zone_b_vessels"] = float(len(chosen))
             key = "crae" if name == "artery" else "crve"
-            out[f"{key}_px"] = knudtson(zone_width[chosen], KNUDTSON[name])
-            if not chosen.any():
+            out[f"{key}_px"] = knudtson(chosen, KNUDTSON[name])
+            if not len(chosen):
                 warnings.warn(f"{source}: no {name} crosses zone B (0.5-1 disc diameter from the disc margin); "
                               f"{key.upper()} and AVR are undefined", stacklevel=2)
     out["vessel_fractal_dimension"] = fractal_dimension(vessel & fov)

@@ -11,6 +11,7 @@ from scripts.vessels.disc import Disc, locate_disc
 from scripts.vessels.graph import build_graph
 from scripts.vessels.measures import (
     channels_of,
+    circle_crossings,
     fractal_dimension,
     knudtson,
     measure,
@@ -76,6 +77,62 @@ def test_crae_crve_and_avr_equal_the_formula_on_the_known_widths():
     um = measure(classes, disc, pixel_um=12.5)
     assert um["crae_um"] == pytest.approx(12.5 * m["crae_px"]) and um["artery_calibre_um"] == pytest.approx(
         12.5 * m["artery_calibre_px"])
+
+
+def _segment(shape, start, end, width, cls=ARTERY):
+    """A straight vessel from ``start`` to ``end`` (x, y), ``width`` px wide."""
+    (x0, y0), (x1, y1) = start, end
+    angle = math.degrees(math.atan2(y1 - y0, x1 - x0))
+    return band(shape, ((x0 + x1) / 2, (y0 + y1) / 2), angle, width, math.hypot(x1 - x0, y1 - y0), cls)
+
+
+def _zone_b(classes, disc):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the class not drawn has no CRxE
+        return measure(classes, disc)
+
+
+DISC = Disc(100, 100, 20)  # zone B: 40-60 px from (100, 100); its middle circle at 50 px
+
+
+def test_circle_crossings_finds_each_run_once_also_where_the_walk_starts():
+    mask = np.zeros((200, 200), bool)
+    mask[96:104, 140:160] = True  # across the circle at angle 0, where the walk around it starts
+    mask[140:160, 97:103] = True  # ... and at 90 degrees (x 100, y 150), 6 px wide
+    runs = sorted(circle_crossings(mask, DISC, 50), key=lambda r: r[1])
+    assert len(runs) == 2
+    (x0, y0, len0), (x1, y1, len1) = runs
+    assert (x0, y0) == (pytest.approx(150, abs=0.5), pytest.approx(100, abs=0.5)) and len0 == pytest.approx(8, abs=1)
+    assert (x1, y1) == (pytest.approx(100, abs=0.5), pytest.approx(150, abs=0.5)) and len1 == pytest.approx(6, abs=1)
+    assert circle_crossings(np.zeros((200, 200), bool), DISC, 50) == []
+
+
+def test_a_vessel_branching_exactly_on_the_circle_is_measured_as_its_parent():
+    shape = (200, 200)
+    classes = _segment(shape, (125, 100), (150, 100), 8)  # the parent ends on the circle ...
+    for end in ((190, 75), (190, 125)):  # ... where two narrower children leave it
+        classes |= _segment(shape, (150, 100), end, 4)
+    m = _zone_b(classes, DISC)
+    assert m["artery_zone_b_vessels"] == 1 and m["crae_px"] == pytest.approx(8, abs=1)
+
+
+def test_a_vessel_cut_by_a_crossing_on_the_circle_is_measured():
+    shape = (200, 200)
+    artery = _segment(shape, (125, 100), (190, 100), 6)[ARTERY]
+    vein = _segment(shape, (115, 65), (185, 135), 8)[ARTERY]  # crosses the artery at (150, 100), 45 degrees
+    classes = np.stack([artery & ~vein, vein & ~artery, artery & vein])  # the crossing is its own class
+    m = _zone_b(classes, DISC)
+    assert m["artery_zone_b_vessels"] == 1 and m["crae_px"] == pytest.approx(6, abs=1)
+    assert m["vein_zone_b_vessels"] == 1 and m["crve_px"] == pytest.approx(8, abs=1)
+
+
+def test_a_vessel_crossing_the_circle_twice_counts_once():
+    shape = (200, 200)
+    classes = np.zeros((3, *shape), bool)
+    for start, end in (((130, 88), (172, 88)), ((170, 88), (170, 112)), ((172, 112), (130, 112))):  # a hairpin
+        classes |= _segment(shape, start, end, 5)
+    m = _zone_b(classes, DISC)
+    assert m["artery_zone_b_vessels"] == 1 and m["crae_px"] == pytest.approx(5, abs=1)
 
 
 def test_no_vessel_in_zone_b_is_defined_with_a_warning():
