@@ -24,6 +24,9 @@ SMOOTHING = 2.0  # Gaussian sigma (pixels) applied to centreline coordinates bef
 CURVATURE_SMOOTHING = 4.0  # ... and before curvature, which the pixel staircase would otherwise dominate
 TANGENT_SPAN = 3  # centreline pixels either side that give the direction of the centreline
 PROFILE_STEP = 0.25  # pixels between samples of a perpendicular profile
+# The mean optic disc diameter of adult eyes, about 1.8 mm (Jonas et al., Invest Ophthalmol Vis Sci
+# 1988: 1.76 mm horizontally, 1.92 mm vertically): the scale of a photograph whose scale is unknown.
+DISC_DIAMETER_UM = 1800.0
 
 
 def channels_of(classes: np.ndarray) -> np.ndarray:
@@ -242,7 +245,12 @@ def measure(classes: np.ndarray, disc: Disc | None, fov: np.ndarray | None = Non
             graph: VesselGraph | None = None, source: str = "map") -> dict[str, float]:
     """All biomarkers of one map. ``classes``: (3, H, W) bool decoded classes (artery, vein,
     uncertain); ``disc``: the optic disc (None: no zone measures); ``fov``: (H, W) bool (default:
-    the whole image); ``graph``: the map's vessel graph if already built."""
+    the whole image); ``pixel_um``: micrometres per pixel, if known; ``graph``: the map's vessel
+    graph if already built.
+
+    Lengths in pixels end in ``_px``; each also comes in micrometres (``_um``) at ``pixel_um``, or,
+    when it is not given and there is a disc, at the scale that makes the disc
+    ``DISC_DIAMETER_UM`` wide: then ``pixel_um_estimated`` is 1 (0 when given)."""
     classes = np.asarray(classes, bool)
     shape = classes.shape[1:]
     fov = np.ones(shape, bool) if fov is None else np.asarray(fov, bool)
@@ -285,7 +293,11 @@ def measure(classes: np.ndarray, disc: Disc | None, fov: np.ndarray | None = Non
     out["vessel_density_fov"] = float((vessel & fov).sum() / max(fov.sum(), 1))
     if disc is not None:
         out["avr"] = out["crae_px"] / out["crve_px"] if out["crve_px"] else math.nan
+    estimated = not pixel_um and disc is not None
+    if estimated:
+        pixel_um = DISC_DIAMETER_UM / (2 * disc.radius)
     if pixel_um:
-        for k in [k for k in out if k.endswith("_px") and k not in ("disc_radius",)]:
+        for k in [k for k in out if k.endswith("_px")]:
             out[k[:-3] + "_um"] = out[k] * pixel_um
+        out.update(pixel_um=float(pixel_um), pixel_um_estimated=float(estimated))
     return out

@@ -77,6 +77,10 @@ def test_crae_crve_and_avr_equal_the_formula_on_the_known_widths():
     um = measure(classes, disc, pixel_um=12.5)
     assert um["crae_um"] == pytest.approx(12.5 * m["crae_px"]) and um["artery_calibre_um"] == pytest.approx(
         12.5 * m["artery_calibre_px"])
+    assert um["pixel_um"] == 12.5 and um["pixel_um_estimated"] == 0
+    # unknown scale: the disc is taken as 1,800 um wide, and the numbers say they are estimated
+    assert m["pixel_um_estimated"] == 1 and m["pixel_um"] == pytest.approx(1800 / (2 * disc.radius))
+    assert m["crve_um"] == pytest.approx(m["crve_px"] * 1800 / (2 * disc.radius))
 
 
 def _segment(shape, start, end, width, cls=ARTERY):
