@@ -152,7 +152,7 @@ def measure_map(path: Path, args: argparse.Namespace, discs: dict[str, Disc]) ->
                             "--disc-csv out to locate the discs in --photos)")
         disc = discs[key]
     elif photo is not None:
-        disc = locate_disc(photo, fov, str(photo_file))
+        disc = locate_disc(photo, fov, str(photo_file), vessels=classes.any(axis=0))
     else:
         disc = None
         warnings.warn(f"{path}: no optic disc (give --disc, --disc-csv or --photos): zone measures, CRAE, CRVE "

@@ -157,7 +157,7 @@ def predict_all(args: argparse.Namespace, files: list[Path], predictor, discs: d
             if not args.no_biomarkers:
                 classes = decode_classes(binary.cpu()).numpy()
                 disc = discs.get(names[path]) or discs.get(path.stem) or locate_disc(
-                    photo, fov, str(path), hint="give its disc in a --disc-csv row")
+                    photo, fov, str(path), hint="give its disc in a --disc-csv row", vessels=classes.any(axis=0))
                 stats.update(measure(classes, disc, fov, args.pixel_um, source=str(path)))
             rows.append({"id": names[path], "file": str(path), "width": photo.shape[1], "height": photo.shape[0],
                          **stats, "seconds": per_image + time.perf_counter() - t1})

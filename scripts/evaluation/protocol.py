@@ -68,11 +68,12 @@ def save_prob_png(path: Path, prob: torch.Tensor) -> None:
 def biomarker_comparison(dataset: AVDataset, index: int, image_id: str, classes: np.ndarray,
                          photo: np.ndarray) -> list[dict]:
     """Rows (id, measure, truth, predicted, difference) of the biomarkers of the ground truth and of
-    the prediction of one image, with one optic disc located in its photograph for both."""
+    the prediction of one image, with one optic disc for both, located in its photograph and its
+    ground-truth vessels."""
     label, fov = dataset.ground_truth(index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # located discs and empty zones: the numbers say it
-        disc = locate_disc(photo, fov, str(dataset.items[index].image))
+        disc = locate_disc(photo, fov, str(dataset.items[index].image), vessels=label.any(axis=2))
         truth = measure(decode_classes(torch.from_numpy(label.transpose(2, 0, 1))).numpy(), disc, fov)
         predicted = measure(classes, disc, fov)
     return [{"id": image_id, "measure": k, "truth": truth[k], "predicted": predicted.get(k, math.nan),

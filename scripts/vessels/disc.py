@@ -75,46 +75,68 @@ def read_disc_csv(path: Path) -> dict[str, Disc]:
     return discs
 
 
+LOW_CONFIDENCE = 0.3  # below this the warning says the disc is probably wrong
+WORK_SIZE = 512  # the disc is large: it is located on a copy at most this many pixels wide or high
+
+
 def locate_disc(photo: np.ndarray, fov: np.ndarray, source: str = "photograph",
-                hint: str = "give --disc X Y R / --disc-csv") -> Disc:
-    """The brightest large blob inside the FOV: the photograph's luminance smoothed at the scale of a
-    disc (which also erases vessels), its maximum away from the FOV rim. The radius is the typical
-    share of the FOV width (``DISC_DIAMETER_SHARE``). Confidence: how much brighter the peak is than
-    the brightest place more than two disc diameters away, relative to the FOV's median (0: as
-    bright, 1: nothing else bright). Always warns: check the result or give the disc."""
-    scale = min(1.0, 512 / max(photo.shape[:2]))  # the disc is large: locate it on a small copy
-    if scale < 1.0:
-        size = (max(1, round(photo.shape[1] * scale)), max(1, round(photo.shape[0] * scale)))
-        small = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
-        small_fov = cv2.resize(fov.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            d = locate_disc(small, small_fov, source, hint)
-        sx, sy = photo.shape[1] / size[0], photo.shape[0] / size[1]
-        disc = Disc((d.x + 0.5) * sx - 0.5, (d.y + 0.5) * sy - 0.5, DISC_DIAMETER_SHARE * fov_width(fov) / 2,
-                    "located", d.confidence)
-        _warn(disc, source, hint)
-        return disc
-    width = fov_width(fov)
-    radius = DISC_DIAMETER_SHARE * width / 2
-    grey = photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    inside = cv2.erode(fov.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(radius / 2))) > 0
-    if not inside.any():
-        inside = fov
-    median = float(np.median(grey[fov])) if fov.any() else 0.0
-    grey = np.where(fov, grey, median)
-    smooth = cv2.GaussianBlur(grey, (0, 0), sigmaX=max(1.0, radius / 2))
-    scored = np.where(inside, smooth, -np.inf)
-    y, x = np.unravel_index(int(np.argmax(scored)), scored.shape)
-    far = np.hypot(*np.mgrid[:grey.shape[0], :grey.shape[1]][::-1] - np.array([x, y])[:, None, None]) > 4 * radius
-    peak = float(smooth[y, x])
-    rest = float(scored[far & inside].max()) if (far & inside).any() else median
-    confidence = float(np.clip((peak - rest) / max(peak - median, 1e-6), 0.0, 1.0))
-    disc = Disc(float(x), float(y), float(radius), "located", confidence)
+                hint: str = "give --disc X Y R / --disc-csv", vessels: np.ndarray | None = None) -> Disc:
+    """Where the widest vessels converge on a bright spot.
+
+    Brightness alone (the photograph's luminance smoothed at a third of a disc radius) finds the
+    brightest blob, which in a diseased eye is often a lesion, a laser scar or a reflex. With the
+    (H, W) bool ``vessels`` map of the same photograph, the score is the width-weighted vessel
+    density (the squared distance transform of the vessel map smoothed over a disc radius: large
+    vessels meet only at the disc) times (0.3 + the normalised brightness); its maximum away from
+    the FOV rim is the centre. The radius is the typical share of the FOV width
+    (``DISC_DIAMETER_SHARE``). Confidence: 1 - (the best score more than two disc diameters away) /
+    (the score at the centre): 0 when another place is as likely, 1 when none is. Always warns:
+    check the result or give the disc; below ``LOW_CONFIDENCE`` the warning says it is probably wrong.
+    """
+    radius = DISC_DIAMETER_SHARE * fov_width(fov) / 2
+    scale = min(1.0, WORK_SIZE / max(photo.shape[:2]))
+    size = (max(1, round(photo.shape[1] * scale)), max(1, round(photo.shape[0] * scale)))
+    small = cv2.resize(photo, size, interpolation=cv2.INTER_AREA) if scale < 1 else photo
+    small_fov = (cv2.resize(fov.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0) if scale < 1 else fov
+    weight = None
+    if vessels is not None and np.any(vessels):
+        depth = cv2.distanceTransform(np.asarray(vessels, np.uint8), cv2.DIST_L2, 5)
+        if scale < 1:
+            depth = cv2.resize(depth, size, interpolation=cv2.INTER_AREA)
+        weight = depth * depth  # squared, so that the widest vessels dominate
+    x, y, confidence = _best_place(small, small_fov, radius * scale, weight)
+    disc = Disc((x + 0.5) / scale - 0.5, (y + 0.5) / scale - 0.5, float(radius), "located", confidence)
     _warn(disc, source, hint)
     return disc
 
 
+def _best_place(photo: np.ndarray, fov: np.ndarray, radius: float,
+                weight: np.ndarray | None) -> tuple[float, float, float]:
+    """(x, y, confidence) of :func:`locate_disc` on a working copy (pixels of that copy)."""
+    grey = photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) if photo.ndim == 3 \
+        else photo.astype(np.float32)
+    inside = cv2.erode(fov.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(radius / 2))) > 0
+    if not inside.any():
+        inside = fov if fov.any() else np.ones(fov.shape, bool)
+    median = float(np.median(grey[fov])) if fov.any() else 0.0
+    grey = np.where(fov, grey, median)
+    bright = cv2.GaussianBlur(grey, (0, 0), sigmaX=max(1.0, radius / 3))
+    score = np.clip((bright - median) / max(float(bright[inside].max()) - median, 1e-6), 0, 1)
+    if weight is not None:
+        convergence = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), sigmaX=max(1.0, radius))
+        score = convergence / max(float(convergence[inside].max()), 1e-12) * (0.3 + score)
+    score = np.where(inside, score, -np.inf)
+    y, x = np.unravel_index(int(np.argmax(score)), score.shape)
+    yy, xx = np.mgrid[:score.shape[0], :score.shape[1]]
+    far = (np.hypot(xx - x, yy - y) > 4 * radius) & inside
+    best = float(score[y, x])
+    rest = float(score[far].max()) if far.any() else 0.0
+    confidence = float(np.clip(1 - max(rest, 0.0) / best, 0.0, 1.0)) if best > 0 else 0.0
+    return float(x), float(y), confidence
+
+
 def _warn(disc: Disc, source: str, hint: str) -> None:
+    doubt = (f"LOW confidence {disc.confidence:.2f}: probably wrong" if disc.confidence < LOW_CONFIDENCE
+             else f"confidence {disc.confidence:.2f}")
     warnings.warn(f"{source}: optic disc located automatically at ({disc.x:.0f}, {disc.y:.0f}), radius "
-                  f"{disc.radius:.0f} px (confidence {disc.confidence:.2f}); check it, or {hint}", stacklevel=3)
+                  f"{disc.radius:.0f} px ({doubt}); check it, or {hint}", stacklevel=3)
