@@ -6,6 +6,7 @@ crossing pixel found as vessel, green = missed vessel, magenta = false vessel, b
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
@@ -102,9 +103,12 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
 
         legends.append(("Segment verdicts", {k: VERDICT_COLOURS[v] for k, v in VERDICT_LEGEND.items()}))
     ph, pw = panels[0][1].shape[:2]
-    dpi, title_in, legend_in = 100, 0.75, 0.55  # inches: the title band, one legend row
+    dpi, legend_in = 100, 0.55  # inches: one legend row
+    fig_w = max(3 * pw / dpi, 12.0) + 0.2
+    title = textwrap.fill(title, width=int(fig_w * dpi / 12))  # about 12 px per character at 14 pt
+    title_in = 0.45 + 0.25 * (title.count("\n") + 1)
     fig_h = 2 * ph / dpi + 0.4 + title_in + legend_in * len(legends)
-    fig = Figure(figsize=(max(3 * pw / dpi, 12.0) + 0.2, fig_h), dpi=dpi)
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(2, 3, left=0.005, right=0.995, top=1 - title_in / fig_h,
                             bottom=(legend_in * len(legends) + 0.1) / fig_h, hspace=0.14, wspace=0.02)
@@ -114,7 +118,7 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
         if k < len(panels):
             ax.imshow(panels[k][1], interpolation="nearest")
             ax.set_title(panels[k][0], fontsize=12)
-    fig.suptitle(title, fontsize=14, y=1 - 0.15 / fig_h, va="top")
+    fig.suptitle(title, fontsize=14, y=1 - 0.12 / fig_h, va="top")
     for i, (name, colours) in enumerate(legends):
         fig.legend(handles=_handles(colours), title=name, loc="upper center", ncol=len(colours), fontsize=11,
                    title_fontsize=11, frameon=False, bbox_to_anchor=(0.5, legend_in * (len(legends) - i) / fig_h),

@@ -76,6 +76,7 @@ def read_disc_csv(path: Path) -> dict[str, Disc]:
 
 
 LOW_CONFIDENCE = 0.3  # below this the warning says the disc is probably wrong
+MIN_VESSEL_SHARE = 0.02  # a vessel map covering less of the FOV (ground truth: 6-14 %) cannot show where vessels meet
 WORK_SIZE = 512  # the disc is large: it is located on a copy at most this many pixels wide or high
 
 
@@ -89,9 +90,12 @@ def locate_disc(photo: np.ndarray, fov: np.ndarray, source: str = "photograph",
     density (the squared distance transform of the vessel map smoothed over a disc radius: large
     vessels meet only at the disc) times (0.3 + the normalised brightness); its maximum away from
     the FOV rim is the centre. The radius is the typical share of the FOV width
-    (``DISC_DIAMETER_SHARE``). Confidence: 1 - (the best score more than two disc diameters away) /
-    (the score at the centre): 0 when another place is as likely, 1 when none is. Always warns:
-    check the result or give the disc; below ``LOW_CONFIDENCE`` the warning says it is probably wrong.
+    (``DISC_DIAMETER_SHARE``). A vessel map covering less than ``MIN_VESSEL_SHARE`` of the FOV (a
+    model that found almost nothing) is not used. Confidence: 1 - (the best score more than two disc
+    diameters away) / (the score at the centre), 0 when another place is as likely, times the
+    brightness there relative to half the brightest place's (at most 1): a dim place that only the
+    vessels chose is doubtful. Always warns: check the result or give the disc; below
+    ``LOW_CONFIDENCE`` the warning says it is probably wrong.
     """
     radius = DISC_DIAMETER_SHARE * fov_width(fov) / 2
     scale = min(1.0, WORK_SIZE / max(photo.shape[:2]))
@@ -99,7 +103,7 @@ def locate_disc(photo: np.ndarray, fov: np.ndarray, source: str = "photograph",
     small = cv2.resize(photo, size, interpolation=cv2.INTER_AREA) if scale < 1 else photo
     small_fov = (cv2.resize(fov.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0) if scale < 1 else fov
     weight = None
-    if vessels is not None and np.any(vessels):
+    if vessels is not None and np.asarray(vessels, bool)[fov].mean() >= MIN_VESSEL_SHARE:
         depth = cv2.distanceTransform(np.asarray(vessels, np.uint8), cv2.DIST_L2, 5)
         if scale < 1:
             depth = cv2.resize(depth, size, interpolation=cv2.INTER_AREA)
@@ -121,7 +125,7 @@ def _best_place(photo: np.ndarray, fov: np.ndarray, radius: float,
     median = float(np.median(grey[fov])) if fov.any() else 0.0
     grey = np.where(fov, grey, median)
     bright = cv2.GaussianBlur(grey, (0, 0), sigmaX=max(1.0, radius / 3))
-    score = np.clip((bright - median) / max(float(bright[inside].max()) - median, 1e-6), 0, 1)
+    brightness = score = np.clip((bright - median) / max(float(bright[inside].max()) - median, 1e-6), 0, 1)
     if weight is not None:
         convergence = cv2.GaussianBlur(weight.astype(np.float32), (0, 0), sigmaX=max(1.0, radius))
         score = convergence / max(float(convergence[inside].max()), 1e-12) * (0.3 + score)
@@ -131,8 +135,8 @@ def _best_place(photo: np.ndarray, fov: np.ndarray, radius: float,
     far = (np.hypot(xx - x, yy - y) > 4 * radius) & inside
     best = float(score[y, x])
     rest = float(score[far].max()) if far.any() else 0.0
-    confidence = float(np.clip(1 - max(rest, 0.0) / best, 0.0, 1.0)) if best > 0 else 0.0
-    return float(x), float(y), confidence
+    separation = float(np.clip(1 - max(rest, 0.0) / best, 0.0, 1.0)) if best > 0 else 0.0
+    return float(x), float(y), separation * min(1.0, float(brightness[y, x]) / 0.5)
 
 
 def _warn(disc: Disc, source: str, hint: str) -> None:

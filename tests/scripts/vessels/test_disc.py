@@ -18,17 +18,17 @@ KNOWN_MISSES = {"08_test", "34_training"}
 
 
 def _photo_with_a_bright_lesion():
-    """A dim disc where four wide vessels meet (left), a brighter lesion with none (right)."""
+    """A disc where four wide vessels meet (left), a brighter lesion with none (right)."""
     h, w = 200, 300
     yy, xx = np.mgrid[:h, :w]
     fov = np.hypot(xx - 150, yy - 100) < 140
     photo = np.full((h, w, 3), 90, np.uint8)
-    photo[np.hypot(xx - 80, yy - 100) < 12] = 150  # the disc
+    photo[np.hypot(xx - 80, yy - 100) < 14] = 190  # the disc
     photo[np.hypot(xx - 220, yy - 100) < 14] = 230  # a lesion, brighter
     vessels = np.zeros((h, w), bool)
     for angle in (30, 150, 210, 330):
         a = math.radians(angle)
-        t = np.arange(0, 70)
+        t = np.arange(12, 70)  # from the disc's rim outwards
         ys, xs = np.round(100 + t * math.sin(a)).astype(int), np.round(80 + t * math.cos(a)).astype(int)
         keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
         for d in range(-3, 4):
@@ -46,6 +46,15 @@ def test_the_vessel_map_finds_the_disc_where_brightness_finds_a_lesion():
     with pytest.warns(UserWarning, match="image 7: optic disc located"):
         disc = locate_disc(photo, fov, "image 7", vessels=vessels)
     assert math.hypot(disc.x - 80, disc.y - 100) < disc.radius / 2 and disc.confidence > LOW_CONFIDENCE
+
+
+def test_a_vessel_map_that_found_almost_nothing_is_not_used():
+    photo, fov, vessels = _photo_with_a_bright_lesion()
+    sparse = np.zeros_like(vessels)
+    sparse[60:70, 60:100] = True  # 0.7 % of the FOV, beside the disc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert locate_disc(photo, fov, vessels=sparse) == locate_disc(photo, fov)
 
 
 def test_an_undecidable_photograph_gets_a_low_confidence_named_in_the_warning():
