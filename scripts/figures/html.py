@@ -26,7 +26,7 @@ th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]:
 .scroll { max-height: 32em; overflow: auto; display: inline-block; max-width: 100%; }
 .notice { background: #fff3cd; border: 1px solid #e0c36c; padding: .5em .8em; display: inline-block; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; }
-.gallery figure { margin: 0; width: 420px; } .gallery img { width: 100%; border: 1px solid #ccc; }
+.gallery figure { margin: 0; width: 380px; } .gallery img { width: 100%; border: 1px solid #ccc; }
 figcaption { font-size: .9em; color: #555; } .muted { color: #666; }
 .big td { font-size: 1.15em; }
 """
