@@ -73,17 +73,21 @@ def evaluate_folder(pred_dir: Path, dataset: str, split: str, data_root: Path,
             raise DataError(f"{item.image}: no FOV mask; the paper protocol needs one per test image")
         prob = load_prediction(pred_dir / f"{item.id}.png", item.id, mask.shape, model_size or info.model_size)
         result = {"id": item.id}
+        truth = rrwnet.truth_channels(label) if protocol in ("rrwnet", "all") else None
+        # both protocols skeletonise the whole vessel tree of the truth: once is enough
+        centrelines = rrwnet.truth_centrelines(truth) if protocol == "all" else None
         if protocol in ("paper", "all"):
             channels = label.transpose(2, 0, 1)
             classes = decode_classes(prob * torch.from_numpy(mask) > 0.5).numpy()
-            result["counts"] = seg.segment_counts(build_graph(channels, crossing_radius, mask), classes,
+            tree = None if centrelines is None else rrwnet.as_skeleton(centrelines[2], mask.shape)
+            result["counts"] = seg.segment_counts(build_graph(channels, crossing_radius, mask, tree), classes,
                                                   min_segment_length)
             result["metrics"] = image_metrics(prob, channels, mask, source=f"{dataset}/{split} {item.id}")
         if protocol in ("rrwnet", "all"):
             prob = prob.numpy()
             theirs = rrwnet.to_levels(prob) if convention == "rrwnet" else rrwnet.prediction_levels(prob)
-            result["rrwnet"] = rrwnet.image_stats(item.id, theirs, rrwnet.truth_channels(label), mask, paths,
-                                                  np.random.default_rng((seed, index)), source=f"{dataset}/{split} {item.id}")
+            result["rrwnet"] = rrwnet.image_stats(item.id, theirs, truth, mask, paths, np.random.default_rng((seed, index)),
+                                                  centrelines, source=f"{dataset}/{split} {item.id}")
         results.append(result)
     return results
 

@@ -114,7 +114,8 @@ def class_counts(pred_cls: torch.Tensor, gt_cls: torch.Tensor, fov: torch.Tensor
     One pass: each pixel's 3 predicted and 3 true class bits form a 6-bit code, counted by bincount.
     """
     code = _pack(pred_cls) | (_pack(gt_cls) << 3)
-    hist = torch.bincount((code if bool(fov.all()) else code[fov]).flatten(), minlength=64).cpu().numpy()
+    code = code.masked_fill(~fov, 64)  # outside the FOV: a 65th code, dropped
+    hist = torch.bincount(code.flatten(), minlength=65)[:64].cpu().numpy()
     codes = np.arange(64)
     p_bits, g_bits = codes & 7, codes >> 3
     rows = []
@@ -168,10 +169,11 @@ def image_metrics(
     counts = class_counts(pred_cls, gt_cls, fov).tolist()
     weights = torch.bincount(_pack(gt_cls).flatten(), minlength=8).cpu().numpy()
     weights = np.array([weights[(np.arange(8) >> c) & 1 == 1].sum() for c in range(3)], dtype=np.float64)
-    everywhere = bool(fov.all())
+    # FOV pixel indices, found once: gathering by index is several times faster than a bool mask
+    keep = None if bool(fov.all()) else fov.flatten().nonzero().squeeze(1)
 
     def inside(t: torch.Tensor) -> torch.Tensor:
-        return t.flatten() if everywhere else t[fov]
+        return t.flatten() if keep is None else t.flatten().index_select(0, keep)
 
     def scores(name: str, counts_row: list[int], score: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
         m = metrics_from_counts(*counts_row)

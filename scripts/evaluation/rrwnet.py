@@ -177,13 +177,23 @@ class Centreline:
 
     def nearest(self, points: np.ndarray) -> np.ndarray:
         """For each flat index, the centreline pixel nearest to it (the first in row-major order on
-        ties, as ``np.argmin`` over ``np.where`` gives)."""
-        ys, xs = np.divmod(self.pixels, self.shape[1])
-        py, px = np.divmod(points, self.shape[1])
-        out = np.empty(len(points), np.int64)
-        for start in range(0, len(points), 64):
-            d = (ys[None, :] - py[start:start + 64, None]) ** 2 + (xs[None, :] - px[start:start + 64, None]) ** 2
-            out[start:start + 64] = self.pixels[np.argmin(d, axis=1)]
+        ties, as ``np.argmin`` over ``np.where`` gives). A k-d tree finds the nearest distance; every
+        pixel at exactly that (integer squared) distance is then looked up to apply the tie rule."""
+        from scipy.spatial import cKDTree
+
+        width = self.shape[1]
+        yx = np.stack(np.divmod(self.pixels, width), axis=1)
+        query = np.stack(np.divmod(np.asarray(points, np.int64), width), axis=1)
+        tree = cKDTree(yx)
+        dist, index = tree.query(query)
+        out = self.pixels[index]
+        off = np.flatnonzero(dist > 0)  # a point on the centreline is its own nearest pixel
+        if off.size:
+            d2 = np.rint(dist[off] ** 2).astype(np.int64)
+            for i, r2, near in zip(off, d2, tree.query_ball_point(query[off], np.sqrt(d2) + 1e-6)):
+                near = np.asarray(near, np.int64)
+                ties = near[((yx[near] - query[i]) ** 2).sum(axis=1) == r2]
+                out[i] = self.pixels[ties.min()]  # pixels are sorted: the smallest node is the first
         return out
 
 
@@ -257,6 +267,13 @@ def truth_centrelines(truth: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(skeletonize(channel)) for channel in truth]
 
 
+def as_skeleton(centreline: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Flat centreline indices (from :func:`truth_centrelines`) -> a (H, W) bool skeleton."""
+    skeleton = np.zeros(shape, bool)
+    skeleton.ravel()[centreline] = True
+    return skeleton
+
+
 def topology(truth: np.ndarray, predicted: np.ndarray, n_paths: int, rng: np.random.Generator,
              centreline: np.ndarray | None = None) -> np.ndarray | None:
     """[infeasible, wrong length, correct] path counts of one image and class (``predicted``: the
@@ -264,11 +281,7 @@ def topology(truth: np.ndarray, predicted: np.ndarray, n_paths: int, rng: np.ran
     known); None when the truth has no centreline."""
     from skimage.morphology import skeletonize
 
-    if centreline is None:
-        truth_skeleton = skeletonize(truth)
-    else:
-        truth_skeleton = np.zeros(truth.shape, bool)
-        truth_skeleton.ravel()[centreline] = True
+    truth_skeleton = skeletonize(truth) if centreline is None else as_skeleton(centreline, truth.shape)
     if not truth_skeleton.any():
         return None
     p1, p2 = sample_pairs(truth_skeleton, n_paths, rng)

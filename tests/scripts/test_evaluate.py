@@ -107,3 +107,24 @@ def test_tables_read_back_as_printed(synthetic_root, tmp_path, capsys):
     per_image_f1 = [float(r["f1"]) for r in rows if r["class"] == "average"]
     assert [r["id"] for r in rows if r["class"] == "average"] == ["01_test", "02_test", "03_test"]
     assert sum(per_image_f1) / 3 == pytest.approx(summary["average"]["f1"], abs=1e-9)
+
+
+def test_both_protocols_at_once_equal_each_alone(synthetic_root, tmp_path):
+    """``all`` shares the truth's tree skeleton between the two protocols: the numbers must not move."""
+    from scipy import ndimage
+
+    out = tmp_path / "pred"
+    out.mkdir()
+    for f in sorted((synthetic_root / "SYNTHETIC" / "test" / "1st_manual").glob("*.png")):
+        damaged = np.asarray(Image.open(f).convert("RGB")).copy()
+        damaged[:, 20:23] = 0  # a cut across the vessels, and a class swap on the right half
+        damaged[:, 40:] = damaged[:, 40:, ::-1]
+        Image.fromarray(ndimage.uniform_filter(damaged, (3, 3, 1))).save(out / f.name)
+    common = ["--pred", str(out), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--topo-paths", "50"]
+    got = {}
+    for protocol in ("paper", "rrwnet", "all"):
+        assert main(common + ["--protocol", protocol, "--json", str(tmp_path / f"{protocol}.json")]) == 0
+        got[protocol] = json.loads((tmp_path / f"{protocol}.json").read_text())
+    alone = {**got["paper"], **got["rrwnet"]}
+    assert set(got["all"]) == set(alone) and got["all"] == alone
+    assert got["all"]["segments"]["av_accuracy"] < 1 and got["all"]["rrwnet"]["topology"]

@@ -283,3 +283,20 @@ def test_known_truth_centrelines_give_the_same_stats(synthetic_pairs):
     kept = image_stats("x", levels, truth, fov, 30, np.random.default_rng(4), truth_centrelines(truth))
     assert {k: v.tolist() for k, v in fresh.topo.items()} == {k: v.tolist() for k, v in kept.topo.items()}
     assert sum(v.sum() for v in fresh.topo.values()) == 90
+
+
+def test_nearest_centreline_pixel_equals_their_argmin_ties_included():
+    """Their rule: ``argmin`` of squared distances over ``np.where`` pixels (row-major), ties included."""
+    from scripts.evaluation.rrwnet import Centreline
+
+    rng = np.random.default_rng(3)
+    skeleton = np.zeros((40, 50), bool)
+    skeleton[20, 10:40] = True  # a line: points straight above an end or beside it tie
+    skeleton[rng.integers(0, 40, 25), rng.integers(0, 50, 25)] = True
+    skeleton[5, 5] = skeleton[5, 9] = skeleton[1, 7] = skeleton[9, 7] = True  # (5, 7) is 2 from all four
+    points = np.r_[np.flatnonzero(skeleton)[:5], 5 * 50 + 7, rng.integers(0, 40 * 50, 300)]
+    r, c = np.where(skeleton)
+    poss = np.transpose([r, c])
+    expected = [np.ravel_multi_index(tuple(poss[np.argmin(np.sum((poss - np.array(np.unravel_index(p, (40, 50)))) ** 2,
+                                                                     axis=1))]), (40, 50)) for p in points]
+    assert Centreline(skeleton).nearest(points).tolist() == expected
