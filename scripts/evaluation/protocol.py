@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import logging
 import math
@@ -108,7 +107,6 @@ class TestRun:
 
     def __init__(self, args: argparse.Namespace, ctx: Context, device: torch.device) -> None:
         self.args, self.ctx, self.device = args, ctx, device
-        self.structure = importlib.util.find_spec("skimage") is not None  # the vessel graph's skeletons
         # a release or original files are not a training run of --job_name: their results go apart
         run_name = "release" if args.release else "original" if args.original else args.job_name
         self.centrelines: dict[int, list[np.ndarray]] = {}  # RRWNet protocol: ground-truth centrelines by image
@@ -127,9 +125,6 @@ class TestRun:
         """Stage the output folders (rank 0 locks and checks them), score, then publish them."""
         args = self.args
         self.started, self.started_at = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %z")
-        if not self.structure:
-            log.warning("scikit-image is not installed: the paper tables are computed, the segment metrics and "
-                        "biomarkers are not (pip install -r requirements.txt)")
         sources = self.sources()
         first = self.load(sources[0][1])  # a checkpoint that cannot be used stops the run before any folder is touched
         token = self.ctx.broadcast(f"{os.getpid()}-{time.time_ns()}")
@@ -239,33 +234,27 @@ class TestRun:
                     self.centrelines[j], source=f"image {pred['id']}")))
             rows.append((j, pred["id"], score_prediction(predictor, pred)))
             classes = decode_classes(pred["binary"]).cpu().numpy()
-            graph = dataset.vessel_graph(j, args.crossing_radius) if self.structure else None
-            if graph is not None:
-                counts.append((j, seg.segment_counts(graph, classes, args.min_segment_length)))
-                seg_rows.append((j, {"checkpoint": name, "id": pred["id"], **counts[-1][1],
-                                     **seg.segment_metrics(counts[-1][1], args.mixed_share)}))
+            graph = dataset.vessel_graph(j, args.crossing_radius)
+            counts.append((j, seg.segment_counts(graph, classes, args.min_segment_length)))
+            seg_rows.append((j, {"checkpoint": name, "id": pred["id"], **counts[-1][1],
+                                 **seg.segment_metrics(counts[-1][1], args.mixed_share)}))
             if last:
                 bio_rows += [(j, r) for r in self.image_outputs(dataset, j, pred, classes, graph)]
         rows, counts, seg_rows, bio_rows, theirs = (gather_in_order(self.ctx, part)
                                                     for part in (rows, counts, seg_rows, bio_rows, theirs))
-        segments = seg.segment_metrics(seg.pool(counts), args.mixed_share) if self.structure else None
+        segments = seg.segment_metrics(seg.pool(counts), args.mixed_share)
         return Scored(name, rows, seg_rows, bio_rows, mean_metrics([r for _, r in rows]), segments, theirs,
                       rrwnet.pooled(theirs) if theirs else None)
 
     def image_outputs(self, dataset: AVDataset, j: int, pred: dict, classes: np.ndarray, graph) -> list[dict]:
-        """The maps and the figure of one image; returns its biomarker rows (none without scikit-image
-        or with --no-biomarkers)."""
+        """The maps and the figure of one image; returns its biomarker rows (none with --no-biomarkers)."""
         args = self.args
         save_prob_png(self.maps / "small_pre" / f"{pred['id']}.png", pred["small"])
         save_prob_png(self.maps / "raw_pre" / f"{pred['id']}.png", pred["raw"])
         photo = load_photo(dataset.items[j].image)
-        rows = []
-        if graph is not None and not args.no_biomarkers:
-            rows = biomarker_comparison(dataset, j, pred["id"], classes, photo)
-        panel = None
-        if graph is not None:
-            verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
-            panel = lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width)  # noqa: E731
+        rows = [] if args.no_biomarkers else biomarker_comparison(dataset, j, pred["id"], classes, photo)
+        verdict = seg.verdicts(graph, classes, args.min_segment_length, args.mixed_share)
+        panel = lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width)  # noqa: E731
         fig = comparison_row(dataset, j, pred["raw"], pred["label"], pred["mask"], pred["binary"], segments=panel,
                              photo=photo, title=f"{args.dataset} {args.split} image {pred['id']}: {self.maps_of}")
         (self.out / "figures").mkdir(exist_ok=True)

@@ -1,7 +1,7 @@
 """The vessel graph of an artery/vein label map: its centreline cut into segments.
 
-The vessel mask (any class) is skeletonised (scikit-image). Skeleton pixels with three or more
-skeleton neighbours are branch points; skeleton pixels on the green crossing label are crossing
+The vessel mask (any class) is skeletonised (scikit-image's thinning, :mod:`scripts.vessels.skeleton`).
+Skeleton pixels with three or more skeleton neighbours are branch points; skeleton pixels on the green crossing label are crossing
 points; both are nodes. Removing the nodes cuts the skeleton into segments (8-connected), which
 are cut again where the ground-truth class changes along the centreline, so that each segment has
 one ground-truth class (artery, vein, or uncertain), a length in skeleton pixels and its pixels in
@@ -23,6 +23,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import depth_first_order
+
+from scripts.vessels.skeleton import skeletonize
 
 ARTERY, VEIN, UNCERTAIN = 1, 2, 3
 _EIGHT = np.ones((3, 3), np.uint8)
@@ -149,8 +151,8 @@ def build_graph(label: np.ndarray, radius: float | None = None, fov: np.ndarray 
     """The vessel graph of a (3, H, W) bool label (channels artery, uncertain/crossing, vein).
 
     ``radius``: node neighbourhood in pixels (default: ``RADIUS_SHARE`` of the width of the FOV, or
-    of the vessel tree when no FOV is given). ``skeleton``: scikit-image's ``skeletonize`` of the
-    vessel mask (any channel on) when the caller already has it (an HRF skeleton takes 0.2 s).
+    of the vessel tree when no FOV is given). ``skeleton``: :func:`scripts.vessels.skeleton.skeletonize` of the
+    vessel mask (any channel on) when the caller already has it.
     """
     label = np.asarray(label, bool)
     if label.ndim != 3 or label.shape[0] != 3:
@@ -166,11 +168,6 @@ def build_graph(label: np.ndarray, radius: float | None = None, fov: np.ndarray 
         empty = np.zeros(0, np.int64)
         return VesselGraph(shape, empty, empty, np.zeros(0, np.uint8), empty, np.zeros(0, bool), empty, empty, empty,
                            float(radius))
-    try:
-        from skimage.morphology import skeletonize
-    except ImportError:
-        raise ImportError("the vessel graph (segment evaluation, biomarkers) needs scikit-image: "
-                          "pip install -r requirements.txt") from None
     half_width = cv2.distanceTransform(vessel.view(np.uint8), cv2.DIST_L2, 5)
     if skeleton is None:
         skeleton = skeletonize(vessel)

@@ -9,6 +9,7 @@ import pytest
 
 from scripts.evaluation.rrwnet import (
     CLASSES,
+    components,
     curve_areas,
     image_stats,
     judge_pairs,
@@ -219,6 +220,19 @@ def test_pairs_lie_on_one_connected_centreline_piece():
     parts = label(skeleton, connectivity=2).ravel()
     assert skeleton.ravel()[p1].all() and skeleton.ravel()[p2].all() and (parts[p1] == parts[p2]).all()
     assert len(set(parts[p1])) == 2
+
+
+def test_components_partition_the_mask_as_their_label_does():
+    """Same pixels share a component as with scikit-image's 8-connected ``label`` (their call)."""
+    from skimage.measure import label
+
+    rng = np.random.default_rng(5)
+    for density in (0.1, 0.3, 0.45, 0.6):
+        mask = rng.random((60, 80)) < density
+        ours, theirs = components(mask), label(mask, connectivity=2).ravel()
+        assert ((ours == 0) == (theirs == 0)).all()
+        pairs = np.unique(np.stack([ours, theirs], 1), axis=0)  # a bijection between the two numberings
+        assert len(pairs) == len(np.unique(ours)) == len(np.unique(theirs))
 
 
 def test_a_perfect_and_a_broken_prediction():
