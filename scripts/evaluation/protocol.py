@@ -96,7 +96,7 @@ class Scored:
     seg_rows: list = field(default_factory=list)  # per image: segment counts and rates
     bio_rows: list = field(default_factory=list)  # per image and measure: truth, predicted, difference
     score: dict = field(default_factory=dict)  # the dataset score (mean over images)
-    segments: dict | None = None  # pooled segment metrics
+    segments: dict = field(default_factory=dict)  # pooled segment metrics
     rrwnet_images: list = field(default_factory=list)  # RRWNet protocol: per image (rrwnet.ImageStats)
     rrwnet: dict | None = None  # RRWNet protocol: the pooled table
 
@@ -264,8 +264,7 @@ class TestRun:
     def write_tables(self, scored: list[Scored], row: dict, predictor: Predictor, dataset: AVDataset,
                      files: list[Path]) -> None:
         args, out = self.args, self.out
-        segment_scores = [s.segments for s in scored if s.segments is not None]
-        seg_mean, seg_std = segment_summary(segment_scores)
+        seg_mean, seg_std = segment_summary([s.segments for s in scored])
         metrics_csv(out / "per_image.csv", [((s.name, image_id), r) for s in scored for image_id, r in s.rows],
                     key_names=("checkpoint", "id"))
         metrics_csv(out / "summary.csv", [(s.name, s.score) for s in scored], key_names=("checkpoint",))
@@ -281,8 +280,7 @@ class TestRun:
              "segments": {"settings": {"mixed_share": args.mixed_share, "min_segment_length": args.min_segment_length,
                                        "crossing_radius": args.crossing_radius},
                           "mean": seg_mean, "std": seg_std,
-                          "per_checkpoint": {s.name: nan_to_null(s.segments) for s in scored
-                                             if s.segments is not None}},
+                          "per_checkpoint": {s.name: nan_to_null(s.segments) for s in scored}},
              **({"rrwnet": self.rrwnet_summary(scored)} if scored[0].rrwnet is not None else {})},
             indent=1, allow_nan=False) + "\n")
         segment_rows = [r for s in scored for r in s.seg_rows]
@@ -318,14 +316,12 @@ class TestRun:
         print(format_table(mean))
         print("\nThreshold-free AUCs of the probabilities (not the paper's 'ROC'/'PR'):")
         print(format_table(mean, PROB_METRICS))
-        segment_scores = [s.segments for s in scored if s.segments is not None]
-        if segment_scores:
-            seg_mean, seg_std = segment_summary(segment_scores)
-            print(f"\nSegments (ground-truth centreline segments, pooled over images; mean over checkpoints; "
-                  f"mixed at {100 * args.mixed_share:g} %; README 'Segment-level evaluation'):")
-            print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
-                                      None if len(scored) == 1 else
-                                      {k: np.nan if v is None else v for k, v in seg_std.items()}))
+        seg_mean, seg_std = segment_summary([s.segments for s in scored])
+        print(f"\nSegments (ground-truth centreline segments, pooled over images; mean over checkpoints; "
+              f"mixed at {100 * args.mixed_share:g} %; README 'Segment-level evaluation'):")
+        print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
+                                  None if len(scored) == 1 else
+                                  {k: np.nan if v is None else v for k, v in seg_std.items()}))
         if scored[0].rrwnet is not None:
             over = "" if len(scored) == 1 else f"; mean over {len(scored)} checkpoints"
             print(f"\nRRWNet protocol (percent; pooled over images{over}; topology: {args.topo_paths} paths per "
