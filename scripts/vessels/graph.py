@@ -1,8 +1,8 @@
 """The vessel graph of an artery/vein label map: its centreline cut into segments.
 
 The vessel mask (any class) is skeletonised (scikit-image's thinning, :mod:`scripts.vessels.skeleton`).
-Skeleton pixels with three or more skeleton neighbours are branch points; skeleton pixels on the green crossing label are crossing
-points; both are nodes. Removing the nodes cuts the skeleton into segments (8-connected), which
+Skeleton pixels with three or more skeleton neighbours are branch points; skeleton pixels on the
+green crossing label are crossing points; both are nodes. Removing the nodes cuts the skeleton into segments (8-connected), which
 are cut again where the ground-truth class changes along the centreline, so that each segment has
 one ground-truth class (artery, vein, or uncertain), a length in skeleton pixels and its pixels in
 order along the centreline.
@@ -151,8 +151,8 @@ def build_graph(label: np.ndarray, radius: float | None = None, fov: np.ndarray 
     """The vessel graph of a (3, H, W) bool label (channels artery, uncertain/crossing, vein).
 
     ``radius``: node neighbourhood in pixels (default: ``RADIUS_SHARE`` of the width of the FOV, or
-    of the vessel tree when no FOV is given). ``skeleton``: :func:`scripts.vessels.skeleton.skeletonize` of the
-    vessel mask (any channel on) when the caller already has it.
+    of the vessel tree when no FOV is given). ``skeleton``: the vessel mask's (any channel on)
+    :func:`scripts.vessels.skeleton.skeletonize` when the caller already has it.
     """
     label = np.asarray(label, bool)
     if label.ndim != 3 or label.shape[0] != 3:

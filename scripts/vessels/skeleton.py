@@ -10,7 +10,7 @@ Here the same rule visits only pixels that can change: the neighbourhood code of
 when a neighbour is removed, so after each sub-pass only the neighbours of the removed pixels are
 looked up again, and only the pixels the table marks are candidates. Same table, same simultaneous
 removal, same stopping rule, so the same skeleton: tested against scikit-image on every 3 x 3
-pattern, on thousands of random masks and on every ground-truth label of DRIVE, LES-AV and HRF.
+pattern, on random and drawn masks and on the artery, vein and tree masks of 35 real labels.
 """
 from __future__ import annotations
 
