@@ -1,1 +1,1 @@
-"""Reading and preparing data: datasets, images, labels, augmentation."""
+"""Reading and preparing data: datasets, images, labels, A/V map files, augmentation."""

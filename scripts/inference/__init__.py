@@ -1,1 +1,1 @@
-"""Running the generators: the Predictor and the model-size rule."""
+"""Running the generators: the Predictor, the model-size rule, and photographs predicted into a folder."""

@@ -1,2 +1,3 @@
-"""Vessel structure: the centreline graph of a vessel map (``graph``), and what is measured on it
-(``segments``: segment-level artery/vein evaluation)."""
+"""Vessel structure and what is measured on it: the centreline (``skeleton``) and its graph
+(``graph``), segment-level artery/vein evaluation (``segments``), the optic disc and its zones
+(``disc``), the biomarkers (``measures``) and those of map files on disk (``map_files``)."""

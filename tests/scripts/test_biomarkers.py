@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts.biomarkers import image_id, main, read_map
+from scripts.biomarkers import main
 from scripts.synthetic import disc_of, make_sample
 
 
@@ -136,33 +136,6 @@ def test_predicts_own_folder_measures_the_maps_and_skips_the_rest(maps, tmp_path
     assert "00_prob.png: image '00' is already measured from 00_av.png" in err
 
 
-def test_every_map_is_classified_or_refused_by_name(maps, tmp_path):
-    from scripts.biomarkers import classify
-    from scripts.data.images import DataError
-
-    label = Image.open(maps / "maps" / "00_AVmanual.png")
-    assert classify(label, "a") == "av"
-    assert classify(Image.open(maps / "probs" / "00_prob.png"), "p") == "prob"
-    assert classify(Image.fromarray(np.array([[0, 1], [2, 3]], np.uint8)), "i") == "index"
-    assert classify(Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)), "v") == "vessel"
-    with pytest.raises(DataError, match=r"odd.png: a one-channel image with values \[0, 7\]"):
-        classify(Image.fromarray(np.array([[0, 7]], np.uint8)), "odd.png")
-    with pytest.raises(DataError, match="photo.png: looks like a photograph"):
-        classify(Image.open(maps / "photos" / "00.png"), "photo.png")
-
-
 def test_missing_folder_and_non_map_are_named(maps, tmp_path, capsys):
     assert main([str(maps / "maps"), "--photos", str(tmp_path / "nope"), "--csv", str(tmp_path / "o.csv")]) == 2
     assert "--photos" in capsys.readouterr().err
-    noise = tmp_path / "noise"
-    noise.mkdir()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(noise / "x.png")
-    with pytest.raises(Exception, match="x.png"):
-        read_map(noise / "x.png", "av")
-
-
-def test_image_id_strips_known_suffixes():
-    from pathlib import Path
-
-    assert [image_id(Path(p)) for p in ("01_av.png", "01_prob.png", "01_dr_AVmanual.png", "_av.png", "a.png")] == \
-        ["01", "01", "01_dr", "_av", "a"]

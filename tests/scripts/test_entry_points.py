@@ -49,7 +49,7 @@ def test_every_entry_point_is_listed_and_none_imports_another():
 
 # --- a user's mistake is a message (exit 2); a bug is a traceback (exit 1) --------------------
 
-RUNNERS = {"train": "run", "test": "run", "predict": "run", "biomarkers": "run", "evaluate": "evaluate_folder"}
+RUNNERS = {"train": "run", "test": "run", "predict": "run", "biomarkers": "measure_maps", "evaluate": "evaluate_folder"}
 
 
 def _args(name: str, tmp_path) -> list[str]:

@@ -117,22 +117,6 @@ def test_original_needs_image_size(photos, tmp_path, capsys):
     assert "expected a state dict" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("files, expected", [
-    (["a/01.jpg", "b/01.png", "c/02.tif"], ["a__01_jpg", "b__01_png", "02"]),
-    (["x/01.jpg", "x/01.png"], ["01_jpg", "01_png"]),
-    (["x/01.JPG", "y/01.jpg"], ["x__01_jpg", "y__01_jpg"]),
-    (["p/a__01.jpg", "p/a/01.jpg", "p/b/01.jpg"], ["a__01", "a__01_jpg", "b__01_jpg"]),
-])
-def test_output_names_are_unique_and_predictable(tmp_path, files, expected):
-    from scripts.predict import output_names
-
-    paths = [tmp_path / f for f in files]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.touch()
-    assert output_names(paths) == expected
-
-
 def test_same_stem_inputs_keep_their_own_outputs(photos, checkpoint, tmp_path, capsys):
     """01.png next to 01.jpg and another 01.png in a second folder: three sets of outputs, three rows."""
     a, b = tmp_path / "a", tmp_path / "b"
@@ -146,19 +130,6 @@ def test_same_stem_inputs_keep_their_own_outputs(photos, checkpoint, tmp_path, c
         ("a__01_jpg", "a/01.jpg"), ("a__01_png", "a/01.png"), ("b__01_png", "b/01.png")]
     for name in ("a__01_jpg", "a__01_png", "b__01_png"):
         assert (out / f"{name}_av.png").is_file() and (out / f"{name}_prob.png").is_file()
-
-
-def test_ratio_is_empty_without_both_classes(checkpoint, tmp_path):
-    from scripts.predict import save_outputs
-
-    photo = np.zeros((32, 32, 3), np.uint8)
-    fov = np.ones((32, 32), bool)
-    prob = torch.zeros(3, 32, 32)
-    prob[2, :4] = 1.0  # vein only
-    stats = save_outputs(tmp_path, "x", photo, prob, prob > 0.5, fov)
-    assert stats["artery_vein_ratio"] is None and stats["vein_fraction"] == pytest.approx(4 / 32)
-    prob[0, 10:12] = 1.0  # and some artery
-    assert save_outputs(tmp_path, "y", photo, prob, prob > 0.5, fov)["artery_vein_ratio"] == pytest.approx(0.5)
 
 
 def test_batch_size_zero_is_refused_by_name(photos, checkpoint, tmp_path, capsys):
@@ -202,14 +173,14 @@ def test_a_decompression_bomb_is_one_failed_file_and_the_others_run(photos, chec
 
 
 def test_predictions_are_complete_or_absent(photos, checkpoint, tmp_path, monkeypatch):
-    import scripts.predict as predict
+    import scripts.inference.batch as batch
 
     out = tmp_path / "out"
     assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert len(before) == 4 * 4 + 2  # four maps per photograph, predictions.csv, report.html
     calls = {"n": 0}
-    save = predict.save_outputs
+    save = batch.save_outputs
 
     def killed_at_the_third(*a, **k):
         calls["n"] += 1
@@ -217,7 +188,7 @@ def test_predictions_are_complete_or_absent(photos, checkpoint, tmp_path, monkey
             raise KeyboardInterrupt
         return save(*a, **k)
 
-    monkeypatch.setattr(predict, "save_outputs", killed_at_the_third)
+    monkeypatch.setattr(batch, "save_outputs", killed_at_the_third)
     with pytest.raises(KeyboardInterrupt):
         main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers", "--tta"])
     monkeypatch.undo()
