@@ -14,8 +14,8 @@ leaves the previous predictions as they were; a folder holding other files is re
 located in the photograph; ``--no-biomarkers`` skips them); with the 2023 release the probabilities are its softmax classes (artery,
 uncertain, vein) and the classes its argmax (SPEC 9.4). For the run ``<out>/predictions.csv`` (one row per input: its output name and
 source file) and ``<out>/report.html`` (each photograph's overlay, A/V map and biomarkers on one page,
-the inputs that failed and why). ``<name>`` is the file name without extension; where two inputs share it, see
-:func:`output_names`. FOV masks come from ``--masks DIR`` (``<stem>_mask.*`` or ``<stem>.*``) or
+the inputs that failed and why). ``<name>`` is the file name without extension; where two inputs share it, their folders
+and extension are added (``a/01.jpg``, ``b/01.png``: ``a__01_jpg``, ``b__01_png``). FOV masks come from ``--masks DIR`` (``<stem>_mask.*`` or ``<stem>.*``) or
 are derived from the photograph.
 """
 from __future__ import annotations
