@@ -207,9 +207,9 @@ class TestRun:
         """RRWNet's numbers for paper_row.json: mean and std over checkpoints, and per checkpoint."""
         flats = [rrwnet.flat(s.rrwnet) for s in scored]
         return {"settings": {"seed": self.args.seed, "topo_paths": self.args.topo_paths},
-                "mean": nan_to_null({k: float(np.mean([f[k] for f in flats])) for k in flats[0]}),
-                "std": nan_to_null({k: float(np.std([f[k] for f in flats])) for k in flats[0]}),
-                "per_checkpoint": {s.name: nan_to_null(f) for s, f in zip(scored, flats)}}
+                "mean": {k: float(np.mean([f[k] for f in flats])) for k in flats[0]},
+                "std": {k: float(np.std([f[k] for f in flats])) for k in flats[0]},
+                "per_checkpoint": {s.name: f for s, f in zip(scored, flats)}}
 
     def selection(self, scored: list[Scored]) -> dict:
         """Which checkpoints made the row, and by which rule (recorded and printed)."""
@@ -269,7 +269,7 @@ class TestRun:
                     key_names=("checkpoint", "id"))
         metrics_csv(out / "summary.csv", [(s.name, s.score) for s in scored], key_names=("checkpoint",))
         protocol = "SPEC 9.4 (2023 release: softmax argmax)" if predictor.variant == "v2023" else "SPEC 6 (paper)"
-        write_atomic(out / "paper_row.json", json.dumps(
+        write_atomic(out / "paper_row.json", json.dumps(nan_to_null(
             {"dataset": args.dataset, "split": args.split, "protocol": protocol, "variant": predictor.variant,
              "model_size": list(dataset.model_size), "checkpoints": [s.name for s in scored],
              "snapshots": self.selection(scored),
@@ -280,8 +280,8 @@ class TestRun:
              "segments": {"settings": {"mixed_share": args.mixed_share, "min_segment_length": args.min_segment_length,
                                        "crossing_radius": args.crossing_radius},
                           "mean": seg_mean, "std": seg_std,
-                          "per_checkpoint": {s.name: nan_to_null(s.segments) for s in scored}},
-             **({"rrwnet": self.rrwnet_summary(scored)} if scored[0].rrwnet is not None else {})},
+                          "per_checkpoint": {s.name: s.segments for s in scored}},
+             **({"rrwnet": self.rrwnet_summary(scored)} if scored[0].rrwnet is not None else {})}),
             indent=1, allow_nan=False) + "\n")
         segment_rows = [r for s in scored for r in s.seg_rows]
         biomarker_rows = [r for s in scored for r in s.bio_rows]
@@ -319,9 +319,7 @@ class TestRun:
         seg_mean, seg_std = segment_summary([s.segments for s in scored])
         print(f"\nSegments (ground-truth centreline segments, pooled over images; mean over checkpoints; "
               f"mixed at {100 * args.mixed_share:g} %; README 'Segment-level evaluation'):")
-        print(seg.format_segments({k: np.nan if v is None else v for k, v in seg_mean.items()},
-                                  None if len(scored) == 1 else
-                                  {k: np.nan if v is None else v for k, v in seg_std.items()}))
+        print(seg.format_segments(seg_mean, None if len(scored) == 1 else seg_std))
         if scored[0].rrwnet is not None:
             over = "" if len(scored) == 1 else f"; mean over {len(scored)} checkpoints"
             print(f"\nRRWNet protocol (percent; pooled over images{over}; topology: {args.topo_paths} paths per "
@@ -330,7 +328,7 @@ class TestRun:
 
 
 def segment_summary(segment_scores: list[dict]) -> tuple[dict, dict]:
-    """Mean and std over checkpoints of the pooled segment metrics (None where undefined)."""
+    """Mean and std over checkpoints of the pooled segment metrics (NaN where undefined)."""
     keys = segment_scores[0] if segment_scores else {}
-    return (nan_to_null({k: float(np.mean([s[k] for s in segment_scores])) for k in keys}),
-            nan_to_null({k: float(np.std([s[k] for s in segment_scores])) for k in keys}))
+    return ({k: float(np.mean([s[k] for s in segment_scores])) for k in keys},
+            {k: float(np.std([s[k] for s in segment_scores])) for k in keys})

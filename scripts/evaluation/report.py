@@ -51,8 +51,11 @@ def summary_json(path: Path | str, result: dict[str, dict[str, float]] | None, e
 
 
 def nan_to_null(x):
+    """``x`` with every float NaN inside dicts and lists replaced by None (JSON null)."""
     if isinstance(x, dict):
         return {k: nan_to_null(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [nan_to_null(v) for v in x]
     return None if isinstance(x, float) and math.isnan(x) else x
 
 
