@@ -1,11 +1,11 @@
 """The vessel graph of an artery/vein label map: its centreline cut into segments.
 
-The vessel mask (any class) is skeletonised (scikit-image's thinning, :mod:`scripts.vessels.skeleton`).
-Skeleton pixels with three or more skeleton neighbours are branch points; skeleton pixels on the
-green crossing label are crossing points; both are nodes. Removing the nodes cuts the skeleton into segments (8-connected), which
-are cut again where the ground-truth class changes along the centreline, so that each segment has
-one ground-truth class (artery, vein, or uncertain), a length in skeleton pixels and its pixels in
-order along the centreline.
+The vessel mask (any class) is skeletonised (scikit-image's thinning,
+:mod:`scripts.vessels.skeleton`). Skeleton pixels with three or more skeleton neighbours are branch
+points; skeleton pixels on the green crossing label are crossing points; both are nodes. Removing
+the nodes cuts the skeleton into segments (8-connected), which are cut again where the ground-truth
+class changes along the centreline, so that each segment has one ground-truth class (artery, vein,
+or uncertain), a length in skeleton pixels and its pixels in order along the centreline.
 
 Crossings: every segment ends at a node, so "near a node" would select nearly all of them. What
 the paper is about happens where an artery and a vein meet, so a node (a connected group of node
