@@ -1,5 +1,6 @@
 """Networks of the method: branch generators (G_A, G_V), fusion generator (G), discriminator (D),
 in the 2021 paper variant and the authors' 2023 release variant (``model.variants``)."""
+
 from model.discriminator import Discriminator
 from model.generators import BranchGenerator, FeatureBranchGenerator, FusionGenerator, MeanFusionGenerator
 from model.original_keys import is_original_state_dict, map_original_state_dict

@@ -9,19 +9,39 @@ ordinary batch-norm kernel on each sub-batch in turn (so each group's forward an
 the sequential calls' own, to the last bit); outside it, and in eval mode, they are plain
 ``nn.BatchNorm2d`` with the same parameters, buffers and state-dict keys.
 
+Inside ``with recomputing():`` (activation checkpointing's second forward, ``model.checkpointing``)
+training-mode layers normalise exactly as before but leave the running statistics and
+``num_batches_tracked`` alone: the same kernel runs on throwaway copies of the running statistics.
+
 ``sync_across(net, group)`` makes the layers compute their batch statistics over the whole
 distributed batch (all ranks of ``group``), as ``nn.SyncBatchNorm`` does but on any device
 (``SyncBatchNorm`` runs on GPUs only) and group by group inside ``ghost_batches``: the per-channel
 sums and sums of squares are all-reduced with a differentiable all-reduce, so the backward pass
 carries every rank's part too.
 """
+
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+_recomputing = False  # set by recomputing(): a checkpointed stage's forward is being run again
+
+
+@contextlib.contextmanager
+def recomputing() -> Iterator[None]:
+    """Training-mode BatchNorm layers leave their running statistics alone (module docstring)."""
+    global _recomputing
+    before, _recomputing = _recomputing, True
+    try:
+        yield
+    finally:
+        _recomputing = before
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -31,25 +51,45 @@ class BatchNorm2d(nn.BatchNorm2d):
     sync_group = None  # a torch.distributed process group: statistics over all its ranks' batches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or (self.groups == 1 and self.sync_group is None):
+        if not self.training or (self.groups == 1 and self.sync_group is None and not _recomputing):
             return super().forward(x)
         if x.shape[0] % self.groups:
-            raise ValueError(f"ghost batch norm: a batch of {x.shape[0]} does not split into {self.groups} equal groups")
-        one = super().forward if self.sync_group is None else self._synced
+            raise ValueError(
+                f"ghost batch norm: a batch of {x.shape[0]} does not split into {self.groups} equal groups"
+            )
+        if self.sync_group is not None:
+            one = functools.partial(self._synced, update=not _recomputing)
+        else:
+            one = self._again if _recomputing else super().forward
         return torch.cat([one(part) for part in x.chunk(self.groups)]) if self.groups > 1 else one(x)
 
-    def _synced(self, x: torch.Tensor) -> torch.Tensor:
+    def _again(self, x: torch.Tensor) -> torch.Tensor:
+        """The training forward of ``nn.BatchNorm2d`` (same kernel, same batch statistics) with the
+        running statistics left as they are: the kernel updates copies of them."""
+        if self.running_mean is None or self.running_var is None:
+            return super().forward(x)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        return F.batch_norm(
+            x, self.running_mean.clone(), self.running_var.clone(), self.weight, self.bias, True, momentum, self.eps
+        )
+
+    def _synced(self, x: torch.Tensor, update: bool = True) -> torch.Tensor:
         """Training-mode batch norm with statistics over every rank's batch (float32 or wider sums)."""
         dtype = torch.promote_types(x.dtype, torch.float32)
         xs = x.to(dtype)
-        local = torch.cat([xs.sum(dim=(0, 2, 3)), (xs * xs).sum(dim=(0, 2, 3)),
-                           torch.full((1,), float(x.numel() // x.shape[1]), dtype=dtype, device=x.device)])
+        local = torch.cat(
+            [
+                xs.sum(dim=(0, 2, 3)),
+                (xs * xs).sum(dim=(0, 2, 3)),
+                torch.full((1,), float(x.numel() // x.shape[1]), dtype=dtype, device=x.device),
+            ]
+        )
         total = _AllReduceSum.apply(local, self.sync_group)
         c = x.shape[1]
         count = total[2 * c]
         mean = total[:c] / count
-        var = (total[c:2 * c] / count - mean * mean).clamp_min(0)
-        if self.track_running_stats and self.running_mean is not None:
+        var = (total[c : 2 * c] / count - mean * mean).clamp_min(0)
+        if update and self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked += 1
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)

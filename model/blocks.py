@@ -1,4 +1,5 @@
 """Network building blocks shared by the generators and the discriminator (SPEC section 4)."""
+
 from __future__ import annotations
 
 import torch

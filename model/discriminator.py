@@ -1,4 +1,5 @@
 """U-Net discriminator: per-pixel, per-channel real/fake logits for (image, segmentation) pairs."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """The generators: branch generator (G_A, G_V) and fusion generator (G), in the paper's 2021 form and
 the authors' 2023 release form (SPEC 9.1), which differ only in their heads and how G fuses."""
+
 from __future__ import annotations
 
 import torch

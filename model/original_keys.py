@@ -20,6 +20,7 @@ original                               this project
 ``outc.conv.``                         ``head.``
 =====================================  ======================================
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ fuses the branches' probabilities. ``v2023``: the authors' released checkpoints 
 over (background, artery, vein, uncertain); G fuses the branches' last decoder features by their mean.
 Both have the same blocks, module names and state-dict keys; only head shapes differ.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

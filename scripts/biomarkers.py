@@ -1,5 +1,5 @@
 """Vascular biomarkers from artery/vein maps: calibre (CRAE, CRVE, AVR), tortuosity, fractal
-dimension, vessel density (README "Vascular biomarkers").
+dimension, vessel density (docs/biomarkers.md).
 
     python -m scripts.biomarkers predictions/*_av.png --photos photos/ --csv biomarkers.csv
     python -m scripts.biomarkers data/DRIVE_AV/test/1st_manual --photos data/DRIVE_AV/test/images \\
@@ -16,6 +16,7 @@ extension and without a ``_av``/``_prob``/``_AVmanual`` suffix; its photograph (
 FOV mask (``--masks``) are found by that id. The optic disc is ``--disc X Y R`` (pixels, for every
 map), a row of ``--disc-csv`` (columns id, x, y, radius), or located in the photograph.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts.core.errors import UserError
-from scripts.core.runtime import positive_float
+from scripts.cli.entry import run_command
+from scripts.cli.types import positive_float
 from scripts.vessels.map_files import MapOptions, measure_maps
 
 
@@ -40,8 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--disc", type=float, nargs=3, metavar=("X", "Y", "R"), help="optic disc centre and radius (px)")
     where.add_argument("--disc-csv", type=Path, help="CSV with columns id, x, y, radius (px)")
-    p.add_argument("--pixel-um", type=positive_float, default=None, metavar="U",
-                   help="micrometres per pixel: calibres and CRAE/CRVE also in micrometres")
+    p.add_argument(
+        "--pixel-um",
+        type=positive_float,
+        default=None,
+        metavar="U",
+        help="micrometres per pixel: calibres and CRAE/CRVE also in micrometres",
+    )
     p.add_argument("--kind", choices=["auto", "av", "prob"], default="auto", help="map kind (default: from the values)")
     return p
 
@@ -49,14 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        options = MapOptions(args.photos, args.masks, tuple(args.disc) if args.disc else None, args.disc_csv,
-                             args.pixel_um, args.kind)
-        rows, failures = measure_maps(args.inputs, options, args.csv)
-    except UserError as err:  # a bug shows its traceback instead
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"{len(rows)} map(s) measured: {args.csv}")
+    options = MapOptions(
+        args.photos, args.masks, tuple(args.disc) if args.disc else None, args.disc_csv, args.pixel_um, args.kind
+    )
+    return run_command(lambda: measure(args.inputs, options, args.csv))
+
+
+def measure(inputs: list[str], options: MapOptions, csv: Path) -> int:
+    rows, failures = measure_maps(inputs, options, csv)
+    print(f"{len(rows)} map(s) measured: {csv}")
     return 1 if failures else 0
 
 

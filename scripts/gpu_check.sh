@@ -42,7 +42,7 @@ if [ "$CONTINUE" = 0 ]; then
     timeout $((MATRIX + 90)) $PY -m scripts.benchmark --matrix "$WORK/matrix" --device "$DEVICE" --sizes "$SIZE" \
         --n-filters "$NF" --budget-s "$MATRIX" > "$WORK/matrix.txt" 2>&1 || echo "matrix ended early (exit $?)"
     FLAGS=${FLAGS:-$($PY -c "
-import sys; from pathlib import Path; from scripts.training.variants import train_flags
+import sys; from pathlib import Path; from scripts.benchmarks.gpu_matrix import train_flags
 print(' '.join(train_flags(Path(sys.argv[1]), sys.argv[2] == '1')))" "$WORK/matrix" "${ALLOW_AMP:-0}")}
     echo "$FLAGS" > "$WORK/train_flags.txt"
     RESUME=""

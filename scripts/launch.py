@@ -2,9 +2,10 @@
 
     python -m scripts.launch --nproc_per_node 4 scripts/train.py --dataset DRIVE_AV ...
 
-Takes torchrun's options unchanged (see ``scripts/core/launch.py``); exits with the code of the
+Takes torchrun's options unchanged (see ``scripts/cli/torchrun.py``); exits with the code of the
 first process that failed (2 for a user's mistake), after printing each distinct message once.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: the repository, not scripts/, is the import root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from scripts.core.launch import launch
+from scripts.cli.torchrun import launch
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ the inputs that failed and why). ``<name>`` is the file name without extension; 
 and extension are added (``a/01.jpg``, ``b/01.png``: ``a__01_jpg``, ``b__01_png``). FOV masks come from ``--masks DIR`` (``<stem>_mask.*`` or ``<stem>.*``) or
 are derived from the photograph.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts.core.errors import UserError
-from scripts.core.runtime import positive_float, positive_int, resolve_device
+from scripts.cli.entry import run_command
+from scripts.cli.groups import add_weight_options
+from scripts.cli.types import positive_float, positive_int
+from scripts.core.runtime import resolve_device
 from scripts.data.images import collect_inputs
 from scripts.inference.batch import PredictOptions, is_output, predict_all
+from scripts.inference.weights import load_predictor
 from scripts.io.staging import StagedFolder
-from scripts.io.weights import add_weight_options, load_predictor
 from scripts.vessels.disc import read_disc_csv
 
 
@@ -46,8 +49,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
     discs = read_disc_csv(args.disc_csv) if args.disc_csv else {}
     staged = StagedFolder(args.out, "--out", is_output, str(os.getpid()))
     with staged as stage:
-        options = PredictOptions(args.out, args.masks, args.batch_size, args.tta, not args.no_biomarkers,
-                                 args.pixel_um)
+        options = PredictOptions(args.out, args.masks, args.batch_size, args.tta, not args.no_biomarkers, args.pixel_um)
         done = predict_all(options, files, predictor, discs, device, stage)
         staged.publish()
     return done
@@ -60,29 +62,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="with --release: which dataset's weights, when DIR holds several")
     p.add_argument("--out", type=Path, default=Path("predictions"))
     p.add_argument("--masks", type=Path, default=None, help="folder of FOV masks (<name>_mask.* or <name>.*)")
-    p.add_argument("--image-size", type=positive_int, nargs=2, metavar=("W", "H"), default=None,
-                   help="model input size (default: the checkpoint's training size; 720 720 for the 2023 release)")
+    p.add_argument(
+        "--image-size",
+        type=positive_int,
+        nargs=2,
+        metavar=("W", "H"),
+        default=None,
+        help="model input size (default: the checkpoint's training size; 720 720 for the 2023 release)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    p.add_argument("--no-biomarkers", action="store_true",
-                   help="skip the vascular biomarkers (README 'Vascular biomarkers') in predictions.csv")
-    p.add_argument("--pixel-um", type=positive_float, default=None, metavar="U",
-                   help="micrometres per pixel of the photographs: calibres and CRAE/CRVE also in micrometres")
-    p.add_argument("--disc-csv", type=Path, default=None,
-                   help="optic discs you know (columns id, x, y, radius in pixels; id = output name or file name "
-                   "without extension); photographs without a row get a located disc")
+    p.add_argument(
+        "--no-biomarkers",
+        action="store_true",
+        help="skip the vascular biomarkers (docs/biomarkers.md) in predictions.csv",
+    )
+    p.add_argument(
+        "--pixel-um",
+        type=positive_float,
+        default=None,
+        metavar="U",
+        help="micrometres per pixel of the photographs: calibres and CRAE/CRVE also in micrometres",
+    )
+    p.add_argument(
+        "--disc-csv",
+        type=Path,
+        default=None,
+        help="optic discs you know (columns id, x, y, radius in pixels; id = output name or file name "
+        "without extension); photographs without a row get a located disc",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        done, failures = run(args)
-    except UserError as err:  # a bug shows its traceback instead
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(lambda: predict(args))
+
+
+def predict(args: argparse.Namespace) -> int:
+    done, failures = run(args)
     print(f"{done} image(s) written to {args.out} (predictions.csv)")
     if failures:
         print(f"{len(failures)} image(s) failed:", file=sys.stderr)

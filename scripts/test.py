@@ -20,75 +20,106 @@ table (printed after the paper's, in ``paper_row.json`` under ``rrwnet``, per ch
 ``rrwnet.csv`` and per image in ``rrwnet_per_image.csv``). Both folders are replaced as a whole when
 the run is complete: an interrupted run leaves the previous results as they were.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
-from scripts.io.weights import add_weight_options
+from scripts.cli.entry import quiet_parser, run_command
+from scripts.cli.groups import add_protocol_options, add_segment_options, add_weight_options
+from scripts.cli.types import positive_int
 from scripts.core.config import DATASETS
 from scripts.core.distributed import init_from_env
-from scripts.core.errors import UserError, quiet_parser, report
-from scripts.core.runtime import positive_int, resolve_device
-from scripts.evaluation import rrwnet
+from scripts.core.runtime import resolve_device
+from scripts.evaluation.options import DEFAULTS, SNAPSHOT_RULES, TestOptions
 from scripts.evaluation.protocol import TestRun
-from scripts.io.job import SNAPSHOT_RULES
-from scripts.vessels import segments as seg
 
 log = logging.getLogger("avseg")
-def run(args: argparse.Namespace) -> dict:
+
+
+def run(opts: TestOptions) -> dict:
     """Score the sources; under torchrun every process scores every world-th image, rank 0 reports."""
-    ctx, device = init_from_env(resolve_device(args.device))
+    ctx, device = init_from_env(resolve_device(opts.device))
     try:
         if ctx.active and not ctx.main:
             logging.getLogger("avseg").setLevel(logging.ERROR)
             warnings.filterwarnings("ignore")
-        return TestRun(args, ctx, device).run()
+        return TestRun(opts, ctx, device).run()
     finally:
         ctx.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="DRIVE_AV", help=f"{', '.join(DATASETS)} or a folder name under --data-root")
-    p.add_argument("--job_name", "--job-name", dest="job_name", default="job")
-    p.add_argument("--split", default="test")
-    p.add_argument("--data-root", type=Path, default=None, help="default: $AVSEG_DATA or ./data")
-    p.add_argument("--out", type=Path, default=Path("."), help="where training wrote OUT/<DATASET>/<job>")
+    p.add_argument("--dataset", help=f"{', '.join(DATASETS)} or a folder name under --data-root")
+    p.add_argument("--job_name", "--job-name", dest="job_name")
+    p.add_argument("--split")
+    p.add_argument("--data-root", type=Path, help="default: $AVSEG_DATA or ./data")
+    p.add_argument("--out", type=Path, help="where training wrote OUT/<DATASET>/<job>")
     add_weight_options(p, "evaluate this file (repeatable)", repeatable=True)
-    p.add_argument("--snapshots", choices=SNAPSHOT_RULES, default="protocol",
-                   help="which of the job's checkpoints make the row: protocol (default) = the epoch_XXXX.pt "
-                   "snapshots (every --save-every epochs from --save-from); all = also stop_epoch_XXXX.pt, written "
-                   "where a run ended before or between them (a shortened or time-limited run); best = best.pt")
-    p.add_argument("--image-size", type=positive_int, nargs=2, metavar=("W", "H"), default=None,
-                   help="model size (default: the checkpoint's; 720 720 for the 2023 release)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--maps-dir", type=Path, default=Path("Final_pre"))
-    p.add_argument("--runs-dir", type=Path, default=Path("runs"),
-                   help="TensorBoard folder of the training run (as given to train.py): report.html draws its curves")
-    seg.add_segment_options(p)
-    rrwnet.add_protocol_options(p)
-    p.add_argument("--no-biomarkers", action="store_true",
-                   help="do not write biomarkers.csv (ground-truth and predicted biomarkers, last checkpoint)")
-    p.add_argument("--results", type=Path, default=None,
-                   help="default: results/<DATASET>/<job> (results/<DATASET>/release or .../original for those)")
+    p.add_argument(
+        "--snapshots",
+        choices=SNAPSHOT_RULES,
+        help="which of the job's checkpoints make the row: protocol (default) = the epoch_XXXX.pt "
+        "snapshots (every --save-every epochs from --save-from); all = also stop_epoch_XXXX.pt, written "
+        "where a run ended before or between them (a shortened or time-limited run); best = best.pt",
+    )
+    p.add_argument(
+        "--image-size",
+        type=positive_int,
+        nargs=2,
+        metavar=("W", "H"),
+        help="model size (default: the checkpoint's; 720 720 for the 2023 release)",
+    )
+    p.add_argument("--device")
+    p.add_argument("--maps-dir", type=Path)
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        help="TensorBoard folder of the training run (as given to train.py): report.html draws its curves",
+    )
+    add_segment_options(p)
+    add_protocol_options(p)
+    p.add_argument(
+        "--no-biomarkers",
+        action="store_true",
+        help="do not write biomarkers.csv (ground-truth and predicted biomarkers, last checkpoint)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        help="default: results/<DATASET>/<job> (results/<DATASET>/release or .../original for those)",
+    )
+    p.set_defaults(**{f.name: getattr(DEFAULTS, f.name) for f in fields(TestOptions)})
     return p
+
+
+def options(args: argparse.Namespace) -> TestOptions:
+    """The parsed command line as typed options."""
+    values = vars(args)
+    for key in ("image_size", "checkpoint", "original"):
+        if values[key] is not None:
+            values = {**values, key: tuple(values[key])}
+    return TestOptions(**values)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = quiet_parser(build_parser()).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        run(args)
-    except UserError as err:  # a bug shows its traceback instead
-        report(str(err))
-        return 2
+    return run_command(lambda: score(options(args)))
+
+
+def score(opts: TestOptions) -> int:
+    """Run; every process that gets here finished its part (rank 0 printed and wrote the results)."""
+    run(opts)
     return 0
 
 

@@ -5,6 +5,7 @@ replies and events on 4, each message ended by a NUL byte. That is all a page ch
 file, collect script errors and failed loads, evaluate an expression, take a screenshot), without
 Selenium's driver binary, whose version must match the browser's.
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,11 +42,25 @@ class Browser:
                 os.dup2(fd, target)  # inheritable, unlike every descriptor Python opened
 
         self.proc = subprocess.Popen(
-            [executable, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
-             "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-dev-shm-usage",
-             f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            close_fds=False, preexec_fn=fds, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            [
+                executable,
+                "--headless",
+                "--remote-debugging-pipe",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--disable-extensions",
+                "--disable-dev-shm-usage",
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            close_fds=False,
+            preexec_fn=fds,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_child_r)
         os.close(from_child_w)
         self._buffer, self._next_id, self.events, self.errors = b"", 0, [], []
@@ -110,8 +125,11 @@ class Browser:
     def screenshot(self, path: Path, width: int = 1400) -> None:
         """The whole page as one PNG."""
         height = int(self.evaluate("document.documentElement.scrollHeight"))
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": min(height, 16000), "deviceScaleFactor": 1, "mobile": False}, session=True)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": min(height, 16000), "deviceScaleFactor": 1, "mobile": False},
+            session=True,
+        )
         shot = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=True)
         Path(path).write_bytes(base64.b64decode(shot["data"]))
 
@@ -148,16 +166,22 @@ Array.from(document.querySelectorAll('p > a[href$=".csv"]')).map(function (a) {
           })};
 }).filter(function (x) { return x; })
 """
-IMAGES_JS = ("Array.from(document.images).map(function (i) "
-             "{ return [i.getAttribute('src').slice(0, 60), i.complete && i.naturalWidth > 0]; })")
+IMAGES_JS = (
+    "Array.from(document.images).map(function (i) "
+    "{ return [i.getAttribute('src').slice(0, 60), i.complete && i.naturalWidth > 0]; })"
+)
 
 
 def check_page(path: Path, executable: str, screenshot: Path | None = None) -> dict:
     """Open ``path``; return its script errors and failed loads, its images (src, loaded) and its CSV tables."""
     with Browser(executable) as browser:
         browser.open(path)
-        found = {"errors": list(browser.errors), "images": browser.evaluate(IMAGES_JS),
-                 "tables": browser.evaluate(TABLES_JS), "text": browser.evaluate("document.body.innerText")}
+        found = {
+            "errors": list(browser.errors),
+            "images": browser.evaluate(IMAGES_JS),
+            "tables": browser.evaluate(TABLES_JS),
+            "text": browser.evaluate("document.body.innerText"),
+        }
         if screenshot is not None:
             browser.screenshot(screenshot)
     return found
@@ -167,10 +191,14 @@ def sort_by(path: Path, executable: str, table_file: str, column: str, clicks: i
     """The exact values of ``column`` in the table of ``table_file`` after clicking its header ``clicks`` times."""
     with Browser(executable) as browser:
         browser.open(path)
-        locate = (f"var t = document.querySelector('p > a[href=\"{table_file}\"]').parentElement.nextElementSibling"
-                  f".querySelector('table'); var col = Array.from(t.tHead.rows[0].cells).map(function (c) "
-                  f"{{ return c.textContent; }}).indexOf('{column}');")
+        locate = (
+            f"var t = document.querySelector('p > a[href=\"{table_file}\"]').parentElement.nextElementSibling"
+            f".querySelector('table'); var col = Array.from(t.tHead.rows[0].cells).map(function (c) "
+            f"{{ return c.textContent; }}).indexOf('{column}');"
+        )
         for _ in range(clicks):
             browser.evaluate(f"(function () {{ {locate} t.tHead.rows[0].cells[col].click(); }})()")
-        return browser.evaluate(f"(function () {{ {locate} return Array.from(t.tBodies[0].rows).map(function (r) "
-                                f"{{ return r.cells[col].getAttribute('data-value'); }}); }})()")
+        return browser.evaluate(
+            f"(function () {{ {locate} return Array.from(t.tBodies[0].rows).map(function (r) "
+            f"{{ return r.cells[col].getAttribute('data-value'); }}); }})()"
+        )

@@ -1,4 +1,5 @@
 """Shared fixtures: paths to ../shared (skipped with a reason when absent) and synthetic data."""
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,7 @@ def real_data() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
     """A small synthetic dataset (6 training, 3 test images at 64 px) shared by the session."""
-    from scripts.synthetic import write_dataset
+    from scripts.data.synthetic import write_dataset
 
     root = tmp_path_factory.mktemp("data")
     write_dataset(root, "SYNTHETIC", n_train=6, n_test=3, size=64, seed=1)
@@ -43,6 +44,8 @@ def chromium() -> str:
 
     found = find_chromium()
     if found is None:
-        pytest.skip("Chromium is not installed, so report.html is not checked in a browser here "
-                    "(Debian: apt-get install chromium, which .ci/run does where it runs as root; or set AVSEG_CHROMIUM)")
+        pytest.skip(
+            "Chromium is not installed, so report.html is not checked in a browser here "
+            "(Debian: apt-get install chromium, which .ci/run does where it runs as root; or set AVSEG_CHROMIUM)"
+        )
     return found

@@ -1,4 +1,5 @@
 """Helpers shared by several test modules."""
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,9 @@ def corrupt_ground_truth(label, graph, mode: str):
         raise ValueError(mode)
     centre = np.zeros(graph.shape, bool)
     centre.ravel()[graph.pixels] = True
-    _, nearest = cv2.distanceTransformWithLabels((~centre).view(np.uint8), cv2.DIST_L2, 5,
-                                                 labelType=cv2.DIST_LABEL_PIXEL)
+    _, nearest = cv2.distanceTransformWithLabels(
+        (~centre).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
     order = np.argsort(graph.pixels)  # DIST_LABEL_PIXEL numbers centreline pixels in row-major order
     region = chosen[order][nearest - 1] & classes.any(axis=0)
     a, v = classes[0].copy(), classes[1].copy()

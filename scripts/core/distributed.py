@@ -3,11 +3,12 @@
 ``torchrun`` starts one process per GPU (or several on a CPU) and sets RANK, WORLD_SIZE and
 LOCAL_RANK; :func:`init_from_env` joins them into one process group (NCCL on GPUs, gloo on the
 CPU) with a timeout, so that a rank that dies makes the others fail with a message instead of
-waiting forever. Semantics (README, "Several GPUs"): ``--batch-size`` is the global batch, split
+waiting forever. Semantics (docs/multi_gpu.md): ``--batch-size`` is the global batch, split
 evenly over the ranks; every rank walks the same seeded global order (:class:`DistributedEpochSampler`)
 and takes its slice of each global batch (``scripts.data.dataset.DistributedEpochSampler``); the losses the plateau schedulers see are the means over
 ranks, so every rank takes the same decisions.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from scripts.core.runtime import UsageError
+from scripts.core.errors import UsageError
 
 log = logging.getLogger("avseg")
 
@@ -95,13 +96,18 @@ def init_from_env(device: torch.device, timeout_minutes: float = 10.0) -> tuple[
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
-            raise UsageError(f"rank {rank}: LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) visible; "
-                             "start at most one process per GPU (torchrun --nproc_per_node)")
+            raise UsageError(
+                f"rank {rank}: LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} GPU(s) visible; "
+                "start at most one process per GPU (torchrun --nproc_per_node)"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     timeout = datetime.timedelta(minutes=timeout_minutes)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout,
-                            **({"device_id": device} if device.type == "cuda" else {}))
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo",
+        timeout=timeout,
+        **({"device_id": device} if device.type == "cuda" else {}),
+    )
     control = dist.new_group(backend="gloo", timeout=timeout) if device.type == "cuda" else dist.group.WORLD
     return Context(rank, world, local_rank, control), device
 
@@ -109,14 +115,16 @@ def init_from_env(device: torch.device, timeout_minutes: float = 10.0) -> tuple[
 def local_batch(global_batch: int, ctx: Context) -> int:
     """The per-rank batch: ``--batch-size`` is the global batch and must split evenly."""
     if global_batch % ctx.world:
-        raise UsageError(f"--batch-size {global_batch} is the global batch and does not split over {ctx.world} "
-                         f"processes; use a multiple of {ctx.world} or another --nproc_per_node")
+        raise UsageError(
+            f"--batch-size {global_batch} is the global batch and does not split over {ctx.world} "
+            f"processes; use a multiple of {ctx.world} or another --nproc_per_node"
+        )
     return global_batch // ctx.world
 
 
 def ddp_options() -> dict:
-    """DDP settings measured on an H200 (592 px, n = 32, batched step, one process; README "Several
-    GPUs"): sending rank 0's buffers before every forward cost 4.6 % and copying gradients into the
+    """DDP settings measured on an H200 (592 px, n = 32, batched step, one process; docs/multi_gpu.md):
+    sending rank 0's buffers before every forward cost 4.6 % and copying gradients into the
     all-reduce buckets another 3.3 %; without both, DDP costs about 1 % over a plain process.
     Buffers (batch-norm running statistics) need no sending: with synchronised batch norm every
     rank computes the same ones; with ``--sync-bn off`` each rank keeps its own, and checkpoints hold
@@ -136,6 +144,8 @@ def lost_contact_message(err: RuntimeError) -> str | None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     first = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return (f"rank {os.environ.get('RANK')}: lost contact with the other processes ({first}); one of them stopped "
-            "or died (see its messages above), or did not answer within --dist-timeout. Resume from last.pt with "
-            "--resume.")
+    return (
+        f"rank {os.environ.get('RANK')}: lost contact with the other processes ({first}); one of them stopped "
+        "or died (see its messages above), or did not answer within --dist-timeout. Resume from last.pt with "
+        "--resume."
+    )

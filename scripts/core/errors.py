@@ -11,9 +11,9 @@ process sends it to the project's launcher (``scripts/launch.py``, which prints 
 message once after the processes end) when it started them, else rank 0 alone prints it. (Printing
 from a process would race with torchrun, which stops the others as soon as one exits.)
 """
+
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -22,6 +22,10 @@ ERRORS_ENV = "AVSEG_ERRORS_DIR"  # set by the launcher: where each process leave
 
 class UserError(Exception):
     """A mistake the user can fix; the message says what was wrong, where, and what to do."""
+
+
+class UsageError(UserError):
+    """A command-line setting that cannot work here."""
 
 
 def is_quiet_rank() -> bool:
@@ -37,15 +41,3 @@ def report(message: str) -> None:
             f.write(message + "\n")
     elif not is_quiet_rank():
         print(f"error: {message}", file=sys.stderr)
-
-
-def quiet_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Under torchrun, an argparse mistake goes through :func:`report` too (exit code 2): to the
-    launcher, or printed by rank 0 alone."""
-    if os.environ.get(ERRORS_ENV) or is_quiet_rank():
-        def error(message: str):
-            report(f"{parser.prog}: {message} (see {parser.prog} --help)")
-            sys.exit(2)
-
-        parser.error = error  # type: ignore[method-assign]
-    return parser

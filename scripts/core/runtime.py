@@ -1,18 +1,14 @@
-"""What the command-line entry points share: the usage error, device choice, worker count."""
+"""What the command-line entry points share: device choice, worker count, precision, option types."""
+
 from __future__ import annotations
 
-import argparse
 import os
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from scripts.core.errors import UserError
-
-
-class UsageError(UserError):
-    """A command-line setting that cannot work here."""
+from scripts.core.errors import UsageError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -29,9 +25,11 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise UsageError(f"--device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name} was asked for, but PyTorch sees no CUDA GPU on this machine "
-                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use --device cpu, or check "
-                         "the driver with nvidia-smi.")
+        raise UsageError(
+            f"--device {name} was asked for, but PyTorch sees no CUDA GPU on this machine "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use --device cpu, or check "
+            "the driver with nvidia-smi."
+        )
     if dev.type == "mps" and not mps_ok:
         raise UsageError(f"--device {name} was asked for, but PyTorch has no MPS backend here; use --device cpu")
     return dev
@@ -78,67 +76,6 @@ def resolve_amp(value: str | None, device: torch.device) -> str | None:
     return value
 
 
-def _whole(text: str, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (argparse then names the option in its error, exit code 2)."""
-    return _whole(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
-    return _whole(text, 0)
-
-
-def boolean(text: str) -> bool:
-    """argparse type: true/false, yes/no, on/off, 1/0 (any capitalisation)."""
-    if text.lower() in ("1", "true", "yes", "y", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def percent(text: str) -> float:
-    """argparse type: a share in percent, 0 <= value < 100."""
-    value = non_negative_float(text)
-    if value >= 100:
-        raise argparse.ArgumentTypeError(f"must be below 100 (a percentage of the images), got {text}")
-    return value
-
-
 def ensure_folder(path: Path, option: str) -> Path:
     """Create an output folder before any work, or raise a UsageError naming the option and the cause."""
     try:
@@ -146,7 +83,10 @@ def ensure_folder(path: Path, option: str) -> Path:
         if not os.access(path, os.W_OK):
             raise PermissionError(13, "permission denied")
     except OSError as err:
-        hint = "a file of that name is in the way" if isinstance(err, (FileExistsError, NotADirectoryError)) else (
-            err.strerror or str(err))
+        hint = (
+            "a file of that name is in the way"
+            if isinstance(err, (FileExistsError, NotADirectoryError))
+            else (err.strerror or str(err))
+        )
         raise UsageError(f"{option} {path}: cannot create or write this folder ({hint}); choose another path") from None
     return path

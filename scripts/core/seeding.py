@@ -1,4 +1,5 @@
 """The one seeding helper: Python, NumPy and torch (CPU and CUDA) from one integer."""
+
 from __future__ import annotations
 
 import random

@@ -1,4 +1,5 @@
 """Resizing, training augmentation and normalisation (SPEC section 3), on uint8/bool arrays."""
+
 from __future__ import annotations
 
 import cv2

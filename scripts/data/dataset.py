@@ -3,6 +3,7 @@
 Layout: ``<data_root>/<name>/<split>/{images,1st_manual,mask}/``. Decoded and resized arrays are
 cached per process, so each file is read once per run and augmentation works from memory.
 """
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from scripts.core.config import DATA_HELP, DATASETS, dataset_info, decide_model_size
+from scripts.core.distributed import Context
 from scripts.data.augment import augment, normalise, resize_image, resize_nearest
-from scripts.core.config import DATA_HELP, DATASETS, dataset_info
 from scripts.data.images import (
     IMAGE_EXTENSIONS,
     DataError,
@@ -30,9 +32,6 @@ from scripts.data.images import (
     open_image,
 )
 from scripts.data.labels import LabelError
-from scripts.core.distributed import Context
-from scripts.inference.model_size import decide_model_size
-from scripts.vessels.graph import VesselGraph, build_graph
 
 log = logging.getLogger("avseg")
 
@@ -62,7 +61,9 @@ def find_items(split_dir: Path, label_suffixes: Sequence[str]) -> list[Item]:
     items = []
     for img in images:
         stem = img.stem
-        label = next((p for s in label_suffixes if (p := find_file(split_dir / "1st_manual", stem + s, (".png",)))), None)
+        label = next(
+            (p for s in label_suffixes if (p := find_file(split_dir / "1st_manual", stem + s, (".png",)))), None
+        )
         if label is None:
             tried = ", ".join(str(split_dir / "1st_manual" / f"{stem}{s}.png") for s in label_suffixes)
             raise DataError(f"{img}: no label found (looked for {tried}); add the label or remove the image")
@@ -76,8 +77,10 @@ def _size_problem(item: Item) -> str | None:
         size = image_size(item.image)
         for kind, path in (("label", item.label), ("mask", item.mask)):
             if path is not None and (other := image_size(path)) != size:
-                return (f"{path}: {kind} size {other[0]}x{other[1]} differs from image {item.image} size "
-                        f"{size[0]}x{size[1]}")
+                return (
+                    f"{path}: {kind} size {other[0]}x{other[1]} differs from image {item.image} size "
+                    f"{size[0]}x{size[1]}"
+                )
     except DataError as err:
         return str(err)
     return None
@@ -100,7 +103,9 @@ def split_ids(n: int, val_percent: float, seed: int) -> tuple[list[int], list[in
     n_val = int(n * val_percent / 100)
     if val_percent > 0 and n >= 2:
         n_val = max(n_val, 1)
-    train, val = torch.utils.data.random_split(range(n), [n - n_val, n_val], generator=torch.Generator().manual_seed(seed))
+    train, val = torch.utils.data.random_split(
+        range(n), [n - n_val, n_val], generator=torch.Generator().manual_seed(seed)
+    )
     return list(train.indices), list(val.indices)
 
 
@@ -131,12 +136,16 @@ class AVDataset(Dataset):
         root = Path(data_root) / name
         if not root.is_dir():
             if name not in DATASETS:
-                raise DataError(f"unknown dataset name '{name}' (known: {', '.join(DATASETS)}) and no folder "
-                                f"{root.resolve()}; to use your own data, put it there in the same layout. {DATA_HELP}")
+                raise DataError(
+                    f"unknown dataset name '{name}' (known: {', '.join(DATASETS)}) and no folder "
+                    f"{root.resolve()}; to use your own data, put it there in the same layout. {DATA_HELP}"
+                )
             raise DataError(f"dataset folder not found: {root.resolve()}. {DATA_HELP}")
         split_dir = root / split
         if not split_dir.is_dir():
-            raise DataError(f"split folder not found: {split_dir.resolve()}; this copy of {name} has no '{split}' split")
+            raise DataError(
+                f"split folder not found: {split_dir.resolve()}; this copy of {name} has no '{split}' split"
+            )
         self.model_size = decide_model_size(image_size, dataset=name, uniform=uniform)
         all_items = find_items(split_dir, info.label_suffixes)
         self.items = [all_items[i] for i in indices] if indices is not None else all_items
@@ -147,7 +156,6 @@ class AVDataset(Dataset):
         if missing:
             log.warning("%s/%s: no FOV mask for %s; deriving the FOV from the image", name, split, missing[:5])
         self._cache: dict[int, tuple] = {}
-        self._graphs: dict[tuple[int, float | None], VesselGraph] = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -172,7 +180,11 @@ class AVDataset(Dataset):
             mask = load_mask(item.mask, self.variant) if item.mask is not None else derive_fov(photo, item.image)
             small = resize_image(photo, self.model_size)
             if self.train:
-                self._cache[index] = (small, resize_nearest(label, self.model_size), resize_nearest(mask, self.model_size))
+                self._cache[index] = (
+                    small,
+                    resize_nearest(label, self.model_size),
+                    resize_nearest(mask, self.model_size),
+                )
             else:
                 self._cache[index] = (small, label, mask)
         return self._cache[index]
@@ -183,13 +195,6 @@ class AVDataset(Dataset):
             raise ValueError("ground_truth() is for evaluation datasets (train=False): training items are resized")
         _, label, mask = self._load(index)
         return label, mask
-
-    def vessel_graph(self, index: int, radius: float | None = None) -> VesselGraph:
-        """The ground-truth vessel graph of an evaluation item (built once, then cached)."""
-        if (index, radius) not in self._graphs:
-            label, mask = self.ground_truth(index)
-            self._graphs[(index, radius)] = build_graph(label.transpose(2, 0, 1), radius=radius, fov=mask)
-        return self._graphs[(index, radius)]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, seed = key if isinstance(key, tuple) else (key, key)
@@ -231,7 +236,7 @@ class EpochSampler(Sampler):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=g)
-        return iter(list(zip(order.tolist(), seeds.tolist()))[self.start:])
+        return iter(list(zip(order.tolist(), seeds.tolist()))[self.start :])
 
 
 class DistributedEpochSampler(EpochSampler):
@@ -254,11 +259,11 @@ class DistributedEpochSampler(EpochSampler):
         b, world, rank = self.global_batch, self.ctx.world, self.ctx.rank
         mine = []
         for first in range(start, len(items), b):
-            batch = items[first:first + b]
+            batch = items[first : first + b]
             if len(batch) < world:
-                batch = batch + items[:world - len(batch)]
+                batch = batch + items[: world - len(batch)]
             per = -(-len(batch) // world)
-            mine += batch[rank * per:(rank + 1) * per]
+            mine += batch[rank * per : (rank + 1) * per]
         return mine
 
     def __iter__(self) -> Iterator[tuple[int, int]]:

@@ -1,19 +1,19 @@
 """Reading photographs, labels and FOV masks from disk, with errors that name the file."""
+
 from __future__ import annotations
 
 import glob
-from collections.abc import Sequence
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from scripts.core.errors import UserError
+from scripts.core.errors import UsageError, UserError
 from scripts.data.labels import label_to_channels, release_label_channels
-from scripts.core.runtime import UsageError
 
 log = logging.getLogger("avseg")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".ppm")
@@ -31,16 +31,21 @@ def open_image(path: Path) -> Image.Image:
             img = Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         pixels = next((w for w in str(err).replace("(", " ").split() if w.isdigit()), "?")
-        raise DataError(f"{path}: {pixels} pixels, more than the {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels an image "
-                        "may have here (Pillow's guard against decompression bombs); no fundus photograph is that "
-                        "large: check the file, or resize it") from None
+        raise DataError(
+            f"{path}: {pixels} pixels, more than the {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels an image "
+            "may have here (Pillow's guard against decompression bombs); no fundus photograph is that "
+            "large: check the file, or resize it"
+        ) from None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:
-        raise DataError(f"{path}: cannot be read as an image (unknown or damaged format); replace or remove the file") \
-            from None
+        raise DataError(
+            f"{path}: cannot be read as an image (unknown or damaged format); replace or remove the file"
+        ) from None
     except OSError as err:
-        raise DataError(f"{path}: cannot be read as an image ({err.strerror or err}); replace or remove the file") from None
+        raise DataError(
+            f"{path}: cannot be read as an image ({err.strerror or err}); replace or remove the file"
+        ) from None
     return img
 
 
@@ -80,8 +85,11 @@ def load_label(path: Path, variant: str = "v2021") -> tuple[np.ndarray, str]:
     convert = release_label_channels if variant == "v2023" else label_to_channels
     channels, encoding = convert(decode_image(path), path)
     if not channels.any():
-        warnings.warn(f"{path}: the label is all background (no vessel pixel); it is used as it is, and its "
-                      "sensitivities and F1 are 0/0 (counted as 0)", stacklevel=2)
+        warnings.warn(
+            f"{path}: the label is all background (no vessel pixel); it is used as it is, and its "
+            "sensitivities and F1 are 0/0 (counted as 0)",
+            stacklevel=2,
+        )
     return channels, encoding
 
 
@@ -155,8 +163,7 @@ def find_file(folder: Path, stem: str, extensions: Sequence[str]) -> Path | None
             if cand.is_file():
                 return cand
     if folder.is_dir():
-        found = {p.name[len(stem):].lower(): p for p in folder.iterdir()
-                 if p.name.startswith(stem) and p.is_file()}
+        found = {p.name[len(stem) :].lower(): p for p in folder.iterdir() if p.name.startswith(stem) and p.is_file()}
         for ext in extensions:
             if ext.lower() in found:
                 return found[ext.lower()]

@@ -2,6 +2,7 @@
 
 Channel order everywhere: 0 = artery (red), 1 = uncertain/crossing (green), 2 = vein (blue).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -57,16 +58,27 @@ def label_to_channels(img: Image.Image, path: Path | str) -> tuple[np.ndarray, s
                 f"{path}: {100 * n_off / off.size:.1f} % of the pixels have colours that are not label colours "
                 f"(e.g. {top}), more than the {100 * MAX_OFF_COLOUR_SHARE:g} % a label file may hold: this is not an "
                 "A/V label map (a photograph, or a label saved as JPEG?). Labels use red (artery), blue (vein), "
-                "green (crossing), white (uncertain) and black, saved losslessly (PNG).")
-        warnings.warn(f"{path}: {n_off} pixel(s) with off-label colours (e.g. {top}) were thresholded at 0.5 per "
-                      "channel, as the original evaluation did", stacklevel=2)
+                "green (crossing), white (uncertain) and black, saved losslessly (PNG)."
+            )
+        warnings.warn(
+            f"{path}: {n_off} pixel(s) with off-label colours (e.g. {top}) were thresholded at 0.5 per "
+            "channel, as the original evaluation did",
+            stacklevel=2,
+        )
     return rgb > 127, "rgb"
 
 
 # The 2023 release's label conversion (SPEC 9.3, commit df1d36d): exact colours to class indices;
 # any other colour (anti-aliased edge pixels) becomes background.
-RELEASE_COLOURS = {(0, 0, 0): 0, (255, 0, 0): 1, (0, 0, 255): 2, (0, 255, 0): 3, (255, 255, 255): 3,
-                   (0, 255, 255): 3, (255, 0, 255): 1}
+RELEASE_COLOURS = {
+    (0, 0, 0): 0,
+    (255, 0, 0): 1,
+    (0, 0, 255): 2,
+    (0, 255, 0): 3,
+    (255, 255, 255): 3,
+    (0, 255, 255): 3,
+    (255, 0, 255): 1,
+}
 
 
 def release_label_channels(img: Image.Image, path: Path | str) -> tuple[np.ndarray, str]:

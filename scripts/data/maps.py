@@ -7,6 +7,7 @@ uncertain), index maps (one channel: 0 background, 1 artery, 2 vein, 3 uncertain
 maps (``_prob.png``: RGB = artery, uncertain, vein probability; thresholded at 0.5 and decoded as
 the paper protocol does).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -51,14 +52,18 @@ def classify(img: Image.Image, path: Path) -> str:
             return "index"
         if np.isin(values, (0, 255)).all() or img.mode == "1":
             return "vessel"
-        raise DataError(f"{path}: a one-channel image with values {values[:8].tolist()}: neither an index map (0 "
-                        "background, 1 artery, 2 vein, 3 uncertain) nor a binary vessel map (0/255)")
+        raise DataError(
+            f"{path}: a one-channel image with values {values[:8].tolist()}: neither an index map (0 "
+            "background, 1 artery, 2 vein, 3 uncertain) nor a binary vessel map (0/255)"
+        )
     rgb = np.asarray(img.convert("RGB"))
     if ((rgb != 0) & (rgb != 255)).any(axis=2).mean() <= PROBABILITY_SHARE:
         return "av"
     if ((rgb[..., 0] >= 128) & (rgb[..., 1] >= 32)).mean() > PHOTO_SHARE:
-        raise DataError(f"{path}: looks like a photograph or an overlay (most pixels bright red and green), not a "
-                        "map; give A/V maps (_av.png) or probability maps (_prob.png)")
+        raise DataError(
+            f"{path}: looks like a photograph or an overlay (most pixels bright red and green), not a "
+            "map; give A/V maps (_av.png) or probability maps (_prob.png)"
+        )
     return "prob"
 
 
@@ -67,8 +72,11 @@ def read_map(path: Path, kind: str = "auto") -> tuple[np.ndarray, str]:
 
     Raises :class:`Skipped` for a binary vessel map (it has no artery/vein classes)."""
     img = decode_image(path)
-    found = classify(img, path) if kind == "auto" else ("index" if img.mode in ("L", "I", "I;16") and kind == "av"
-                                                         else kind)
+    found = (
+        classify(img, path)
+        if kind == "auto"
+        else ("index" if img.mode in ("L", "I", "I;16") and kind == "av" else kind)
+    )
     if found == "vessel":
         raise Skipped(f"{path}: a binary vessel map; the biomarkers need artery and vein classes (an A/V map)")
     if found == "index":

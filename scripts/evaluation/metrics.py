@@ -3,6 +3,7 @@
 All per-pixel work is vectorised torch on the tensors' own device; only 3 x 4 counts per image
 come back to the host, where the ratios are formed in float64.
 """
+
 from __future__ import annotations
 
 import math
@@ -120,7 +121,9 @@ def class_counts(pred_cls: torch.Tensor, gt_cls: torch.Tensor, fov: torch.Tensor
     p_bits, g_bits = codes & 7, codes >> 3
     rows = []
     for p_on, g_on in [((p_bits >> c) & 1 == 1, (g_bits >> c) & 1 == 1) for c in range(3)] + [(p_bits > 0, g_bits > 0)]:
-        rows.append([hist[p_on & g_on].sum(), hist[p_on & ~g_on].sum(), hist[~p_on & g_on].sum(), hist[~p_on & ~g_on].sum()])
+        rows.append(
+            [hist[p_on & g_on].sum(), hist[p_on & ~g_on].sum(), hist[~p_on & g_on].sum(), hist[~p_on & ~g_on].sum()]
+        )
     return np.array(rows, dtype=np.int64)
 
 
@@ -161,8 +164,9 @@ def image_metrics(
     else:
         binary = _as_tensor(binary, "binary")
         if binary.shape != prob.shape or binary.dtype != torch.bool:
-            raise ValueError(f"binary must be a bool map of shape {tuple(prob.shape)}, got {tuple(binary.shape)} "
-                             f"({binary.dtype})")
+            raise ValueError(
+                f"binary must be a bool map of shape {tuple(prob.shape)}, got {tuple(binary.shape)} ({binary.dtype})"
+            )
         binary = binary.to(prob.device) & fov
     pred_cls = decode_classes(binary)
     gt_cls = decode_classes(label.bool())
@@ -192,8 +196,9 @@ def image_metrics(
             return m
         undefined = [k for k, v in m.items() if math.isnan(v)]
         if undefined and name in ("artery", "vein"):
-            warnings.warn(f"{source or 'an image'}: {name} {', '.join(undefined)} undefined (0/0), counted as 0",
-                          stacklevel=3)
+            warnings.warn(
+                f"{source or 'an image'}: {name} {', '.join(undefined)} undefined (0/0), counted as 0", stacklevel=3
+            )
         return {k: (0.0 if math.isnan(v) else v) for k, v in m.items()}
 
     result = {name: scores(name, counts[c], prob[CLASS_CHANNEL[name]], gt_cls[c]) for c, name in enumerate(CLASSES)}
@@ -211,7 +216,4 @@ def mean_metrics(per_image: list[dict[str, dict[str, float]]]) -> dict[str, dict
     """Mean over images of :func:`image_metrics` results (the dataset score)."""
     if not per_image:
         raise ValueError("no image results to average")
-    return {
-        cls: {k: float(np.mean([r[cls][k] for r in per_image])) for k in per_image[0][cls]}
-        for cls in per_image[0]
-    }
+    return {cls: {k: float(np.mean([r[cls][k] for r in per_image])) for k in per_image[0][cls]} for cls in per_image[0]}

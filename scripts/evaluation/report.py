@@ -1,4 +1,5 @@
 """Tables and files for metric results: printed tables, per-image CSV, summary JSON."""
+
 from __future__ import annotations
 
 import csv
@@ -7,9 +8,9 @@ import json
 import math
 from pathlib import Path
 
-from scripts.io.atomic import write_atomic
 from scripts.data.labels import CLASSES
 from scripts.evaluation.metrics import AVERAGE, PAPER_METRICS, PROB_METRICS, VESSEL
+from scripts.io.atomic import write_atomic
 
 ROWS = (*CLASSES, AVERAGE)
 TABLE_ROWS = (*ROWS, VESSEL)
@@ -26,8 +27,11 @@ def format_table(result: dict[str, dict[str, float]], metrics=PAPER_METRICS, per
     return "\n".join(lines)
 
 
-def metrics_csv(path: Path | str, rows: list[tuple[str | tuple[str, ...], dict[str, dict[str, float]]]],
-                key_names: tuple[str, ...] = ("id",)) -> None:
+def metrics_csv(
+    path: Path | str,
+    rows: list[tuple[str | tuple[str, ...], dict[str, dict[str, float]]]],
+    key_names: tuple[str, ...] = ("id",),
+) -> None:
     """One row per (key, class): the key columns (e.g. checkpoint, id), class, every metric (fractions)."""
     buf = io.StringIO()
     metrics = [*PAPER_METRICS, *PROB_METRICS]
@@ -57,13 +61,3 @@ def nan_to_null(x):
     if isinstance(x, list):
         return [nan_to_null(v) for v in x]
     return None if isinstance(x, float) and math.isnan(x) else x
-
-
-def write_csv(path: Path | str, rows: list[dict]) -> None:
-    """Rows of dicts with the same keys as a CSV file (written atomically)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["id"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: f"{v:.10g}" if isinstance(v, float) else v for k, v in r.items()})
-    write_atomic(path, buf.getvalue())

@@ -2,7 +2,7 @@
 
 The rules are those of RRWNet's public evaluation code (``eval/test_utils.py: mav``,
 ``data_processing/groundtruth.py``, ``detailed_evaluation/topo_metric.py`` of ``j-morano/rrwnet``),
-re-written here; README "Two protocols" puts them next to the paper's.
+re-written here; docs/protocols.md puts them next to the paper's.
 
 Their convention: a prediction has channels (artery, vein, vessel tree) in [0, 1] (8-bit PNGs / 255);
 a ground truth has channels (artery, vein, vessel tree), where a crossing is artery and vein at once
@@ -33,9 +33,9 @@ What is computed, pooled over all pixels of all images unless said otherwise:
   and is shorter than 10,001 px; otherwise (never seen on these datasets) it is called exactly as
   theirs does. Pairs are drawn from the seeded generator.
 """
+
 from __future__ import annotations
 
-import argparse
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -45,7 +45,6 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from scripts.core.runtime import positive_int
 from scripts.vessels.skeleton import skeletonize
 
 PROTOCOLS = ("paper", "rrwnet", "all")
@@ -107,8 +106,12 @@ def curve_areas(values: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[f
 def _rates(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
     if (tp + fn == 0) or (tn + fp == 0):  # one class only: their code's fallback counts as (1, 0, 0, 1)
         tp, fp, fn, tn = 1, 0, 0, 1
-    return {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp), "accuracy": (tp + tn) / (tp + fp + fn + tn),
-            "f1": 2 * tp / (2 * tp + fp + fn)}
+    return {
+        "sensitivity": tp / (tp + fn),
+        "specificity": tn / (tn + fp),
+        "accuracy": (tp + tn) / (tp + fp + fn + tn),
+        "f1": 2 * tp / (2 * tp + fp + fn),
+    }
 
 
 def _confusion(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -158,8 +161,9 @@ class Centreline:
         key = self.degree != 2
         key[a], key[b] = True, True
         inner = ~key[self.u] & ~key[self.v]  # edges inside runs
-        _, run = connected_components(coo_matrix((np.ones(int(inner.sum())), (self.u[inner], self.v[inner])),
-                                                 shape=(n, n)), directed=False)
+        _, run = connected_components(
+            coo_matrix((np.ones(int(inner.sum())), (self.u[inner], self.v[inner])), shape=(n, n)), directed=False
+        )
         run_length = np.bincount(run[self.u[inner]], weights=self.w[inner], minlength=n)
         attach = key[self.u] ^ key[self.v]  # a run's two end edges
         end_key = np.where(key[self.u], self.u, self.v)[attach]
@@ -207,7 +211,7 @@ def _min_edges(u: np.ndarray, v: np.ndarray, w: np.ndarray, m: int):
     lo, hi, w = lo[keep], hi[keep], w[keep]
     order = np.lexsort((w, hi, lo))
     lo, hi, w = lo[order], hi[order], w[order]
-    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])][:len(lo)]  # (no edge at all: empty)
+    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])][: len(lo)]  # (no edge at all: empty)
     return coo_matrix((w[first], (lo[first], hi[first])), shape=(m, m)).tocsr()
 
 
@@ -277,8 +281,13 @@ def as_skeleton(centreline: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return skeleton
 
 
-def topology(truth: np.ndarray, predicted: np.ndarray, n_paths: int, rng: np.random.Generator,
-             centreline: np.ndarray | None = None) -> np.ndarray | None:
+def topology(
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    n_paths: int,
+    rng: np.random.Generator,
+    centreline: np.ndarray | None = None,
+) -> np.ndarray | None:
     """[infeasible, wrong length, correct] path counts of one image and class (``predicted``: the
     prediction thresholded at 0.5; ``centreline``: the truth's, from :func:`truth_centrelines`, if
     known); None when the truth has no centreline."""
@@ -294,7 +303,6 @@ def topology(truth: np.ndarray, predicted: np.ndarray, n_paths: int, rng: np.ran
 class ImageStats:
     """What one image contributes to the pooled numbers (gathered in dataset order under torchrun)."""
 
-
     id: str
     av_all: np.ndarray  # [tp, fp, fn, tn], artery positive
     av_intersection: np.ndarray
@@ -304,9 +312,16 @@ class ImageStats:
     topo: dict = field(default_factory=dict)  # class -> [inf, wrong, correct] or None
 
 
-def image_stats(image_id: str, levels: np.ndarray, truth: np.ndarray, fov: np.ndarray, n_paths: int,
-                rng: np.random.Generator, centrelines: list[np.ndarray] | None = None,
-                source: str | None = None) -> ImageStats:
+def image_stats(
+    image_id: str,
+    levels: np.ndarray,
+    truth: np.ndarray,
+    fov: np.ndarray,
+    n_paths: int,
+    rng: np.random.Generator,
+    centrelines: list[np.ndarray] | None = None,
+    source: str | None = None,
+) -> ImageStats:
     """``levels``: (3, H, W) uint8, their convention x 255; ``truth``: (3, H, W) bool; ``fov``: (H, W)
     bool; ``centrelines``: :func:`truth_centrelines` of ``truth`` when already known; ``source``: how
     warnings name the image (default: its id)."""
@@ -315,11 +330,19 @@ def image_stats(image_id: str, levels: np.ndarray, truth: np.ndarray, fov: np.nd
     la, lv, lt = levels
     topo = {}
     for c, name in enumerate(CLASSES):
-        topo[name] = topology(truth[c], levels[c] > 127, n_paths, rng,  # > 0.5 on the 8-bit scale
-                              None if centrelines is None else centrelines[c])
+        topo[name] = topology(
+            truth[c],
+            levels[c] > 127,
+            n_paths,
+            rng,  # > 0.5 on the 8-bit scale
+            None if centrelines is None else centrelines[c],
+        )
         if topo[name] is None:
-            warnings.warn(f"{source or image_id}: the ground truth has no {name} centreline; no {name} paths for the "
-                          "topological measure (the image is left out of its mean)", stacklevel=2)
+            warnings.warn(
+                f"{source or image_id}: the ground truth has no {name} centreline; no {name} paths for the "
+                "topological measure (the image is left out of its mean)",
+                stacklevel=2,
+            )
     tie = av_mask & (la == 0) & (lv == 0)
     draw = rng.random(int(np.count_nonzero(tie)))
     predicted_artery = la >= lv
@@ -333,16 +356,24 @@ def image_stats(image_id: str, levels: np.ndarray, truth: np.ndarray, fov: np.nd
     tie_in = tie[fov]
     draw_in = draw[fov[tie]]
     ties = {"artery": (draw_in, artery[fov][tie_in]), "vein": (1 - draw_in, vein[fov][tie_in])}
-    return ImageStats(image_id, _confusion(artery[av_mask], predicted_artery[av_mask]),
-                      _confusion(artery[intersection], predicted_artery[intersection]),
-                      _confusion(tree[fov], lt[fov] > 127), hist, ties, topo)
+    return ImageStats(
+        image_id,
+        _confusion(artery[av_mask], predicted_artery[av_mask]),
+        _confusion(artery[intersection], predicted_artery[intersection]),
+        _confusion(tree[fov], lt[fov] > 127),
+        hist,
+        ties,
+        topo,
+    )
 
 
 def pooled(stats: list[ImageStats]) -> dict:
     """The RRWNet table from every image's stats: {"av_all", "av_intersection", "artery", "vein",
     "tree", "topology"} -> {metric: value} (rates in 0..1; topology: mean and std over images)."""
-    out = {"av_all": _rates(*sum(s.av_all for s in stats)),
-           "av_intersection": _rates(*sum(s.av_intersection for s in stats))}
+    out = {
+        "av_all": _rates(*sum(s.av_all for s in stats)),
+        "av_intersection": _rates(*sum(s.av_intersection for s in stats)),
+    }
     levels = np.arange(LEVELS) / 255
     for c, name in enumerate(CLASSES):
         hist = sum(s.hist[c] for s in stats)
@@ -351,8 +382,9 @@ def pooled(stats: list[ImageStats]) -> dict:
             if name in s.ties:
                 v, positive = s.ties[name]
                 values.append(v), pos.append(positive.astype(np.int64)), neg.append((~positive).astype(np.int64))
-        roc, pr = curve_areas(np.concatenate(values), np.concatenate(pos).astype(float),
-                              np.concatenate(neg).astype(float))
+        roc, pr = curve_areas(
+            np.concatenate(values), np.concatenate(pos).astype(float), np.concatenate(neg).astype(float)
+        )
         out[name] = {"roc_auc": roc, "pr_auc": pr}
     out["tree"].update(_rates(*sum(s.tree for s in stats)))
     topo = {}
@@ -360,17 +392,24 @@ def pooled(stats: list[ImageStats]) -> dict:
         counts = np.array([s.topo[name] for s in stats if s.topo.get(name) is not None], np.float64)
         if len(counts):
             share = counts / counts.sum(axis=1, keepdims=True)
-            topo[name] = {"inf_mean": float(share[:, 0].mean()), "inf_std": float(share[:, 0].std()),
-                          "cor_mean": float(share[:, 2].mean()), "cor_std": float(share[:, 2].std()),
-                          "images": len(counts)}
+            topo[name] = {
+                "inf_mean": float(share[:, 0].mean()),
+                "inf_std": float(share[:, 0].std()),
+                "cor_mean": float(share[:, 2].mean()),
+                "cor_std": float(share[:, 2].std()),
+                "images": len(counts),
+            }
     out["topology"] = topo
     return out
 
 
-TABLE = (("A/V All", "av_all", ("sensitivity", "specificity", "accuracy", "f1")),
-         ("A/V Intersection", "av_intersection", ("sensitivity", "specificity", "accuracy", "f1")),
-         ("Artery", "artery", ("roc_auc", "pr_auc")), ("Vein", "vein", ("roc_auc", "pr_auc")),
-         ("Vessel tree", "tree", ("sensitivity", "specificity", "accuracy", "f1", "roc_auc", "pr_auc")))
+TABLE = (
+    ("A/V All", "av_all", ("sensitivity", "specificity", "accuracy", "f1")),
+    ("A/V Intersection", "av_intersection", ("sensitivity", "specificity", "accuracy", "f1")),
+    ("Artery", "artery", ("roc_auc", "pr_auc")),
+    ("Vein", "vein", ("roc_auc", "pr_auc")),
+    ("Vessel tree", "tree", ("sensitivity", "specificity", "accuracy", "f1", "roc_auc", "pr_auc")),
+)
 
 
 def format_rrwnet(result: dict) -> str:
@@ -379,15 +418,21 @@ def format_rrwnet(result: dict) -> str:
     for title, key, metrics in TABLE:
         lines.append(f"  {title:<17}" + "  ".join(f"{m} {100 * result[key][m]:6.2f}" for m in metrics))
     for name, t in result["topology"].items():
-        lines.append(f"  {'Topology ' + name:<17}INF {100 * t['inf_mean']:5.2f} +- {100 * t['inf_std']:5.2f}  "
-                     f"COR {100 * t['cor_mean']:5.2f} +- {100 * t['cor_std']:5.2f}  ({t['images']:g} images)")
+        lines.append(
+            f"  {'Topology ' + name:<17}INF {100 * t['inf_mean']:5.2f} +- {100 * t['inf_std']:5.2f}  "
+            f"COR {100 * t['cor_mean']:5.2f} +- {100 * t['cor_std']:5.2f}  ({t['images']:g} images)"
+        )
     return "\n".join(lines)
 
 
 def image_row(stats: ImageStats) -> dict[str, float]:
     """One image's topology shares, ``rrwnet_topology_<class>_inf`` / ``_cor`` (per-image CSV rows)."""
-    return {f"rrwnet_topology_{name}_{m}": counts[i] / counts.sum() for name, counts in stats.topo.items()
-            if counts is not None for m, i in (("inf", 0), ("cor", 2))}
+    return {
+        f"rrwnet_topology_{name}_{m}": counts[i] / counts.sum()
+        for name, counts in stats.topo.items()
+        if counts is not None
+        for m, i in (("inf", 0), ("cor", 2))
+    }
 
 
 def flat(result: dict) -> dict[str, float]:
@@ -402,17 +447,6 @@ def flat(result: dict) -> dict[str, float]:
     return out
 
 
-def add_protocol_options(p: argparse.ArgumentParser) -> None:
-    """--protocol and RRWNet's settings, for evaluate.py and test.py."""
-    p.add_argument("--protocol", choices=PROTOCOLS, default="paper",
-                   help="paper (default): SPEC section 6; rrwnet: RRWNet's (README 'Two protocols'); all: both")
-    p.add_argument("--seed", type=int, default=0,
-                   help="RRWNet protocol: seeds its random draws (artery/vein ties, the topology's paths)")
-    p.add_argument("--topo-paths", type=positive_int, default=DEFAULT_PATHS, metavar="N",
-                   help=f"RRWNet protocol: random centreline paths per image and class (default {DEFAULT_PATHS}; "
-                   "RRWNet's code uses 100: README 'Two protocols')")
-
-
 def mean_over(results: list[dict]) -> dict:
     """The mean of several :func:`pooled` tables (one per checkpoint), in the same layout."""
     if len(results) == 1:
@@ -420,8 +454,9 @@ def mean_over(results: list[dict]) -> dict:
     out = {}
     for key, values in results[0].items():
         if key == "topology":
-            out[key] = {name: {k: float(np.mean([r[key][name][k] for r in results])) for k in t}
-                        for name, t in values.items()}
+            out[key] = {
+                name: {k: float(np.mean([r[key][name][k] for r in results])) for k in t} for name, t in values.items()
+            }
         else:
             out[key] = {k: float(np.mean([r[key][k] for r in results])) for k in values}
     return out

@@ -4,6 +4,7 @@ The training loop writes ``loss/<name>`` and ``lr/<name>`` every ``--log-every``
 ``val_<class>/<metric>`` at every validation (``scripts/training/loop.py``); this module reads them
 with TensorBoard's own event reader, so the page shows what TensorBoard would.
 """
+
 from __future__ import annotations
 
 import base64
@@ -53,8 +54,13 @@ def curves_png(scalars: Scalars) -> bytes | None:
     for ax, (title, xlabel, tags, log) in zip(fig.subplots(1, len(groups), squeeze=False)[0], groups):
         for tag in tags:
             steps, values = zip(*scalars[tag])
-            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3,
-                    label=tag.split("/")[0].removeprefix("val_") if tag.startswith("val_") else tag.split("/", 1)[1])
+            ax.plot(
+                steps,
+                values,
+                marker="o" if len(steps) < 30 else None,
+                markersize=3,
+                label=tag.split("/")[0].removeprefix("val_") if tag.startswith("val_") else tag.split("/", 1)[1],
+            )
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         if log:

@@ -5,6 +5,7 @@ and links the figures beside it by relative paths, so that it opens from the dis
 when its folder is copied or zipped. What cannot be shown (a missing table, an unreadable figure)
 becomes a visible notice instead of a broken element.
 """
+
 from __future__ import annotations
 
 import csv
@@ -87,19 +88,30 @@ def cell_text(value: object, digits: int | None = 4) -> str:
     return f"{n:.{digits}f}"
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[object]], sortable: bool = True, digits: int | None = 4,
-          css: str = "") -> str:
+def table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    sortable: bool = True,
+    digits: int | None = 4,
+    css: str = "",
+) -> str:
     """An HTML table; a number's cell keeps its exact value in ``data-value`` (what sorting and
     checks read)."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
     for row in rows:
-        cells = "".join(f'<td class="text">{esc(cell_text(v))}</td>' if number(v) is None else
-                        f'<td data-value="{esc(v)}">{esc(cell_text(v, digits))}</td>' for v in row)
+        cells = "".join(
+            f'<td class="text">{esc(cell_text(v))}</td>'
+            if number(v) is None
+            else f'<td data-value="{esc(v)}">{esc(cell_text(v, digits))}</td>'
+            for v in row
+        )
         body.append(f"<tr>{cells}</tr>")
     classes = " ".join(c for c in ("sortable" if sortable else "", css) if c)
-    return (f'<div class="scroll"><table class="{classes}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>')
+    return (
+        f'<div class="scroll"><table class="{classes}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def notice(text: str) -> str:
@@ -127,8 +139,10 @@ def csv_table(path: Path, link: str | None = None) -> str:
         return notice(read)
     header, rows = read
     href = link if link is not None else path.name
-    return (f'<p class="muted">{len(rows)} rows, from <a href="{esc(href)}">{esc(path.name)}</a>; click a '
-            f"column to sort</p>" + table(header, rows))
+    return (
+        f'<p class="muted">{len(rows)} rows, from <a href="{esc(href)}">{esc(path.name)}</a>; click a '
+        f"column to sort</p>" + table(header, rows)
+    )
 
 
 def readable_image(path: Path) -> str | None:
@@ -147,9 +161,11 @@ def figure(folder: Path, rel: str, caption: str) -> str:
     """A thumbnail linking to the full-size picture ``folder/rel``, or a notice where it is unreadable."""
     problem = readable_image(folder / rel)
     if problem:
-        return f'<figure>{notice(problem)}<figcaption>{esc(caption)}</figcaption></figure>'
-    return (f'<figure><a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(caption)}"></a>'
-            f"<figcaption>{esc(caption)}</figcaption></figure>")
+        return f"<figure>{notice(problem)}<figcaption>{esc(caption)}</figcaption></figure>"
+    return (
+        f'<figure><a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(caption)}"></a>'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
 
 
 def page(title: str, subtitle: str, sections: Iterable[tuple[str, str]]) -> str:
@@ -157,10 +173,13 @@ def page(title: str, subtitle: str, sections: Iterable[tuple[str, str]]) -> str:
     sections = list(sections)
     anchors = [f"s{i}" for i in range(len(sections))]
     toc = " · ".join(f'<a href="#{a}">{esc(h)}</a>' for a, (h, _) in zip(anchors, sections))
-    body = "".join(f'<section id="{a}"><h2>{esc(h)}</h2>{content}</section>'
-                   for a, (h, content) in zip(anchors, sections))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
-            f'<h1>{esc(title)}</h1><p class="muted">{esc(subtitle)}</p><nav>{toc}</nav>{body}'
-            f"<script>{SCRIPT}</script></body></html>\n")
+    body = "".join(
+        f'<section id="{a}"><h2>{esc(h)}</h2>{content}</section>' for a, (h, content) in zip(anchors, sections)
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
+        f'<h1>{esc(title)}</h1><p class="muted">{esc(subtitle)}</p><nav>{toc}</nav>{body}'
+        f"<script>{SCRIPT}</script></body></html>\n"
+    )

@@ -5,6 +5,7 @@ Both are built from the files already written in the output folder (the tables, 
 so that what the page shows is what the files hold, and a file that is missing or unreadable shows
 as a notice on the page. The caller writes the page atomically next to them.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,32 +31,54 @@ def _read_json(path: Path) -> dict | str:
 
 def _pairs(items: dict) -> str:
     """A two-column table of settings (nested values as compact JSON)."""
-    return table(("setting", "value"), [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in items.items()],
-                 sortable=False, digits=None)
+    return table(
+        ("setting", "value"),
+        [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in items.items()],
+        sortable=False,
+        digits=None,
+    )
 
 
 def paper_section(row: dict | str) -> str:
     if isinstance(row, str):
         return notice(row)
     percent = row.get("percent", {})
-    mean_std = table(PAPER_COLUMNS, [[f"{percent[c]['mean']:.2f} ± {percent[c]['std']:.2f}" for c in PAPER_COLUMNS]],
-                     sortable=False, css="big paper-row")
-    per_cp = table(("checkpoint", *PAPER_COLUMNS), [(cp, *(v[c] for c in PAPER_COLUMNS))
-                                                    for cp, v in row.get("per_checkpoint", {}).items()], digits=2)
+    mean_std = table(
+        PAPER_COLUMNS,
+        [[f"{percent[c]['mean']:.2f} ± {percent[c]['std']:.2f}" for c in PAPER_COLUMNS]],
+        sortable=False,
+        css="big paper-row",
+    )
+    per_cp = table(
+        ("checkpoint", *PAPER_COLUMNS),
+        [(cp, *(v[c] for c in PAPER_COLUMNS)) for cp, v in row.get("per_checkpoint", {}).items()],
+        digits=2,
+    )
     n = len(row.get("checkpoints", []))
-    return (f"<p>{esc(row.get('protocol', ''))}; percent, mean ± std (population) over {n} checkpoint(s) "
-            f"({esc(', '.join(row.get('checkpoints', [])))}); 'ROC'/'PR' are the paper's binary readings.</p>"
-            + mean_std + "<h3>Per checkpoint (percent)</h3>" + per_cp)
+    return (
+        f"<p>{esc(row.get('protocol', ''))}; percent, mean ± std (population) over {n} checkpoint(s) "
+        f"({esc(', '.join(row.get('checkpoints', [])))}); 'ROC'/'PR' are the paper's binary readings.</p>"
+        + mean_std
+        + "<h3>Per checkpoint (percent)</h3>"
+        + per_cp
+    )
 
 
 def segments_section(row: dict | str, folder: Path) -> str:
     parts = []
     segments = row.get("segments") if isinstance(row, dict) else None
     if segments and segments.get("mean"):
-        parts.append("<p>Pooled over images, mean ± std over checkpoints; settings "
-                     f"{esc(json.dumps(segments.get('settings', {})))}.</p>")
-        parts.append(table(("metric", "mean", "std"), [(k, v, segments["std"].get(k))
-                                                       for k, v in segments["mean"].items()], sortable=False))
+        parts.append(
+            "<p>Pooled over images, mean ± std over checkpoints; settings "
+            f"{esc(json.dumps(segments.get('settings', {})))}.</p>"
+        )
+        parts.append(
+            table(
+                ("metric", "mean", "std"),
+                [(k, v, segments["std"].get(k)) for k, v in segments["mean"].items()],
+                sortable=False,
+            )
+        )
     parts.append("<h3>Per checkpoint and image</h3>" + csv_table(folder / "segments.csv"))
     return "".join(parts)
 
@@ -75,8 +98,10 @@ def biomarker_summary(folder: Path) -> str:
         values = [number(r[i]) for i in (t, p, d)]
         if all(v is not None and math.isfinite(v) for v in values):
             by_measure.setdefault(r[m], []).append(tuple(values))
-    return table(("measure", "images", "mean truth", "mean predicted", "mean difference"),
-                 [(k, len(v), *(sum(x[i] for x in v) / len(v) for i in range(3))) for k, v in by_measure.items()])
+    return table(
+        ("measure", "images", "mean truth", "mean predicted", "mean difference"),
+        [(k, len(v), *(sum(x[i] for x in v) / len(v) for i in range(3))) for k, v in by_measure.items()],
+    )
 
 
 def run_section(row: dict | str, info: dict) -> str:
@@ -106,15 +131,20 @@ def curves_section(runs_dir: Path | None) -> str:
         return notice(f"the TensorBoard events in {runs_dir} could not be read ({type(err).__name__}: {err})")
     if png is None:
         return notice(f"no TensorBoard events in {runs_dir} (trained elsewhere, or with another --runs-dir)")
-    return (f'<p class="muted">From the TensorBoard events in {esc(runs_dir)}.</p>'
-            f'<img src="{curves.data_uri(png)}" alt="training curves" style="max-width:100%">')
+    return (
+        f'<p class="muted">From the TensorBoard events in {esc(runs_dir)}.</p>'
+        f'<img src="{curves.data_uri(png)}" alt="training curves" style="max-width:100%">'
+    )
 
 
 def results_page(folder: Path, info: dict, runs_dir: Path | None) -> str:
     """The page of a test run's results folder ``folder`` (paper_row.json, the CSVs, figures/)."""
     row = _read_json(folder / "paper_row.json")
-    title = (f"{row.get('dataset', '?')} {row.get('split', '')}: {info.get('job', '')}" if isinstance(row, dict)
-             else f"Test results in {folder.name}")
+    title = (
+        f"{row.get('dataset', '?')} {row.get('split', '')}: {info.get('job', '')}"
+        if isinstance(row, dict)
+        else f"Test results in {folder.name}"
+    )
     ids = []
     per_image = read_csv(folder / "per_image.csv")
     if not isinstance(per_image, str) and "id" in per_image[0]:
@@ -123,22 +153,35 @@ def results_page(folder: Path, info: dict, runs_dir: Path | None) -> str:
     figures_dir = folder / "figures"
     found = sorted(p.stem for p in figures_dir.glob("*.png")) if figures_dir.is_dir() else []
     ids += [i for i in found if i not in ids]
-    gallery = ('<p class="muted">Photograph, ground truth, prediction, error map, vessel probability and segment '
-               "verdicts of each image (the last checkpoint's maps); click for the full size.</p>"
-               '<div class="gallery">' + "".join(figure(folder, f"figures/{i}.png", i) for i in ids) + "</div>"
-               if ids else notice("no figures (figures/ is missing or empty)"))
-    sections = [("Paper table row", paper_section(row)),
-                ("Per checkpoint", csv_table(folder / "summary.csv")),
-                ("Per image", csv_table(folder / "per_image.csv")),
-                ("Figures", gallery),
-                ("Segments", segments_section(row, folder)),
-                ("Biomarkers", "<p>Ground truth and prediction of each image (last checkpoint), one located disc for "
-                 "both; means over images first.</p>" + biomarker_summary(folder)
-                 + csv_table(folder / "biomarkers.csv"))]
+    gallery = (
+        '<p class="muted">Photograph, ground truth, prediction, error map, vessel probability and segment '
+        "verdicts of each image (the last checkpoint's maps); click for the full size.</p>"
+        '<div class="gallery">' + "".join(figure(folder, f"figures/{i}.png", i) for i in ids) + "</div>"
+        if ids
+        else notice("no figures (figures/ is missing or empty)")
+    )
+    sections = [
+        ("Paper table row", paper_section(row)),
+        ("Per checkpoint", csv_table(folder / "summary.csv")),
+        ("Per image", csv_table(folder / "per_image.csv")),
+        ("Figures", gallery),
+        ("Segments", segments_section(row, folder)),
+        (
+            "Biomarkers",
+            "<p>Ground truth and prediction of each image (last checkpoint), one located disc for "
+            "both; means over images first.</p>" + biomarker_summary(folder) + csv_table(folder / "biomarkers.csv"),
+        ),
+    ]
     if (folder / "rrwnet.csv").exists() or (isinstance(row, dict) and "rrwnet" in row):
-        sections.append(("RRWNet protocol", "<p>Fractions (not percent); README 'Two protocols'.</p>"
-                         + csv_table(folder / "rrwnet.csv") + "<h3>Topology per image</h3>"
-                         + csv_table(folder / "rrwnet_per_image.csv")))
+        sections.append(
+            (
+                "RRWNet protocol",
+                "<p>Fractions (not percent); docs/protocols.md.</p>"
+                + csv_table(folder / "rrwnet.csv")
+                + "<h3>Topology per image</h3>"
+                + csv_table(folder / "rrwnet_per_image.csv"),
+            )
+        )
     sections += [("Training curves", curves_section(runs_dir)), ("Run", run_section(row, info))]
     return page(title, f"{info.get('results', folder)}: every table is also a file beside this page.", sections)
 
@@ -154,12 +197,17 @@ def predictions_page(folder: Path, info: dict, failures: list[tuple[str, str]]) 
         for r in rows:
             values = dict(zip(header, r))
             name = values.get("id", "?")
-            measures = table(("measure", "value"), [(k, v) for k, v in values.items()
-                                                    if k not in ("id", "file") and v != ""], sortable=False)
-            cards.append(f'<h3>{esc(name)}</h3><p class="muted">{esc(values.get("file", ""))}</p>'
-                         f'<div class="gallery">{figure(folder, f"{name}_overlay.png", "overlay")}'
-                         f'{figure(folder, f"{name}_av.png", "A/V map (red artery, blue vein, green uncertain)")}'
-                         f"<div>{measures}</div></div>")
+            measures = table(
+                ("measure", "value"),
+                [(k, v) for k, v in values.items() if k not in ("id", "file") and v != ""],
+                sortable=False,
+            )
+            cards.append(
+                f'<h3>{esc(name)}</h3><p class="muted">{esc(values.get("file", ""))}</p>'
+                f'<div class="gallery">{figure(folder, f"{name}_overlay.png", "overlay")}'
+                f"{figure(folder, f'{name}_av.png', 'A/V map (red artery, blue vein, green uncertain)')}"
+                f"<div>{measures}</div></div>"
+            )
     sections = [("All photographs", csv_table(folder / "predictions.csv")), ("Per photograph", "".join(cards))]
     if failures:
         sections.append(("Failed inputs", table(("file", "why"), failures, sortable=False)))

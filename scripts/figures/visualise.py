@@ -4,6 +4,7 @@ Error-map colours (ground truth vs prediction, inside the FOV):
 red = artery correct, blue = vein correct, yellow = artery/vein confusion, cyan = uncertain or
 crossing pixel found as vessel, green = missed vessel, magenta = false vessel, black = background.
 """
+
 from __future__ import annotations
 
 import textwrap
@@ -45,19 +46,41 @@ def error_map(pred: np.ndarray, label: np.ndarray, mask: np.ndarray) -> np.ndarr
     return out
 
 
-PANEL_TITLES = ("photograph", "ground truth", "prediction", "error map", "vessel probability (black 0, white 1)",
-                "segment verdicts (ground-truth centreline)")
+PANEL_TITLES = (
+    "photograph",
+    "ground truth",
+    "prediction",
+    "error map",
+    "vessel probability (black 0, white 1)",
+    "segment verdicts (ground-truth centreline)",
+)
 AV_LEGEND = {"artery": (255, 0, 0), "vein": (0, 0, 255), "uncertain / crossing": (0, 255, 0)}
-ERROR_LEGEND = {"artery correct": "artery_correct", "vein correct": "vein_correct",
-                "artery/vein swapped": "av_confusion", "uncertain or crossing found": "uncertain_found", "missed vessel": "missed_vessel",
-                "false vessel": "false_vessel"}
-VERDICT_LEGEND = {"correct": "correct", "wrong class": "wrong_class", "mixed": "mixed", "missed": "missed",
-                  "not scored (uncertain or short)": "not_scored"}
+ERROR_LEGEND = {
+    "artery correct": "artery_correct",
+    "vein correct": "vein_correct",
+    "artery/vein swapped": "av_confusion",
+    "uncertain or crossing found": "uncertain_found",
+    "missed vessel": "missed_vessel",
+    "false vessel": "false_vessel",
+}
+VERDICT_LEGEND = {
+    "correct": "correct",
+    "wrong class": "wrong_class",
+    "mixed": "mixed",
+    "missed": "missed",
+    "not scored (uncertain or short)": "not_scored",
+}
 
 
-def comparison_panels(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
-                      binary: np.ndarray | None = None, segments: Callable[[int], np.ndarray] | None = None,
-                      height: int = 480) -> list[tuple[str, np.ndarray]]:
+def comparison_panels(
+    photo: np.ndarray,
+    prob: np.ndarray,
+    label: np.ndarray,
+    mask: np.ndarray,
+    binary: np.ndarray | None = None,
+    segments: Callable[[int], np.ndarray] | None = None,
+    height: int = 480,
+) -> list[tuple[str, np.ndarray]]:
     """(title, (h, w, 3) uint8 picture) of each panel, ``height`` pixels high (smaller photographs are
     enlarged, larger ones reduced, so that every figure reads alike).
 
@@ -68,15 +91,22 @@ def comparison_panels(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
     """
     pred = ((prob > 0.5) if binary is None else binary.astype(bool)) & mask
     heat = np.repeat((np.clip(prob.max(axis=0) * mask, 0, 1) * 255).round().astype(np.uint8)[..., None], 3, axis=2)
-    panels = [photo, av_colour_map(label.astype(bool)), av_colour_map(pred), error_map(pred, label.astype(bool), mask),
-              heat]
+    panels = [
+        photo,
+        av_colour_map(label.astype(bool)),
+        av_colour_map(pred),
+        error_map(pred, label.astype(bool), mask),
+        heat,
+    ]
     h, w = photo.shape[:2]
     if segments is not None:
         panels.append(segments(max(1, int(np.ceil(h / height)))))
     if h != height:
         size = (round(w * height / h), height)
-        panels = [np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i in (0, 4) else Image.NEAREST))
-                  for i, p in enumerate(panels)]
+        panels = [
+            np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i in (0, 4) else Image.NEAREST))
+            for i, p in enumerate(panels)
+        ]
     return list(zip(PANEL_TITLES, panels))
 
 
@@ -86,9 +116,16 @@ def _handles(legend: dict[str, tuple[int, int, int]]) -> list:
     return [Patch(facecolor=np.array(rgb) / 255, edgecolor="0.5", label=name) for name, rgb in legend.items()]
 
 
-def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray,
-                      binary: np.ndarray | None = None, segments: Callable[[int], np.ndarray] | None = None,
-                      title: str = "", height: int = 480) -> np.ndarray:
+def comparison_figure(
+    photo: np.ndarray,
+    prob: np.ndarray,
+    label: np.ndarray,
+    mask: np.ndarray,
+    binary: np.ndarray | None = None,
+    segments: Callable[[int], np.ndarray] | None = None,
+    title: str = "",
+    height: int = 480,
+) -> np.ndarray:
     """The panels of :func:`comparison_panels` on a titled 2 x 3 grid with the colour legends below,
     as one (H, W, 3) uint8 picture. Each panel is at most ``height`` pixels high whatever the raw
     size, so titles and legends read the same on a 565 px DRIVE and a 3504 px HRF photograph."""
@@ -96,8 +133,10 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
     from matplotlib.figure import Figure
 
     panels = comparison_panels(photo, prob, label, mask, binary, segments, height)
-    legends = [("A/V maps", AV_LEGEND),
-               ("Error map (black: background)", {k: ERROR_COLOURS[v] for k, v in ERROR_LEGEND.items()})]
+    legends = [
+        ("A/V maps", AV_LEGEND),
+        ("Error map (black: background)", {k: ERROR_COLOURS[v] for k, v in ERROR_LEGEND.items()}),
+    ]
     if segments is not None:
         from scripts.vessels.segments import VERDICT_COLOURS
 
@@ -110,8 +149,16 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
     fig_h = 2 * ph / dpi + 0.4 + title_in + legend_in * len(legends)
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(2, 3, left=0.005, right=0.995, top=1 - title_in / fig_h,
-                            bottom=(legend_in * len(legends) + 0.1) / fig_h, hspace=0.14, wspace=0.02)
+    grid = fig.add_gridspec(
+        2,
+        3,
+        left=0.005,
+        right=0.995,
+        top=1 - title_in / fig_h,
+        bottom=(legend_in * len(legends) + 0.1) / fig_h,
+        hspace=0.14,
+        wspace=0.02,
+    )
     for k in range(6):
         ax = fig.add_subplot(grid[k // 3, k % 3])
         ax.set_axis_off()
@@ -120,21 +167,46 @@ def comparison_figure(photo: np.ndarray, prob: np.ndarray, label: np.ndarray, ma
             ax.set_title(panels[k][0], fontsize=12)
     fig.suptitle(title, fontsize=14, y=1 - 0.12 / fig_h, va="top")
     for i, (name, colours) in enumerate(legends):
-        fig.legend(handles=_handles(colours), title=name, loc="upper center", ncol=len(colours), fontsize=11,
-                   title_fontsize=11, frameon=False, bbox_to_anchor=(0.5, legend_in * (len(legends) - i) / fig_h),
-                   borderaxespad=0, handlelength=1.2, columnspacing=1.2)
+        fig.legend(
+            handles=_handles(colours),
+            title=name,
+            loc="upper center",
+            ncol=len(colours),
+            fontsize=11,
+            title_fontsize=11,
+            frameon=False,
+            bbox_to_anchor=(0.5, legend_in * (len(legends) - i) / fig_h),
+            borderaxespad=0,
+            handlelength=1.2,
+            columnspacing=1.2,
+        )
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
-def comparison_row(dataset, index: int, prob: torch.Tensor, label: torch.Tensor, mask: torch.Tensor,
-                   binary: torch.Tensor | None = None, segments: Callable[[int], np.ndarray] | None = None,
-                   photo: np.ndarray | None = None, title: str = "") -> np.ndarray:
+def comparison_row(
+    dataset,
+    index: int,
+    prob: torch.Tensor,
+    label: torch.Tensor,
+    mask: torch.Tensor,
+    binary: torch.Tensor | None = None,
+    segments: Callable[[int], np.ndarray] | None = None,
+    photo: np.ndarray | None = None,
+    title: str = "",
+) -> np.ndarray:
     """:func:`comparison_figure` for item ``index`` of an evaluation dataset (raw-size tensors);
     ``photo``: its photograph if already decoded."""
     photo = load_photo(dataset.items[index].image) if photo is None else photo
-    return comparison_figure(photo, prob.cpu().numpy(), label.cpu().numpy().astype(bool), mask.cpu().numpy(),
-                             binary=None if binary is None else binary.cpu().numpy(), segments=segments, title=title)
+    return comparison_figure(
+        photo,
+        prob.cpu().numpy(),
+        label.cpu().numpy().astype(bool),
+        mask.cpu().numpy(),
+        binary=None if binary is None else binary.cpu().numpy(),
+        segments=segments,
+        title=title,
+    )
 
 
 def overlay(photo: np.ndarray, pred: np.ndarray, alpha: float = 0.6) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Predicting a list of photographs into a folder: a unique output name per input, the four
 pictures of each (A/V map, probabilities, vessel map, overlay), its biomarkers, ``predictions.csv``
-and ``report.html`` (``scripts/predict.py``; README "Predict on your own photographs")."""
+and ``report.html`` (``scripts/predict.py``; docs/predicting.md)."""
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,17 @@ from scripts.vessels.disc import Disc, locate_disc
 from scripts.vessels.measures import measure
 
 log = logging.getLogger("avseg")
-CSV_FIELDS = ("id", "file", "width", "height", "vessel_fraction", "artery_fraction", "vein_fraction",
-              "artery_vein_ratio", "seconds")
+CSV_FIELDS = (
+    "id",
+    "file",
+    "width",
+    "height",
+    "vessel_fraction",
+    "artery_fraction",
+    "vein_fraction",
+    "artery_vein_ratio",
+    "seconds",
+)
 
 
 def output_names(files: list[Path]) -> list[str]:
@@ -65,20 +75,27 @@ def is_output(path: Path) -> bool:
     return path.is_file() and (path.name in ("predictions.csv", "report.html") or path.name.endswith(OUTPUT_SUFFIXES))
 
 
-def save_outputs(out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, binary: torch.Tensor,
-                 fov: np.ndarray) -> dict:
+def save_outputs(
+    out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, binary: torch.Tensor, fov: np.ndarray
+) -> dict:
     """Write the four pictures of one image (probabilities and bool channel map at its size) and
     return its CSV statistics."""
     pred = binary.cpu().numpy() & fov
     Image.fromarray(av_colour_map(pred)).save(out / f"{stem}_av.png")
-    Image.fromarray((prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()).save(out / f"{stem}_prob.png")
+    Image.fromarray((prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()).save(
+        out / f"{stem}_prob.png"
+    )
     Image.fromarray(pred.any(0).astype(np.uint8) * 255).save(out / f"{stem}_vessel.png")
     Image.fromarray(overlay(photo, pred)).save(out / f"{stem}_overlay.png")
     artery, vein, _ = decode_classes(torch.from_numpy(pred)).numpy()
     n = max(int(fov.sum()), 1)
     a, v = int((artery & fov).sum()), int((vein & fov).sum())
-    return {"vessel_fraction": pred.any(0)[fov].mean() if fov.any() else 0.0, "artery_fraction": a / n,
-            "vein_fraction": v / n, "artery_vein_ratio": a / v if a and v else None}  # undefined without both classes
+    return {
+        "vessel_fraction": pred.any(0)[fov].mean() if fov.any() else 0.0,
+        "artery_fraction": a / n,
+        "vein_fraction": v / n,
+        "artery_vein_ratio": a / v if a and v else None,
+    }  # undefined without both classes
 
 
 @dataclass(frozen=True)
@@ -93,8 +110,14 @@ class PredictOptions:
     pixel_um: float | None = None
 
 
-def predict_all(options: PredictOptions, files: list[Path], predictor: Predictor, discs: dict[str, Disc],
-                device: torch.device, folder: Path) -> tuple[int, list[tuple[Path, str]]]:
+def predict_all(
+    options: PredictOptions,
+    files: list[Path],
+    predictor: Predictor,
+    discs: dict[str, Disc],
+    device: torch.device,
+    folder: Path,
+) -> tuple[int, list[tuple[Path, str]]]:
     """The maps and predictions.csv of every input into ``folder``; a file that cannot be read is
     reported and skipped."""
     started = time.perf_counter()
@@ -104,7 +127,7 @@ def predict_all(options: PredictOptions, files: list[Path], predictor: Predictor
     rows, failures = [], []
     bar = tqdm(total=len(files), desc="predict", unit="img", disable=None)
     for start in range(0, len(files), options.batch_size):
-        chunk, photos, fovs, xs, t0 = files[start:start + options.batch_size], [], [], [], time.perf_counter()
+        chunk, photos, fovs, xs, t0 = files[start : start + options.batch_size], [], [], [], time.perf_counter()
         ok = []
         for path in chunk:
             try:
@@ -112,7 +135,9 @@ def predict_all(options: PredictOptions, files: list[Path], predictor: Predictor
                 mask_file = options.masks and find_mask(options.masks, path.stem)
                 fov = load_mask(mask_file) if mask_file else derive_fov(photo, path)
                 if fov.shape != photo.shape[:2]:
-                    raise DataError(f"{mask_file}: mask size {fov.shape[::-1]} differs from the photograph {photo.shape[1::-1]}")
+                    raise DataError(
+                        f"{mask_file}: mask size {fov.shape[::-1]} differs from the photograph {photo.shape[1::-1]}"
+                    )
             except DataError as err:
                 failures.append((path, str(err)))
                 tqdm.write(f"failed: {err}")
@@ -130,11 +155,24 @@ def predict_all(options: PredictOptions, files: list[Path], predictor: Predictor
             stats = save_outputs(folder, names[path], photo, raw, binary, fov)
             if options.biomarkers:
                 classes = decode_classes(binary.cpu()).numpy()
-                disc = discs.get(names[path]) or discs.get(path.stem) or locate_disc(
-                    photo, fov, str(path), hint="give its disc in a --disc-csv row", vessels=classes.any(axis=0))
+                disc = (
+                    discs.get(names[path])
+                    or discs.get(path.stem)
+                    or locate_disc(
+                        photo, fov, str(path), hint="give its disc in a --disc-csv row", vessels=classes.any(axis=0)
+                    )
+                )
                 stats.update(measure(classes, disc, fov, options.pixel_um, source=str(path)))
-            rows.append({"id": names[path], "file": str(path), "width": photo.shape[1], "height": photo.shape[0],
-                         **stats, "seconds": per_image + time.perf_counter() - t1})
+            rows.append(
+                {
+                    "id": names[path],
+                    "file": str(path),
+                    "width": photo.shape[1],
+                    "height": photo.shape[0],
+                    **stats,
+                    "seconds": per_image + time.perf_counter() - t1,
+                }
+            )
             bar.update(1)
     bar.close()
     buf = io.StringIO()
@@ -142,12 +180,29 @@ def predict_all(options: PredictOptions, files: list[Path], predictor: Predictor
     writer = csv.DictWriter(buf, fieldnames=fields, restval="")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: "" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.6g}"
-                         if isinstance(v, float) else v for k, v in r.items()})
+        writer.writerow(
+            {
+                k: ""
+                if v is None or (isinstance(v, float) and np.isnan(v))
+                else f"{v:.6g}"
+                if isinstance(v, float)
+                else v
+                for k, v in r.items()
+            }
+        )
     write_atomic(folder / "predictions.csv", buf.getvalue())
-    info = {"out": str(options.out), "command": " ".join(sys.argv), "photographs": len(files), "written": len(rows),
-            "failed": len(failures), "seconds": round(time.perf_counter() - started, 1), "device": str(device),
-            "weights": [str(f) for f in predictor.files], "model_size": list(size), "variant": predictor.variant,
-            "versions": ckpt.versions()}
+    info = {
+        "out": str(options.out),
+        "command": " ".join(sys.argv),
+        "photographs": len(files),
+        "written": len(rows),
+        "failed": len(failures),
+        "seconds": round(time.perf_counter() - started, 1),
+        "device": str(device),
+        "weights": [str(f) for f in predictor.files],
+        "model_size": list(size),
+        "variant": predictor.variant,
+        "versions": ckpt.versions(),
+    }
     write_atomic(folder / "report.html", predictions_page(folder, info, [(str(p), m) for p, m in failures]))
     return len(rows), failures

@@ -1,4 +1,4 @@
-"""Running the generators, in either variant, and scoring them on a dataset.
+"""Running the generators, in either variant, on photographs and datasets.
 
 :class:`Predictor` is the one place that knows how a variant turns a photograph into maps:
 the 2021 paper networks (sigmoid probabilities, bicubic resize of the probabilities, threshold 0.5;
@@ -7,6 +7,7 @@ argmax; SPEC 9.3-9.4). Both give their results in this project's convention: a (
 probability map with channels (artery, uncertain, vein) and a (3, H, W) bool channel map whose
 decoded classes (``scripts.data.labels.decode_classes``) are the prediction.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -22,7 +23,6 @@ from torch.utils.data import DataLoader, Subset
 from scripts.core.distributed import Context
 from scripts.data.augment import init_worker, normalise
 from scripts.data.dataset import AVDataset, eval_collate
-from scripts.evaluation.metrics import image_metrics
 
 RELEASE_TO_CHANNELS = [1, 3, 2]  # softmax classes (bg, A, V, U) -> our channels (artery, uncertain, vein)
 
@@ -30,6 +30,7 @@ RELEASE_TO_CHANNELS = [1, 3, 2]  # softmax classes (bg, A, V, U) -> our channels
 @torch.no_grad()
 def predict_probs(nets: dict[str, nn.Module], x: torch.Tensor, flip_tta: bool = False) -> torch.Tensor:
     """2021 networks: (B, 3, H, W) normalised images -> (B, 3, H, W) fused probabilities (G_A, G_V, then G)."""
+
     def run(inp: torch.Tensor) -> torch.Tensor:
         a = torch.sigmoid(nets["G_A"](inp))
         v = torch.sigmoid(nets["G_V"](inp))
@@ -44,6 +45,7 @@ def predict_probs(nets: dict[str, nn.Module], x: torch.Tensor, flip_tta: bool = 
 @torch.no_grad()
 def release_logits(nets: dict[str, nn.Module], x: torch.Tensor, flip_tta: bool = False) -> torch.Tensor:
     """2023 networks: (B, 3, H, W) images -> (B, 4, H, W) logits of G fed with the branches' features."""
+
     def run(inp: torch.Tensor) -> torch.Tensor:
         _, f_a = nets["G_A"](inp)
         _, f_v = nets["G_V"](inp)
@@ -103,30 +105,37 @@ class Predictor:
         return prob, prob > 0.5
 
 
-def iterate_predictions(predictor: Predictor, dataset: AVDataset, device: torch.device, batch_size: int = 1,
-                        workers: int = 0) -> Iterator[dict]:
+def iterate_predictions(
+    predictor: Predictor, dataset: AVDataset, device: torch.device, batch_size: int = 1, workers: int = 0
+) -> Iterator[dict]:
     """For each image of an evaluation dataset: id, model-size probabilities, raw-size probabilities
     and binary channel map (zero outside the FOV), label and mask, all on ``device``."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=eval_collate,
-                        worker_init_fn=init_worker)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=eval_collate,
+        worker_init_fn=init_worker,
+    )
     for batch in loader:
         outs = predictor.forward(batch["image"].to(device))
         for i, image_id in enumerate(batch["id"]):
             mask = batch["mask"][i].to(device)
             prob, binary = predictor.raw(outs[i], batch["raw_size"][i], mask)
-            yield {"id": image_id, "small": predictor.small_prob(outs[i]), "raw": prob, "binary": binary,
-                   "label": batch["label"][i].to(device), "mask": mask}
+            yield {
+                "id": image_id,
+                "small": predictor.small_prob(outs[i]),
+                "raw": prob,
+                "binary": binary,
+                "label": batch["label"][i].to(device),
+                "mask": mask,
+            }
 
 
-def score_prediction(predictor: Predictor, pred: dict, with_prob_auc: bool = True) -> dict:
-    """Metrics of one prediction of :func:`iterate_predictions`: the paper protocol (SPEC 6) for
-    2021 networks, the release's protocol (SPEC 9.4, with the authors' NaN rules) for 2023 ones."""
-    return image_metrics(pred["raw"], pred["label"], pred["mask"], with_prob_auc=with_prob_auc, binary=pred["binary"],
-                         nan_policy="authors" if predictor.variant == "v2023" else "zero", source=f"image {pred['id']}")
-
-
-def iterate_shard(predictor: Predictor, dataset: AVDataset, device: torch.device, ctx: Context
-                  ) -> Iterator[tuple[int, dict]]:
+def iterate_shard(
+    predictor: Predictor, dataset: AVDataset, device: torch.device, ctx: Context
+) -> Iterator[tuple[int, dict]]:
     """(dataset index, prediction) for this process's share of ``dataset``: every image alone, or
     every world-th image under torchrun (``ctx``)."""
     mine = ctx.shard(len(dataset))
@@ -138,15 +147,6 @@ def gather_in_order(ctx: Context, rows: list[tuple]) -> list:
     itself). The sort is stable, so several rows of one image keep their order."""
     ordered = sorted(ctx.gather(rows), key=lambda row: row[0])
     return [row[1:] if len(row) > 2 else row[1] for row in ordered]
-
-
-def score_sharded(predictor: Predictor, dataset: AVDataset, device: torch.device, ctx: Context,
-                  with_prob_auc: bool = True) -> list[tuple[str, dict]]:
-    """[(id, metrics)] over the dataset in its order; under torchrun each process scores its share and
-    every process gets all (the single-process numbers)."""
-    rows = [(j, pred["id"], score_prediction(predictor, pred, with_prob_auc))
-            for j, pred in iterate_shard(predictor, dataset, device, ctx)]
-    return gather_in_order(ctx, rows)
 
 
 def resize_prob(prob: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:

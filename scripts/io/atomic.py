@@ -3,6 +3,7 @@
 A reader (or a crash, or a power loss) never sees half a file: the target is either the old or the
 new version. A write that fails raises :class:`WriteError`, which names the file and the cause.
 """
+
 from __future__ import annotations
 
 import errno
@@ -16,10 +17,15 @@ from pathlib import Path
 from scripts.core.errors import UserError
 
 log = logging.getLogger("avseg")
-_CAUSES = {errno.ENOSPC: "no space left on the disk", errno.EDQUOT: "disk quota exceeded",
-           errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-           errno.EPERM: "permission denied", errno.EISDIR: "that path is a folder; give a file name",
-           errno.ENOTDIR: "a part of that path is a file, not a folder"}
+_CAUSES = {
+    errno.ENOSPC: "no space left on the disk",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EISDIR: "that path is a folder; give a file name",
+    errno.ENOTDIR: "a part of that path is a file, not a folder",
+}
 
 
 class WriteError(UserError, OSError):

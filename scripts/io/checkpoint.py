@@ -4,6 +4,7 @@ A project checkpoint is a dict with ``format`` = ``"avseg-v1"``, ``config`` (the
 configuration), ``versions``, ``epoch`` and ``nets`` (state dicts of ``G_A``, ``G_V``, ``G`` and for the
 resumable ``last.pt`` also ``D``) plus, in ``last.pt``, optimiser, scheduler and RNG states.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ import torch
 from torch import nn
 
 from model import build_networks, describe_state, is_original_state_dict, map_original_state_dict
-from scripts.io.atomic import atomic_write
 from scripts.core.errors import UserError
+from scripts.io.atomic import atomic_write
 
 FORMAT = "avseg-v1"
 GENERATORS = ("G_A", "G_V", "G")
@@ -36,8 +37,14 @@ def save_atomic(obj: dict, path: Path | str) -> None:
 
 def generators_state(nets: dict[str, nn.Module], cfg: dict, epoch: int, extra: dict | None = None) -> dict:
     """A generators-only checkpoint (G_A, G_V, G): epoch snapshots and ``best.pt``."""
-    return {"format": FORMAT, "config": cfg, "versions": versions(), "epoch": epoch,
-            "nets": {k: nets[k].state_dict() for k in GENERATORS}, **(extra or {})}
+    return {
+        "format": FORMAT,
+        "config": cfg,
+        "versions": versions(),
+        "epoch": epoch,
+        "nets": {k: nets[k].state_dict() for k in GENERATORS},
+        **(extra or {}),
+    }
 
 
 def file_sha256(path: Path | str) -> str:
@@ -53,9 +60,17 @@ def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
     """Load a checkpoint file safely (``weights_only=True``)."""
     path = Path(path)
     if path.exists() and not path.is_file():
-        kind = "a folder" if path.is_dir() else "a named pipe (FIFO)" if path.is_fifo() else \
-            "a device" if path.is_block_device() or path.is_char_device() else "a socket" if path.is_socket() else \
-            "not a regular file"
+        kind = (
+            "a folder"
+            if path.is_dir()
+            else "a named pipe (FIFO)"
+            if path.is_fifo()
+            else "a device"
+            if path.is_block_device() or path.is_char_device()
+            else "a socket"
+            if path.is_socket()
+            else "not a regular file"
+        )
         raise CheckpointError(f"{path}: is {kind}, not a checkpoint file; give the path of a .pt/.pth file.")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}. Train first (sh train.sh ...) or pass --checkpoint PATH.")
@@ -65,7 +80,8 @@ def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
         raise CheckpointError(
             f"{path}: cannot be loaded safely (weights only): the file is corrupt, truncated, or holds objects "
             f"other than tensors and plain containers ({type(err).__name__}). Re-save it as a state dict, or "
-            "point to the right file.") from None
+            "point to the right file."
+        ) from None
 
 
 def _names(keys: list[str], limit: int = 4) -> str:
@@ -78,14 +94,22 @@ def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> N
     expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the network"
-              for k, v in expected.items() if k in state and getattr(state[k], "shape", v.shape) != v.shape]
-    problems = ([f"missing key(s) {_names(missing)}"] if missing else []) + (
-        [f"unexpected key(s) {_names(unexpected)}"] if unexpected else []) + (
-        [f"shape of {_names(shapes, 2)}"] if shapes else [])
+    shapes = [
+        f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the network"
+        for k, v in expected.items()
+        if k in state and getattr(state[k], "shape", v.shape) != v.shape
+    ]
+    problems = (
+        ([f"missing key(s) {_names(missing)}"] if missing else [])
+        + ([f"unexpected key(s) {_names(unexpected)}"] if unexpected else [])
+        + ([f"shape of {_names(shapes, 2)}"] if shapes else [])
+    )
     if problems:
-        cause = ("the network's width differs: was it trained with another --n-filters?" if shapes and not missing
-                 else "the file is damaged or incomplete, or holds another network")
+        cause = (
+            "the network's width differs: was it trained with another --n-filters?"
+            if shapes and not missing
+            else "the file is damaged or incomplete, or holds another network"
+        )
         raise CheckpointError(f"{source}: the weights do not fit the network: {'; '.join(problems)}. {cause}")
     net.load_state_dict(state, strict=True)
 
@@ -94,8 +118,10 @@ def load_generators(path: Path | str, device: str | torch.device = "cpu") -> tup
     """G_A, G_V and G (eval mode) from a project checkpoint; returns (nets, config)."""
     ckpt = load(path, device)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a checkpoint of this project (no '{FORMAT}' format tag); "
-                              "for weights trained with the original code use --original A.pth V.pth G.pth")
+        raise CheckpointError(
+            f"{path}: not a checkpoint of this project (no '{FORMAT}' format tag); "
+            "for weights trained with the original code use --original A.pth V.pth G.pth"
+        )
     require_parts(ckpt, path, {"config": ("n_filters",), "nets": GENERATORS})
     nets = build_networks(int(ckpt["config"]["n_filters"]))
     for name in GENERATORS:
@@ -108,13 +134,18 @@ def require_parts(ckpt: dict, path: Path | str, parts: dict[str, tuple[str, ...]
     missing = [k for k in parts if not isinstance(ckpt.get(k), dict)]
     missing += [f"{k}.{sub}" for k, subs in parts.items() if k not in missing for sub in subs if sub not in ckpt[k]]
     if missing:
-        raise CheckpointError(f"{path}: this checkpoint lacks {', '.join(missing)}; it is damaged or was written "
-                              "by another tool. Use another checkpoint (e.g. an epoch_XXXX.pt snapshot).")
+        raise CheckpointError(
+            f"{path}: this checkpoint lacks {', '.join(missing)}; it is damaged or was written "
+            "by another tool. Use another checkpoint (e.g. an epoch_XXXX.pt snapshot)."
+        )
 
 
 ROLE = {"G_A": "branch", "G_V": "branch", "G": "fusion"}
-ROLE_NAME = {"G_A": "the artery branch generator G_A", "G_V": "the vein branch generator G_V",
-             "G": "the fusion generator G"}
+ROLE_NAME = {
+    "G_A": "the artery branch generator G_A",
+    "G_V": "the vein branch generator G_V",
+    "G": "the fusion generator G",
+}
 
 
 def _original_state(path: Path, name: str, hint: str) -> tuple[dict[str, torch.Tensor], str, int]:
@@ -122,16 +153,20 @@ def _original_state(path: Path, name: str, hint: str) -> tuple[dict[str, torch.T
     plus the variant and width its shapes show (SPEC 9.1). Loaded on the CPU whatever device saved it."""
     state = load(path, "cpu")
     if isinstance(state, dict) and state.get("format") == FORMAT:
-        raise CheckpointError(f"{path}: this is a checkpoint of this project, not a state dict of the "
-                              "original code; give it with --checkpoint instead")
+        raise CheckpointError(
+            f"{path}: this is a checkpoint of this project, not a state dict of the "
+            "original code; give it with --checkpoint instead"
+        )
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state dict (parameter name -> tensor) of {ROLE_NAME[name]}; {hint}")
     if is_original_state_dict(state):
         state = map_original_state_dict(state)
     found = describe_state(state)
     if found is None:
-        raise CheckpointError(f"{path}: not a state dict of this method's generators (no input convolution "
-                              f"'inc.double_conv.0.weight' or an unknown output head); {hint}")
+        raise CheckpointError(
+            f"{path}: not a state dict of this method's generators (no input convolution "
+            f"'inc.double_conv.0.weight' or an unknown output head); {hint}"
+        )
     variant, role, n = found
     if role != ROLE[name]:
         other = "a fusion generator (G, with side outputs)" if role == "fusion" else "a branch generator (G_A or G_V)"
@@ -139,9 +174,11 @@ def _original_state(path: Path, name: str, hint: str) -> tuple[dict[str, torch.T
     return state, variant, n
 
 
-def load_original_generators(paths: dict[str, Path], device: str | torch.device = "cpu",
-                             hint: str = "check that the three files are G_A, G_V and G in that order"
-                             ) -> tuple[dict[str, nn.Module], str]:
+def load_original_generators(
+    paths: dict[str, Path],
+    device: str | torch.device = "cpu",
+    hint: str = "check that the three files are G_A, G_V and G in that order",
+) -> tuple[dict[str, nn.Module], str]:
     """G_A, G_V, G from three state-dict files written by the original code (keys are mapped).
 
     The variant (2021 paper or 2023 release, SPEC 9.1) is read from the weights' shapes; the three
@@ -151,9 +188,10 @@ def load_original_generators(paths: dict[str, Path], device: str | torch.device 
     kinds = {(v, n) for _, v, n in states.values()}
     if len(kinds) > 1:
         found = ", ".join(f"{paths[name]}: {v}, width {n}" for name, (_, v, n) in states.items())
-        raise CheckpointError(f"the three generator files do not belong together ({found}); use G_A, G_V and G "
-                              "of one training run")
-    (variant, n), = kinds
+        raise CheckpointError(
+            f"the three generator files do not belong together ({found}); use G_A, G_V and G of one training run"
+        )
+    ((variant, n),) = kinds
     nets = build_networks(n, variant=variant)
     for name, (state, _, _) in states.items():
         load_state(nets[name], state, f"{paths[name]} [{name}]")

@@ -5,6 +5,7 @@ A job folder holds one training run: ``config.json``, ``timing.json``, ``last.pt
 and ``stop_epoch_XXXX.pt`` (the weights of an epoch where a run ended off that grid: a time limit,
 or an ``--epochs`` shorter than ``--save-from``). Training holds ``.train.lock`` while it runs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,7 +59,8 @@ def check_free(job_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
     names = ", ".join(p.name for p in found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
     raise JobFolderError(
         f"{job_dir} already holds a training run ({names}). Continue it with --resume, train a new run under "
-        "another --job_name, or give --overwrite to delete that run's files (and its TensorBoard logs) first.")
+        "another --job_name, or give --overwrite to delete that run's files (and its TensorBoard logs) first."
+    )
 
 
 def find_snapshots(job_dir: Path, rule: str = "protocol") -> list[Path]:
@@ -77,15 +79,25 @@ def find_snapshots(job_dir: Path, rule: str = "protocol") -> list[Path]:
     if found:
         return found
     if not run_files(job_dir):
-        raise JobFolderError(f"no checkpoints in {job_dir.resolve()}; train this job first (sh train.sh <DATASET>) "
-                             "or pass --checkpoint PATH")
+        raise JobFolderError(
+            f"no checkpoints in {job_dir.resolve()}; train this job first (sh train.sh <DATASET>) "
+            "or pass --checkpoint PATH"
+        )
     others = []
     if rule == "protocol" and stops:
-        others.append(f"{', '.join(p.name for p in stops)}, written where the run ended before its snapshot epochs "
-                      "(--snapshots all scores them)")
+        others.append(
+            f"{', '.join(p.name for p in stops)}, written where the run ended before its snapshot epochs "
+            "(--snapshots all scores them)"
+        )
     if rule != "best" and best.is_file():
         others.append("best.pt (--snapshots best)")
-    wanted = {"protocol": "snapshots at the protocol's epochs (epoch_XXXX.pt, from --save-from every --save-every)",
-              "all": "snapshots (epoch_XXXX.pt or stop_epoch_XXXX.pt)", "best": "best.pt"}[rule]
-    raise JobFolderError(f"{job_dir.resolve()}: no {wanted}" + (f"; it holds {'; '.join(others)}" if others else "")
-                         + ". Finish the run (sh train.sh ... --resume) or pass --checkpoint PATH.")
+    wanted = {
+        "protocol": "snapshots at the protocol's epochs (epoch_XXXX.pt, from --save-from every --save-every)",
+        "all": "snapshots (epoch_XXXX.pt or stop_epoch_XXXX.pt)",
+        "best": "best.pt",
+    }[rule]
+    raise JobFolderError(
+        f"{job_dir.resolve()}: no {wanted}"
+        + (f"; it holds {'; '.join(others)}" if others else "")
+        + ". Finish the run (sh train.sh ... --resume) or pass --checkpoint PATH."
+    )

@@ -7,6 +7,7 @@ so a lock left by a killed process never blocks the next start, and no process i
 guessed alive or dead. A live holder's pid, host and start time are kept in ``<lock>.owner`` so the
 refusal can name it. (Network file systems that do not implement ``flock`` give no protection.)
 """
+
 from __future__ import annotations
 
 import json
@@ -34,16 +35,26 @@ class FolderLock:
         self.owner = self.path.with_name(self.path.name + ".owner")
         self._lock = filelock.FileLock(str(self.path), timeout=0)
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire()
         except filelock.Timeout:
-            raise BusyError(f"{self.what} is in use by another process ({self.holder()}); wait for it to end or stop "
-                            "it. A killed process leaves no lock behind, so this one is alive.") from None
-        self.owner.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                          "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                          "command": " ".join(sys.argv)}) + "\n")
+            raise BusyError(
+                f"{self.what} is in use by another process ({self.holder()}); wait for it to end or stop "
+                "it. A killed process leaves no lock behind, so this one is alive."
+            ) from None
+        self.owner.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "command": " ".join(sys.argv),
+                }
+            )
+            + "\n"
+        )
         return self
 
     def holder(self) -> str:

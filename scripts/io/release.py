@@ -6,6 +6,7 @@ bare state dicts of the original code, possibly saved from the GPU. The files do
 dataset they were trained on; their folder does (``<DATASET>_randomseed_42``, or a dataset's name),
 and a release whose folder names another dataset than the one asked for is refused.
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,9 @@ def find_release(folder: Path, dataset: str | None = None) -> Path:
     names ``dataset`` (an unzipped release with several datasets)."""
     folder = Path(folder)
     if folder.is_file() and zipfile.is_zipfile(folder):
-        raise CheckpointError(f"--release {folder}: this is a zip archive; unzip it first and give the folder it "
-                              f"unpacks to ({_LAYOUT})")
+        raise CheckpointError(
+            f"--release {folder}: this is a zip archive; unzip it first and give the folder it unpacks to ({_LAYOUT})"
+        )
     if not folder.is_dir():
         raise CheckpointError(f"--release {folder}: folder not found; give the unzipped release folder ({_LAYOUT})")
     if any((folder / f).is_file() for f in RELEASE_FILES.values()):
@@ -41,12 +43,16 @@ def find_release(folder: Path, dataset: str | None = None) -> Path:
     if len(found) == 1:
         return _matching(found[0], dataset)
     if not found:
-        raise CheckpointError(f"--release {folder}: no {', '.join(RELEASE_FILES.values())} in it or below it"
-                              + (f" for dataset {dataset}" if dataset else "")
-                              + f"; give the folder that holds them (layout: {_LAYOUT})")
+        raise CheckpointError(
+            f"--release {folder}: no {', '.join(RELEASE_FILES.values())} in it or below it"
+            + (f" for dataset {dataset}" if dataset else "")
+            + f"; give the folder that holds them (layout: {_LAYOUT})"
+        )
     listing = "\n  ".join(str(p) for p in found)
-    raise CheckpointError(f"--release {folder}: several release folders below it; name one"
-                          f"{'' if dataset else ' or give --dataset'}:\n  {listing}")
+    raise CheckpointError(
+        f"--release {folder}: several release folders below it; name one"
+        f"{'' if dataset else ' or give --dataset'}:\n  {listing}"
+    )
 
 
 def _key(name: str) -> str:
@@ -73,11 +79,17 @@ def _matching(where: Path, dataset: str | None) -> Path:
     """``where``, after checking that its path does not name another dataset than ``dataset``."""
     found = release_dataset(where)
     if dataset and found and not _same(found, dataset):
-        raise CheckpointError(f"--release {where}: these are the {found} weights (so its folder says), and this "
-                              f"command scores {dataset}. Give the {dataset} release folder, or --dataset {found}.")
+        raise CheckpointError(
+            f"--release {where}: these are the {found} weights (so its folder says), and this "
+            f"command scores {dataset}. Give the {dataset} release folder, or --dataset {found}."
+        )
     if dataset and not found:
-        log.warning("--release %s: its folder names no dataset, so it cannot be checked that these weights were "
-                    "trained on %s; make sure they were", where, dataset)
+        log.warning(
+            "--release %s: its folder names no dataset, so it cannot be checked that these weights were "
+            "trained on %s; make sure they were",
+            where,
+            dataset,
+        )
     return where
 
 
@@ -92,13 +104,20 @@ def load_release(folder: Path, dataset: str | None = None, device: str | torch.d
     paths = release_files(where)
     missing = [f"{p.name} ({name})" for name, p in paths.items() if not p.is_file()]
     if missing:
-        raise CheckpointError(f"{where}: missing {', '.join(missing)}; a release folder holds CP_best_F1_all.pth (G), "
-                              "CP_best_F1_A.pth (G_A) and CP_best_F1_V.pth (G_V). Unzip the complete release.")
+        raise CheckpointError(
+            f"{where}: missing {', '.join(missing)}; a release folder holds CP_best_F1_all.pth (G), "
+            "CP_best_F1_A.pth (G_A) and CP_best_F1_V.pth (G_V). Unzip the complete release."
+        )
     nets, variant = load_original_generators(
-        paths, device, hint="a release folder holds CP_best_F1_all.pth (G), CP_best_F1_A.pth (G_A), CP_best_F1_V.pth (G_V)")
+        paths,
+        device,
+        hint="a release folder holds CP_best_F1_all.pth (G), CP_best_F1_A.pth (G_A), CP_best_F1_V.pth (G_V)",
+    )
     if variant != "v2023":
-        raise CheckpointError(f"{where}: these files hold the 2021 paper variant (3 sigmoid outputs), not the 2023 "
-                              "release (4 softmax classes); load them with --original G_A.pth G_V.pth G.pth "
-                              "--image-size W H instead of --release")
+        raise CheckpointError(
+            f"{where}: these files hold the 2021 paper variant (3 sigmoid outputs), not the 2023 "
+            "release (4 softmax classes); load them with --original G_A.pth G_V.pth G.pth "
+            "--image-size W H instead of --release"
+        )
     log.info("release: %s (2023 variant: 4-class softmax, feature-mean fusion)", where)
     return nets

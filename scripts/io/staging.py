@@ -10,6 +10,7 @@ outputs is refused instead of replaced. ``with StagedFolder(...) as stage:`` hol
 never write the same folder and any stage or old folder found at the start is a leftover of a
 killed run, which is removed; leaving the block without ``publish()`` deletes the stage.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,8 +63,10 @@ class StagedFolder:
         final = self.final
         cwd = Path.cwd().resolve()
         if final.resolve() == cwd or final.resolve() in cwd.parents:
-            raise OutputFolderError(f"{self.option} {final}: this is the current folder (or above it); give a folder "
-                                    "of its own, e.g. a new one below it")
+            raise OutputFolderError(
+                f"{self.option} {final}: this is the current folder (or above it); give a folder "
+                "of its own, e.g. a new one below it"
+            )
         if final.exists() and not final.is_dir():
             raise OutputFolderError(f"{self.option} {final}: a file of that name is in the way; give a folder")
         if final.is_dir():
@@ -72,7 +75,8 @@ class StagedFolder:
                 raise OutputFolderError(
                     f"{self.option} {final} holds files that are not this command's outputs ({', '.join(foreign[:5])}"
                     f"{' ...' if len(foreign) > 5 else ''}). A finished run replaces the folder's content as a whole, "
-                    "so give an empty or new folder, or move those files away.")
+                    "so give an empty or new folder, or move those files away."
+                )
         for leftover in final.parent.glob(f".{final.name}.partial-*"):
             self._remove(leftover, "an interrupted run's unfinished outputs")
         for leftover in final.parent.glob(f".{final.name}.old-*"):
@@ -80,8 +84,9 @@ class StagedFolder:
         try:
             self.stage.mkdir(parents=True)
         except OSError as err:
-            raise OutputFolderError(f"{self.option} {final}: cannot create {self.stage} "
-                                    f"({err.strerror or err})") from None
+            raise OutputFolderError(
+                f"{self.option} {final}: cannot create {self.stage} ({err.strerror or err})"
+            ) from None
         return self.stage
 
     def publish(self) -> None:

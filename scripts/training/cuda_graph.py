@@ -23,6 +23,7 @@ capture would not be seen, so the trainer loads it before).
 ``mode="auto"`` measures: a few eager steps, then a few replays, and keeps the faster (every one of
 them is a real training step on a real batch).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,9 @@ log = logging.getLogger("avseg")
 GRAPH_MODES = ("auto", "on", "off")
 
 
-def graph_unsupported(trainer, device: torch.device, distributed: bool = False, compile_mode: str | None = None
-                      ) -> str | None:
+def graph_unsupported(
+    trainer, device: torch.device, distributed: bool = False, compile_mode: str | None = None
+) -> str | None:
     """Why the step cannot be captured here (None: it can)."""
     if device.type != "cuda":
         return "CUDA graphs need a CUDA device"
@@ -118,8 +120,11 @@ class GraphedStep:
                 return self.trainer.step(x, y)
         if self.static is None or x.shape != self.static[0].shape or y.shape != self.static[1].shape:
             if not self._told_shape:
-                log.info("CUDA graph: a batch of shape %s (captured: %s) runs eagerly (an epoch's partial last batch)",
-                         tuple(x.shape), tuple(self.static[0].shape) if self.static else None)
+                log.info(
+                    "CUDA graph: a batch of shape %s (captured: %s) runs eagerly (an epoch's partial last batch)",
+                    tuple(x.shape),
+                    tuple(self.static[0].shape) if self.static else None,
+                )
                 self._told_shape = True
             return self.trainer.step(x, y)
         self.static[0].copy_(x, non_blocking=True)
@@ -139,8 +144,11 @@ class GraphedStep:
         try:
             self.replay, self.out = self._capture(lambda: self.trainer.step(*self.static))
         except Exception as err:  # an operator that cannot be captured: say which, train eagerly
-            log.warning("CUDA graph capture failed (%s: %s); training goes on eagerly", type(err).__name__,
-                        str(err).splitlines()[0] if str(err) else "")
+            log.warning(
+                "CUDA graph capture failed (%s: %s); training goes on eagerly",
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+            )
             self.replay, self.static, self.eager_only = None, None, True
             return False
         log.info("CUDA graph: the whole training step captured (batch %s)", tuple(x.shape))
@@ -149,7 +157,11 @@ class GraphedStep:
     def _decide(self) -> None:
         eager, graph = statistics.median(self.eager_ms), statistics.median(self.graph_ms)
         self.decision = "graph" if graph < eager else "eager"
-        log.info("CUDA graph (auto): eager %.1f ms/step, graph replay %.1f ms/step: %s from now on", eager, graph,
-                 "replaying the graph" if self.decision == "graph" else "eager")
+        log.info(
+            "CUDA graph (auto): eager %.1f ms/step, graph replay %.1f ms/step: %s from now on",
+            eager,
+            graph,
+            "replaying the graph" if self.decision == "graph" else "eager",
+        )
         if self.decision == "eager":
             self.replay, self.static, self.out, self.eager_only = None, None, None, True

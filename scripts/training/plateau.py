@@ -9,6 +9,7 @@ The optimiser's ``lr`` is a tensor too (:func:`lr_tensor`), updated in place, wh
 without a host round trip. The scheduler's own arithmetic is float64, as the reference's is
 (Python floats).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,21 @@ def lr_tensor(lr: float, device: torch.device) -> torch.Tensor:
 class DevicePlateau:
     """Drop-in for ReduceLROnPlateau on an optimiser with one parameter group; ``step(loss_tensor)``."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, mode: str = "min", factor: float = 0.1, patience: int = 10,
-                 threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0, min_lr: float = 0.0,
-                 eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        eps: float = 1e-8,
+        initial_lr: float | None = None,
+    ) -> None:
+        """``initial_lr``: the optimiser's rate as a Python number, where reading its tensor is not
+        possible (tensors without data, as the memory plan uses); default: read from the optimiser."""
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
@@ -47,7 +60,7 @@ class DevicePlateau:
         self.min_lr, self.eps = min_lr, eps
         group = optimizer.param_groups[0]
         device = group["params"][0].device
-        initial = float(group["lr"])
+        initial = float(group["lr"]) if initial_lr is None else initial_lr
         if not isinstance(group["lr"], torch.Tensor):  # the optimiser reads this tensor from now on
             group["lr"] = lr_tensor(initial, device)
         self._opt_lr = group["lr"]
@@ -97,8 +110,13 @@ class DevicePlateau:
         return self.lr
 
     def state_dict(self) -> dict:
-        return {"lr": self.lr, "best": self.best, "num_bad": self.num_bad, "cooldown_counter": self.cooldown_counter,
-                "last_epoch": self.last_epoch}
+        return {
+            "lr": self.lr,
+            "best": self.best,
+            "num_bad": self.num_bad,
+            "cooldown_counter": self.cooldown_counter,
+            "last_epoch": self.last_epoch,
+        }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:

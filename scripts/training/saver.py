@@ -5,6 +5,7 @@ non-blocking copies, when it lives on a GPU), so the networks can go on changing
 background thread then writes the copy atomically (temporary file, fsync, rename). One write is in
 flight at a time. A failed write is reported and leaves the previous file as it was.
 """
+
 from __future__ import annotations
 
 import logging

@@ -28,6 +28,7 @@ the same function; going through DDP there would only all-reduce gradients nobod
 losses are averaged over the ranks before the schedulers see them, so every rank keeps the same
 learning rates.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.batchnorm import ghost_batches
+from model.checkpointing import set_checkpointing
 from scripts.core.config import PAPER
 from scripts.core.distributed import ddp_options
 from scripts.training.plateau import DevicePlateau, lr_tensor
@@ -50,8 +52,8 @@ STEP_MODES = ("literal", "reuse", "batched")
 
 
 def auto_step_mode(device: torch.device, n_filters: int) -> str:
-    """``--step auto``: the fastest exact step for the device and width, by measurement (README,
-    "Performance"). GPUs: ``batched`` (fewer, larger kernels: 1.8x the literal step on an H200). CPUs:
+    """``--step auto``: the fastest exact step for the device and width, by measurement
+    (docs/performance.md). GPUs: ``batched`` (fewer, larger kernels: 1.8x the literal step on an H200). CPUs:
     ``reuse`` from n = 16 on (n = 32: batching D's calls saves dispatch overhead that a CPU does not
     have, while its convolutions run slower per FLOP at batch 4-6 than at 2), ``batched`` below (the
     demo's n = 8, where dispatch overhead still counts)."""
@@ -82,7 +84,9 @@ def adversarial_loss(logits: torch.Tensor, real: bool, double_sigmoid: bool = Fa
 
 def seg_losses(logits: torch.Tensor, target: torch.Tensor, w: LossWeights) -> torch.Tensor:
     """beta * BCE-with-logits + alpha * MSE(sigmoid, target)."""
-    return w.beta * F.binary_cross_entropy_with_logits(logits, target) + w.alpha * F.mse_loss(torch.sigmoid(logits), target)
+    return w.beta * F.binary_cross_entropy_with_logits(logits, target) + w.alpha * F.mse_loss(
+        torch.sigmoid(logits), target
+    )
 
 
 @contextlib.contextmanager
@@ -101,12 +105,22 @@ def _frozen(net: nn.Module, enabled: bool = True):
 class GANTrainer:
     """Holds the four networks, their Adam optimisers and the G/D plateau schedulers."""
 
-    def __init__(self, nets: dict[str, nn.Module], lr: float = PAPER.learning_rate, weights: LossWeights = LossWeights(),
-                 mode: str = "batched", amp_dtype: torch.dtype | None = None, channels_last: bool = False,
-                 fused_adam: bool = False) -> None:
+    def __init__(
+        self,
+        nets: dict[str, nn.Module],
+        lr: float = PAPER.learning_rate,
+        weights: LossWeights = LossWeights(),
+        mode: str = "batched",
+        amp_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+        fused_adam: bool = False,
+        checkpointing: bool = False,
+    ) -> None:
         """``mode``: literal, reuse or batched (module docstring); ``amp_dtype``: autocast dtype (bf16,
         or fp16 with a gradient scaler); ``channels_last``: NHWC memory format (same math);
-        ``fused_adam``: one fused Adam kernel per optimiser (same update rule)."""
+        ``fused_adam``: one fused Adam kernel per optimiser (same update rule); ``checkpointing``:
+        recompute every network's activations in the backward pass (``model.checkpointing``: same
+        numbers, less memory, one more forward pass)."""
         if mode not in STEP_MODES:
             raise ValueError(f"step mode must be one of {', '.join(STEP_MODES)}, got {mode!r}")
         self.nets, self.w, self.mode, self.amp_dtype = nets, weights, mode, amp_dtype
@@ -116,16 +130,31 @@ class GANTrainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for net in nets.values():
-            net.to(memory_format=self.memory_format)
+            if any(p.dim() == 4 and not p.is_contiguous(memory_format=self.memory_format) for p in net.parameters()):
+                net.to(memory_format=self.memory_format)
+            set_checkpointing(net, checkpointing)
+        self.checkpointing = checkpointing
         # capturable on CUDA: CUDA's default (foreach) Adam reads a tensor rate only when capturable, and a
         # CUDA graph capture of a step refuses any Adam that is not (fused Adam's arithmetic is the same)
-        self.opts = {k: torch.optim.Adam(n.parameters(), lr=lr, betas=PAPER.adam_betas, eps=PAPER.adam_eps,
-                                         fused=fused_adam or None, capturable=device.type == "cuda")
-                     for k, n in nets.items()}
+        self.opts = {
+            k: torch.optim.Adam(
+                n.parameters(),
+                lr=lr,
+                betas=PAPER.adam_betas,
+                eps=PAPER.adam_eps,
+                fused=fused_adam or None,
+                capturable=device.type == "cuda",
+            )
+            for k, n in nets.items()
+        }
         for opt in self.opts.values():  # a device tensor: the schedulers change it without a host sync
             opt.param_groups[0]["lr"] = lr_tensor(lr, device)
-        self.scheds = {k: DevicePlateau(self.opts[k], mode="min", factor=PAPER.plateau_factor,
-                                        patience=PAPER.plateau_patience) for k in ("G", "D")}
+        self.scheds = {
+            k: DevicePlateau(
+                self.opts[k], mode="min", factor=PAPER.plateau_factor, patience=PAPER.plateau_patience, initial_lr=lr
+            )
+            for k in ("G", "D")
+        }
         self.dist = None  # a scripts.core.distributed.Context once distribute() was called
         # autocast's cache of low-precision weight copies must be off while a CUDA graph is captured
         self.autocast_cache = True
@@ -167,8 +196,11 @@ class GANTrainer:
             self.step(*example)
             ok = True
         except Exception as err:  # a missing compiler, an unsupported op, a backend bug: fall back, say why
-            log.warning("torch.compile failed (%s: %s); training goes on without compiling",
-                        type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+            log.warning(
+                "torch.compile failed (%s: %s); training goes on without compiling",
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+            )
             self.forward_fns = dict(self.nets)
             ok = False
         finally:
@@ -200,8 +232,11 @@ class GANTrainer:
         return out
 
     def state_dict(self) -> dict:
-        return {"opts": {k: o.state_dict() for k, o in self.opts.items()},
-                "scheds": {k: s.state_dict() for k, s in self.scheds.items()}, "scaler": self.scaler.state_dict()}
+        return {
+            "opts": {k: o.state_dict() for k, o in self.opts.items()},
+            "scheds": {k: s.state_dict() for k, s in self.scheds.items()},
+            "scaler": self.scaler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for k, o in self.opts.items():
@@ -247,7 +282,9 @@ class GANTrainer:
         self.scaler.update()
         return (loss_real + loss_fake).detach()
 
-    def _generator_loss(self, adv_logits: torch.Tensor, outputs: tuple[torch.Tensor, ...], target: torch.Tensor) -> torch.Tensor:
+    def _generator_loss(
+        self, adv_logits: torch.Tensor, outputs: tuple[torch.Tensor, ...], target: torch.Tensor
+    ) -> torch.Tensor:
         """gamma * adv + seg losses of the main output (+ weighted side outputs for G)."""
         loss = self.w.gamma * adversarial_loss(adv_logits, True, self.w.double_sigmoid)
         loss = loss + seg_losses(outputs[0], target, self.w)
@@ -255,9 +292,13 @@ class GANTrainer:
             loss = loss + weight * seg_losses(side, target, self.w)
         return loss
 
-    def _update_generators(self, x: torch.Tensor, outputs: dict[str, tuple[torch.Tensor, ...]],
-                           targets: dict[str, torch.Tensor], branch_probs: tuple[torch.Tensor, torch.Tensor]
-                           ) -> dict[str, torch.Tensor]:
+    def _update_generators(
+        self,
+        x: torch.Tensor,
+        outputs: dict[str, tuple[torch.Tensor, ...]],
+        targets: dict[str, torch.Tensor],
+        branch_probs: tuple[torch.Tensor, torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
         """The G_A, G_V and G updates, in that order (batched: one D call and one backward for all three).
 
         ``branch_probs``: the detached branch probabilities G takes as input (literal recomputes G with them)."""
@@ -281,8 +322,9 @@ class GANTrainer:
             # the original computed them anyway, the optimised step skips them
             with self._autocast(x.device), _frozen(self.nets["D"], enabled=not self.literal):
                 out = outputs[name]
-                loss = self._generator_loss(self._d(x, [torch.sigmoid(out[0])], for_generators=True)[0], out,
-                                            targets[name])
+                loss = self._generator_loss(
+                    self._d(x, [torch.sigmoid(out[0])], for_generators=True)[0], out, targets[name]
+                )
             self.scaler.scale(loss).backward()
             self.scaler.step(opt)
             self.scaler.update()
@@ -306,8 +348,11 @@ class GANTrainer:
         for net in self.nets.values():
             net.train()
         x, y = x.contiguous(memory_format=self.memory_format), y.contiguous(memory_format=self.memory_format)
-        targets = {"G_A": y[:, 0:1].expand_as(y).contiguous(memory_format=self.memory_format),
-                   "G_V": y[:, 2:3].expand_as(y).contiguous(memory_format=self.memory_format), "G": y}
+        targets = {
+            "G_A": y[:, 0:1].expand_as(y).contiguous(memory_format=self.memory_format),
+            "G_V": y[:, 2:3].expand_as(y).contiguous(memory_format=self.memory_format),
+            "G": y,
+        }
         out_a = self._forward("G_A", x)
         out_v = self._forward("G_V", x)
         branch_probs = (torch.sigmoid(out_a[0]).detach(), torch.sigmoid(out_v[0]).detach())

@@ -4,6 +4,7 @@ Steps do not synchronise with the device, so a step's cost is measured over many
 time (the host is held back by the device whenever it runs ahead); validation and checkpoint
 hand-over times are measured apart and excluded from the per-step figure.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,8 +13,9 @@ import time
 class RunTimer:
     """Counts steps, data-wait, validation and checkpoint seconds; predicts the run's total."""
 
-    def __init__(self, total_steps: int, done_steps: int = 0, validations_left: int = 0, skip: int = 10,
-                 predict_at: int = 200) -> None:
+    def __init__(
+        self, total_steps: int, done_steps: int = 0, validations_left: int = 0, skip: int = 10, predict_at: int = 200
+    ) -> None:
         self.total_steps, self.start_steps, self.validations_left = total_steps, done_steps, validations_left
         self.skip, self.predict_at = skip, predict_at
         self.started = time.perf_counter()
@@ -38,10 +40,12 @@ class RunTimer:
             val = self.validation / self.validations if self.validations else 0.0
             val_left = max(0, self.validations_left - self.validations)
             self.predicted_total = (now - self.started) + per_step * remaining + val * val_left
-            return (f"timing: {1000 * per_step:.0f} ms per step over steps {self.skip + 1}-{self.steps} "
-                    f"(data wait {100 * self.data_wait_share():.0f} %); predicted total for this run: "
-                    f"{self.predicted_total / 60:.1f} min ({remaining} steps to go"
-                    + (f", {val_left} validations of {val:.1f} s)" if self.validations else ", plus validation)"))
+            return (
+                f"timing: {1000 * per_step:.0f} ms per step over steps {self.skip + 1}-{self.steps} "
+                f"(data wait {100 * self.data_wait_share():.0f} %); predicted total for this run: "
+                f"{self.predicted_total / 60:.1f} min ({remaining} steps to go"
+                + (f", {val_left} validations of {val:.1f} s)" if self.validations else ", plus validation)")
+            )
         return None
 
     def per_step(self, now: float | None = None) -> float:
@@ -57,7 +61,15 @@ class RunTimer:
         return self.data_wait / busy if busy > 0 else 0.0
 
     def summary(self) -> dict:
-        return {"steps": self.steps, "ms_per_step": 1000 * self.per_step(), "data_wait_share": self.data_wait_share(),
-                "data_wait_s": self.data_wait, "validation_s": self.validation, "validations": self.validations,
-                "checkpoint_s": self.checkpoint, "total_s": time.perf_counter() - self.started,
-                "predicted_total_s": self.predicted_total, "predicted_after_steps": self.predict_at}
+        return {
+            "steps": self.steps,
+            "ms_per_step": 1000 * self.per_step(),
+            "data_wait_share": self.data_wait_share(),
+            "data_wait_s": self.data_wait,
+            "validation_s": self.validation,
+            "validations": self.validations,
+            "checkpoint_s": self.checkpoint,
+            "total_s": time.perf_counter() - self.started,
+            "predicted_total_s": self.predicted_total,
+            "predicted_after_steps": self.predict_at,
+        }

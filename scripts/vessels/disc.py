@@ -4,6 +4,7 @@ Zones follow the ARIC / Knudtson convention, measured from the disc margin in di
 zone B is 0.5 to 1 DD from the margin, zone C 0.5 to 2 DD. With the disc radius R (DD = 2R) these
 are the annuli R + R .. R + 2R = 2R .. 3R (B) and 2R .. 5R (C) from the disc centre.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from scripts.core.runtime import UsageError
+from scripts.core.errors import UsageError
 
 DISC_DIAMETER_SHARE = 0.15  # a disc diameter is about 15 % of the FOV width (45-degree photographs)
 
@@ -32,7 +33,7 @@ class Disc:
 
     def distance(self, shape: tuple[int, int]) -> np.ndarray:
         """(H, W) distance of every pixel from the disc centre."""
-        yy, xx = np.mgrid[:shape[0], :shape[1]]
+        yy, xx = np.mgrid[: shape[0], : shape[1]]
         return np.hypot(xx - self.x, yy - self.y)
 
     def zones(self, shape: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -63,8 +64,9 @@ def read_disc_csv(path: Path) -> dict[str, Disc]:
         try:
             key, x, y, r = row["id"].strip(), float(row["x"]), float(row["y"]), float(row["radius"])
         except (KeyError, TypeError, ValueError, AttributeError):
-            raise UsageError(f"{where}: expected columns id, x, y, radius (pixels) with numbers, got "
-                             f"{dict(row)}") from None
+            raise UsageError(
+                f"{where}: expected columns id, x, y, radius (pixels) with numbers, got {dict(row)}"
+            ) from None
         if not all(math.isfinite(v) for v in (x, y, r)):
             raise UsageError(f"{where} ({key}): x, y and radius must be finite numbers, got {x}, {y}, {r}")
         if r <= 0:
@@ -80,8 +82,13 @@ MIN_VESSEL_SHARE = 0.02  # a vessel map covering less of the FOV (ground truth: 
 WORK_SIZE = 512  # the disc is large: it is located on a copy at most this many pixels wide or high
 
 
-def locate_disc(photo: np.ndarray, fov: np.ndarray, source: str = "photograph",
-                hint: str = "give --disc X Y R / --disc-csv", vessels: np.ndarray | None = None) -> Disc:
+def locate_disc(
+    photo: np.ndarray,
+    fov: np.ndarray,
+    source: str = "photograph",
+    hint: str = "give --disc X Y R / --disc-csv",
+    vessels: np.ndarray | None = None,
+) -> Disc:
     """Where the widest vessels converge on a bright spot.
 
     Brightness alone (the photograph's luminance smoothed at a third of a disc radius) finds the
@@ -114,11 +121,15 @@ def locate_disc(photo: np.ndarray, fov: np.ndarray, source: str = "photograph",
     return disc
 
 
-def _best_place(photo: np.ndarray, fov: np.ndarray, radius: float,
-                weight: np.ndarray | None) -> tuple[float, float, float]:
+def _best_place(
+    photo: np.ndarray, fov: np.ndarray, radius: float, weight: np.ndarray | None
+) -> tuple[float, float, float]:
     """(x, y, confidence) of :func:`locate_disc` on a working copy (pixels of that copy)."""
-    grey = photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32) if photo.ndim == 3 \
+    grey = (
+        photo.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        if photo.ndim == 3
         else photo.astype(np.float32)
+    )
     inside = cv2.erode(fov.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=max(1, round(radius / 2))) > 0
     if not inside.any():
         inside = fov if fov.any() else np.ones(fov.shape, bool)
@@ -131,7 +142,7 @@ def _best_place(photo: np.ndarray, fov: np.ndarray, radius: float,
         score = convergence / max(float(convergence[inside].max()), 1e-12) * (0.3 + score)
     score = np.where(inside, score, -np.inf)
     y, x = np.unravel_index(int(np.argmax(score)), score.shape)
-    yy, xx = np.mgrid[:score.shape[0], :score.shape[1]]
+    yy, xx = np.mgrid[: score.shape[0], : score.shape[1]]
     far = (np.hypot(xx - x, yy - y) > 4 * radius) & inside
     best = float(score[y, x])
     rest = float(score[far].max()) if far.any() else 0.0
@@ -140,7 +151,13 @@ def _best_place(photo: np.ndarray, fov: np.ndarray, radius: float,
 
 
 def _warn(disc: Disc, source: str, hint: str) -> None:
-    doubt = (f"LOW confidence {disc.confidence:.2f}: probably wrong" if disc.confidence < LOW_CONFIDENCE
-             else f"confidence {disc.confidence:.2f}")
-    warnings.warn(f"{source}: optic disc located automatically at ({disc.x:.0f}, {disc.y:.0f}), radius "
-                  f"{disc.radius:.0f} px ({doubt}); check it, or {hint}", stacklevel=3)
+    doubt = (
+        f"LOW confidence {disc.confidence:.2f}: probably wrong"
+        if disc.confidence < LOW_CONFIDENCE
+        else f"confidence {disc.confidence:.2f}"
+    )
+    warnings.warn(
+        f"{source}: optic disc located automatically at ({disc.x:.0f}, {disc.y:.0f}), radius "
+        f"{disc.radius:.0f} px ({doubt}); check it, or {hint}",
+        stacklevel=3,
+    )

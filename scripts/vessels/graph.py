@@ -14,6 +14,7 @@ segment pass within ``radius`` pixels of it; segments within ``radius`` of a cro
 ``near_crossing``. Branch points of one class (an artery splitting in two) are not crossings. Spurs (short end branches that skeletonisation grows from the blunt
 end or a bulge of a wide vessel: no longer than the vessel is wide there) are pruned first.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -73,8 +74,9 @@ def _neighbour_count(skel: np.ndarray) -> np.ndarray:
     return cv2.filter2D(skel.view(np.uint8), cv2.CV_16S, _EIGHT, borderType=cv2.BORDER_CONSTANT) - skel
 
 
-def _segments(skel: np.ndarray, crossing: np.ndarray, cls: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _segments(
+    skel: np.ndarray, crossing: np.ndarray, cls: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Node mask, end mask, segment labels (0 = not a segment pixel) and the number of segments;
     with ``cls``, runs of different classes are different segments."""
     count = _neighbour_count(skel)
@@ -146,8 +148,9 @@ def _order(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return pix[order], seg[order]
 
 
-def build_graph(label: np.ndarray, radius: float | None = None, fov: np.ndarray | None = None,
-                skeleton: np.ndarray | None = None) -> VesselGraph:
+def build_graph(
+    label: np.ndarray, radius: float | None = None, fov: np.ndarray | None = None, skeleton: np.ndarray | None = None
+) -> VesselGraph:
     """The vessel graph of a (3, H, W) bool label (channels artery, uncertain/crossing, vein).
 
     ``radius``: node neighbourhood in pixels (default: ``RADIUS_SHARE`` of the width of the FOV, or
@@ -166,8 +169,9 @@ def build_graph(label: np.ndarray, radius: float | None = None, fov: np.ndarray 
         radius = max(2.0, RADIUS_SHARE * (cols[-1] - cols[0] + 1)) if cols.size else 2.0
     if not vessel.any():
         empty = np.zeros(0, np.int64)
-        return VesselGraph(shape, empty, empty, np.zeros(0, np.uint8), empty, np.zeros(0, bool), empty, empty, empty,
-                           float(radius))
+        return VesselGraph(
+            shape, empty, empty, np.zeros(0, np.uint8), empty, np.zeros(0, bool), empty, empty, empty, float(radius)
+        )
     half_width = cv2.distanceTransform(vessel.view(np.uint8), cv2.DIST_L2, 5)
     if skeleton is None:
         skeleton = skeletonize(vessel)
@@ -181,20 +185,32 @@ def build_graph(label: np.ndarray, radius: float | None = None, fov: np.ndarray 
     votes = np.bincount(seg * 4 + cls.ravel()[pixels], minlength=4 * n).reshape(n, 4)
     truth = (1 + votes[:, 1:].argmax(axis=1)).astype(np.uint8)
     near, crossing_pix = _near_crossings(nodes, crossing, pixels, seg, truth, radius)
-    return VesselGraph(shape, pixels, seg, truth, length, near, np.flatnonzero(nodes), crossing_pix,
-                       np.flatnonzero(ends), float(radius))
+    return VesselGraph(
+        shape,
+        pixels,
+        seg,
+        truth,
+        length,
+        near,
+        np.flatnonzero(nodes),
+        crossing_pix,
+        np.flatnonzero(ends),
+        float(radius),
+    )
 
 
-def _near_crossings(nodes: np.ndarray, green: np.ndarray, pixels: np.ndarray, seg: np.ndarray, truth: np.ndarray,
-                    radius: float) -> tuple[np.ndarray, np.ndarray]:
+def _near_crossings(
+    nodes: np.ndarray, green: np.ndarray, pixels: np.ndarray, seg: np.ndarray, truth: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(S,) bool near an artery/vein crossing, and the crossing node pixels (see the module docstring)."""
     n = len(truth)
     groups, n_groups = ndimage.label(nodes, structure=_EIGHT)
     if n_groups == 0:
         return np.zeros(n, bool), np.zeros(0, np.int64)
     # for every segment pixel: the distance to, and the group of, the nearest node pixel
-    dist, nearest = cv2.distanceTransformWithLabels((~nodes).view(np.uint8), cv2.DIST_L2, 5,
-                                                    labelType=cv2.DIST_LABEL_PIXEL)
+    dist, nearest = cv2.distanceTransformWithLabels(
+        (~nodes).view(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
     node_pixels = np.flatnonzero(nodes)
     # DIST_LABEL_PIXEL numbers the zero pixels 1.. in row-major order, i.e. the order of flatnonzero
     group_of = groups.ravel()[node_pixels[nearest.ravel()[pixels] - 1]]

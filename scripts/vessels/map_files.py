@@ -1,5 +1,6 @@
 """The biomarkers of map files on disk: each map's photograph, FOV mask and optic disc found by its
 image id, one row of measures per map, and a CSV of them all (``scripts/biomarkers.py``)."""
+
 from __future__ import annotations
 
 import math
@@ -10,11 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.core.runtime import UsageError
-from scripts.data.images import IMAGE_EXTENSIONS, DataError, collect_inputs, derive_fov, find_file, find_mask, \
-    load_mask, load_photo
+from scripts.core.errors import UsageError
+from scripts.data.images import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    collect_inputs,
+    derive_fov,
+    find_file,
+    find_mask,
+    load_mask,
+    load_photo,
+)
 from scripts.data.maps import NOT_MAPS, Skipped, image_id, read_map
-from scripts.evaluation.report import write_csv
+from scripts.io.tables import write_csv
 from scripts.vessels.disc import Disc, locate_disc, read_disc_csv
 from scripts.vessels.measures import measure
 
@@ -38,8 +47,10 @@ def _find(folder: Path | None, option: str, key: str, path: Path, finder) -> Pat
         return None
     found = finder(folder, key)
     if found is None:
-        raise DataError(f"{path}: no file for image id '{key}' in {option} {folder}; add it, or rename the map so "
-                        "its id (its name without _av/_prob) matches")
+        raise DataError(
+            f"{path}: no file for image id '{key}' in {option} {folder}; add it, or rename the map so "
+            "its id (its name without _av/_prob) matches"
+        )
     return found
 
 
@@ -53,8 +64,10 @@ def measure_map(path: Path, options: MapOptions, discs: dict[str, Disc]) -> dict
     photo_file = _find(options.photos, "--photos", key, path, lambda f, k: find_file(f, k, IMAGE_EXTENSIONS))
     photo = load_photo(photo_file) if photo_file else None
     if photo is not None and photo.shape[:2] != classes.shape[1:]:
-        raise DataError(f"{photo_file}: photograph size {photo.shape[1]}x{photo.shape[0]} differs from the map "
-                        f"{path} ({classes.shape[2]}x{classes.shape[1]})")
+        raise DataError(
+            f"{photo_file}: photograph size {photo.shape[1]}x{photo.shape[0]} differs from the map "
+            f"{path} ({classes.shape[2]}x{classes.shape[1]})"
+        )
     mask_file = _find(options.masks, "--masks", key, path, find_mask)
     if mask_file:
         fov = load_mask(mask_file)
@@ -62,23 +75,30 @@ def measure_map(path: Path, options: MapOptions, discs: dict[str, Disc]) -> dict
         fov = derive_fov(photo, photo_file)
     else:
         fov = np.ones(classes.shape[1:], bool)
-        warnings.warn(f"{path}: no FOV for image '{key}' (give --masks or --photos): the whole image counts as the "
-                      "field of view", stacklevel=2)
+        warnings.warn(
+            f"{path}: no FOV for image '{key}' (give --masks or --photos): the whole image counts as the field of view",
+            stacklevel=2,
+        )
     if fov.shape != classes.shape[1:]:
         raise DataError(f"{mask_file}: mask size {fov.shape[::-1]} differs from the map {path}")
     if options.disc:
         disc = Disc(*options.disc)
     elif options.disc_csv:
         if key not in discs:
-            raise DataError(f"{path}: no row for image id '{key}' in --disc-csv {options.disc_csv}; add one (or "
-                            "leave --disc-csv out to locate the discs in --photos)")
+            raise DataError(
+                f"{path}: no row for image id '{key}' in --disc-csv {options.disc_csv}; add one (or "
+                "leave --disc-csv out to locate the discs in --photos)"
+            )
         disc = discs[key]
     elif photo is not None:
         disc = locate_disc(photo, fov, str(photo_file), vessels=classes.any(axis=0))
     else:
         disc = None
-        warnings.warn(f"{path}: no optic disc (give --disc, --disc-csv or --photos): zone measures, CRAE, CRVE "
-                      "and AVR are left empty", stacklevel=2)
+        warnings.warn(
+            f"{path}: no optic disc (give --disc, --disc-csv or --photos): zone measures, CRAE, CRVE "
+            "and AVR are left empty",
+            stacklevel=2,
+        )
     values = measure(classes, disc, fov, options.pixel_um, source=str(path))
     return {"id": key, "map": str(path), "kind": kind, "disc_source": disc.source if disc else "", **values}
 
@@ -109,6 +129,8 @@ def measure_maps(inputs: list[str], options: MapOptions, csv_path: Path) -> tupl
     columns: list[str] = []
     for r in rows:
         columns += [k for k in r if k not in columns]
-    write_csv(csv_path, [{k: "" if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k, "")
-                          for k in columns} for r in rows])
+    write_csv(
+        csv_path,
+        [{k: "" if isinstance(r.get(k), float) and math.isnan(r[k]) else r.get(k, "") for k in columns} for r in rows],
+    )
     return rows, failures

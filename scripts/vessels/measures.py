@@ -1,9 +1,10 @@
 """Vascular biomarkers of an artery/vein map: calibre, CRAE/CRVE/AVR, tortuosity, fractal dimension,
-vessel density. Every measure is defined in the README ("Vascular biomarkers").
+vessel density. Every measure is defined in docs/biomarkers.md.
 
 The map's centreline graph is ``scripts.vessels.graph`` (the one the segment evaluation uses);
 here it is built from the map itself.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,8 +77,9 @@ def pixel_widths(graph: VesselGraph, vessel: np.ndarray | dict[int, np.ndarray])
     return width
 
 
-def _profiles(vessel: np.ndarray, pixels: np.ndarray, y: np.ndarray, x: np.ndarray, ny: np.ndarray, nx: np.ndarray
-              ) -> np.ndarray:
+def _profiles(
+    vessel: np.ndarray, pixels: np.ndarray, y: np.ndarray, x: np.ndarray, ny: np.ndarray, nx: np.ndarray
+) -> np.ndarray:
     """(2, n) distances from each pixel to the vessel edge along +normal and -normal."""
     n = len(pixels)
     dist = cv2.distanceTransform(vessel.view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).ravel()[pixels]
@@ -118,7 +120,9 @@ def _segment_median(values: np.ndarray, segment: np.ndarray, n: int, where: np.n
     return out
 
 
-def circle_crossings(mask: np.ndarray, disc: Disc, radius: float, step: float = 0.5) -> list[tuple[float, float, float]]:
+def circle_crossings(
+    mask: np.ndarray, disc: Disc, radius: float, step: float = 0.5
+) -> list[tuple[float, float, float]]:
     """Where ``mask`` (H, W) crosses the circle of ``radius`` around the disc centre: one
     (x, y, length) per run of mask pixels along the circle (its middle and its length in pixels),
     sampled every ``step`` px of arc; the parts of the circle outside the image are not searched."""
@@ -136,12 +140,15 @@ def circle_crossings(mask: np.ndarray, disc: Disc, radius: float, step: float = 
     on, xs, ys = np.roll(on, -shift), np.roll(xs, -shift), np.roll(ys, -shift)
     edges = np.flatnonzero(np.diff(np.r_[on, False].astype(np.int8)))  # a run may end at the last sample
     starts, ends = edges[::2] + 1, edges[1::2] + 1
-    return [(float(xs[(a + b - 1) // 2]), float(ys[(a + b - 1) // 2]), float((b - a) * 2 * math.pi * radius / n))
-            for a, b in zip(starts, ends)]
+    return [
+        (float(xs[(a + b - 1) // 2]), float(ys[(a + b - 1) // 2]), float((b - a) * 2 * math.pi * radius / n))
+        for a, b in zip(starts, ends)
+    ]
 
 
-def zone_b_vessels(graph: VesselGraph, mine: np.ndarray, mask: np.ndarray, zone_width: np.ndarray,
-                   disc: Disc) -> np.ndarray:
+def zone_b_vessels(
+    graph: VesselGraph, mine: np.ndarray, mask: np.ndarray, zone_width: np.ndarray, disc: Disc
+) -> np.ndarray:
     """The width of every vessel of one class crossing zone B's middle circle (2.5 R), each once.
 
     A vessel is a run of ``mask`` across the circle (:func:`circle_crossings`), so that a vessel
@@ -200,20 +207,20 @@ def tortuosity(graph: VesselGraph) -> tuple[np.ndarray, np.ndarray]:
         length = graph.length[s]
         if length < MIN_TORTUOSITY_LENGTH:
             continue
-        ys = gaussian_filter1d(y[start:start + length].astype(np.float64), SMOOTHING, mode="nearest")
-        xs = gaussian_filter1d(x[start:start + length].astype(np.float64), SMOOTHING, mode="nearest")
+        ys = gaussian_filter1d(y[start : start + length].astype(np.float64), SMOOTHING, mode="nearest")
+        xs = gaussian_filter1d(x[start : start + length].astype(np.float64), SMOOTHING, mode="nearest")
         arc = float(np.hypot(np.diff(xs), np.diff(ys)).sum())
         chord = float(np.hypot(xs[-1] - xs[0], ys[-1] - ys[0]))
         if chord <= 0:
             continue
         dfac[s] = arc / chord
-        ys = gaussian_filter1d(y[start:start + length].astype(np.float64), CURVATURE_SMOOTHING, mode="nearest")
-        xs = gaussian_filter1d(x[start:start + length].astype(np.float64), CURVATURE_SMOOTHING, mode="nearest")
+        ys = gaussian_filter1d(y[start : start + length].astype(np.float64), CURVATURE_SMOOTHING, mode="nearest")
+        xs = gaussian_filter1d(x[start : start + length].astype(np.float64), CURVATURE_SMOOTHING, mode="nearest")
         dx, dy = np.gradient(xs), np.gradient(ys)
         ddx, ddy = np.gradient(dx), np.gradient(dy)
         speed = np.hypot(dx, dy)
         kappa = np.abs(dx * ddy - dy * ddx) / np.maximum(speed, 1e-9) ** 3
-        curv[s] = float((kappa ** 2 * speed).sum())
+        curv[s] = float((kappa**2 * speed).sum())
     return dfac, curv
 
 
@@ -223,7 +230,7 @@ def fractal_dimension(binary: np.ndarray) -> float:
     if not binary.any():
         return math.nan
     h, w = binary.shape
-    sizes = [2 ** k for k in range(1, 16) if 2 ** k <= min(h, w) / 4]
+    sizes = [2**k for k in range(1, 16) if 2**k <= min(h, w) / 4]
     if len(sizes) < 2:
         return math.nan
     counts = []
@@ -241,8 +248,14 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     return float(values[keep].mean()), float(np.average(values[keep], weights=weights[keep]))
 
 
-def measure(classes: np.ndarray, disc: Disc | None, fov: np.ndarray | None = None, pixel_um: float | None = None,
-            graph: VesselGraph | None = None, source: str = "map") -> dict[str, float]:
+def measure(
+    classes: np.ndarray,
+    disc: Disc | None,
+    fov: np.ndarray | None = None,
+    pixel_um: float | None = None,
+    graph: VesselGraph | None = None,
+    source: str = "map",
+) -> dict[str, float]:
     """All biomarkers of one map. ``classes``: (3, H, W) bool decoded classes (artery, vein,
     uncertain); ``disc``: the optic disc (None: no zone measures); ``fov``: (H, W) bool (default:
     the whole image); ``pixel_um``: micrometres per pixel, if known; ``graph``: the map's vessel
@@ -274,10 +287,16 @@ def measure(classes: np.ndarray, disc: Disc | None, fov: np.ndarray | None = Non
         out[f"{name}_calibre_px"] = calibre
         t_mean, t_w = _weighted(dfac[mine], graph.length[mine].astype(float))
         c_mean, c_w = _weighted(curv[mine], graph.length[mine].astype(float))
-        out.update({f"{name}_tortuosity_distance": t_mean, f"{name}_tortuosity_distance_weighted": t_w,
-                    f"{name}_tortuosity_curvature": c_mean, f"{name}_tortuosity_curvature_weighted": c_w,
-                    f"{name}_fractal_dimension": fractal_dimension(mask & fov),
-                    f"{name}_density_fov": float((mask & fov).sum() / max(fov.sum(), 1))})
+        out.update(
+            {
+                f"{name}_tortuosity_distance": t_mean,
+                f"{name}_tortuosity_distance_weighted": t_w,
+                f"{name}_tortuosity_curvature": c_mean,
+                f"{name}_tortuosity_curvature_weighted": c_w,
+                f"{name}_fractal_dimension": fractal_dimension(mask & fov),
+                f"{name}_density_fov": float((mask & fov).sum() / max(fov.sum(), 1)),
+            }
+        )
         for zone, zmask in zones.items():
             inside = zmask & fov
             out[f"{name}_density_{zone}"] = float((mask & inside).sum() / inside.sum()) if inside.any() else math.nan
@@ -287,8 +306,11 @@ def measure(classes: np.ndarray, disc: Disc | None, fov: np.ndarray | None = Non
             key = "crae" if name == "artery" else "crve"
             out[f"{key}_px"] = knudtson(chosen, KNUDTSON[name])
             if not len(chosen):
-                warnings.warn(f"{source}: no {name} crosses zone B (0.5-1 disc diameter from the disc margin); "
-                              f"{key.upper()} and AVR are undefined", stacklevel=2)
+                warnings.warn(
+                    f"{source}: no {name} crosses zone B (0.5-1 disc diameter from the disc margin); "
+                    f"{key.upper()} and AVR are undefined",
+                    stacklevel=2,
+                )
     out["vessel_fractal_dimension"] = fractal_dimension(vessel & fov)
     out["vessel_density_fov"] = float((vessel & fov).sum() / max(fov.sum(), 1))
     if disc is not None:

@@ -16,13 +16,11 @@ length); mixed rate = mixed / detected at t = 5, 10, 20 % (``mixed_share`` picks
 one); switches per detected segment; the first three again for segments near an artery/vein
 crossing. Per dataset, segments of all images are pooled (each segment counts once).
 """
-from __future__ import annotations
 
-import argparse
+from __future__ import annotations
 
 import numpy as np
 
-from scripts.core.runtime import non_negative_float, positive_int
 from scripts.vessels.graph import ARTERY, MIN_LENGTH, UNCERTAIN, VEIN, VesselGraph
 
 MIXED_SHARES = (0.05, 0.10, 0.20)
@@ -34,9 +32,19 @@ VERDICT_COLOURS = {  # figure panel: the ground-truth centreline coloured by seg
     "missed": (120, 120, 120),
     "not_scored": (50, 50, 90),  # uncertain segments and segments shorter than min_length
 }
-METRICS = ("detection_rate", "av_accuracy", "av_accuracy_length", "mixed_rate", "mixed_rate_05", "mixed_rate_10",
-           "mixed_rate_20", "switches_per_segment", "crossing_detection_rate", "crossing_av_accuracy",
-           "crossing_mixed_rate")
+METRICS = (
+    "detection_rate",
+    "av_accuracy",
+    "av_accuracy_length",
+    "mixed_rate",
+    "mixed_rate_05",
+    "mixed_rate_10",
+    "mixed_rate_20",
+    "switches_per_segment",
+    "crossing_detection_rate",
+    "crossing_av_accuracy",
+    "crossing_mixed_rate",
+)
 
 
 def predicted_labels(pred_classes: np.ndarray, pixels: np.ndarray) -> np.ndarray:
@@ -65,8 +73,9 @@ def read_segments(graph: VesselGraph, pred_classes: np.ndarray) -> dict[str, np.
     return {"shares": shares, "majority": majority, "switches": switches, "found_av": counts[:, 1:3]}
 
 
-def verdicts(graph: VesselGraph, pred_classes: np.ndarray, min_length: int = MIN_LENGTH,
-             mixed_share: float = 0.10) -> np.ndarray:
+def verdicts(
+    graph: VesselGraph, pred_classes: np.ndarray, min_length: int = MIN_LENGTH, mixed_share: float = 0.10
+) -> np.ndarray:
     """(S,) verdict names (keys of ``VERDICT_COLOURS``): mixed before correct or wrong class."""
     read = read_segments(graph, pred_classes)
     scored = graph.scored(min_length) & (graph.truth != UNCERTAIN)
@@ -92,16 +101,20 @@ def segment_counts(graph: VesselGraph, pred_classes: np.ndarray, min_length: int
     found_pixels = np.maximum(found_share * length, 1)
     av_share = read["found_av"] / found_pixels[:, None]
     counts = {
-        "segments": av.sum(), "uncertain_segments": (graph.scored(min_length) & (graph.truth == UNCERTAIN)).sum(),
-        "detected": detected.sum(), "correct": correct.sum(),
-        "detected_length": length[detected].sum(), "correct_length": length[correct].sum(),
+        "segments": av.sum(),
+        "uncertain_segments": (graph.scored(min_length) & (graph.truth == UNCERTAIN)).sum(),
+        "detected": detected.sum(),
+        "correct": correct.sum(),
+        "detected_length": length[detected].sum(),
+        "correct_length": length[correct].sum(),
         "switches": read["switches"][detected].sum(),
     }
     for t in MIXED_SHARES:
         counts[f"mixed_{round(100 * t):02d}"] = (detected & (av_share >= t).all(axis=1)).sum()
     near = av & graph.near_crossing
-    counts.update(crossing_segments=near.sum(), crossing_detected=(near & detected).sum(),
-                  crossing_correct=(near & correct).sum())
+    counts.update(
+        crossing_segments=near.sum(), crossing_detected=(near & detected).sum(), crossing_correct=(near & correct).sum()
+    )
     for t in MIXED_SHARES:
         counts[f"crossing_mixed_{round(100 * t):02d}"] = (near & detected & (av_share >= t).all(axis=1)).sum()
     return {k: float(v) for k, v in counts.items()}
@@ -122,8 +135,10 @@ def segment_metrics(counts: dict[str, float], mixed_share: float = 0.10) -> dict
         "av_accuracy": _share(c["correct"], c["detected"]),
         "av_accuracy_length": _share(c["correct_length"], c["detected_length"]),
         "mixed_rate": _share(c[key], c["detected"]),
-        **{f"mixed_rate_{round(100 * t):02d}": _share(c[f"mixed_{round(100 * t):02d}"], c["detected"])
-           for t in MIXED_SHARES},
+        **{
+            f"mixed_rate_{round(100 * t):02d}": _share(c[f"mixed_{round(100 * t):02d}"], c["detected"])
+            for t in MIXED_SHARES
+        },
         "switches_per_segment": _share(c["switches"], c["detected"]),
         "crossing_detection_rate": _share(c["crossing_detected"], c["crossing_segments"]),
         "crossing_av_accuracy": _share(c["crossing_correct"], c["crossing_detected"]),
@@ -163,15 +178,3 @@ def format_segments(metrics: dict[str, float], std: dict[str, float] | None = No
             text += f" +- {scale * std[k]:.2f}"
         lines.append(f"  {k:<26}{text}")
     return "\n".join(lines)
-
-
-def add_segment_options(p: argparse.ArgumentParser) -> None:
-    """The options of segment-level evaluation, shared by test.py and evaluate.py."""
-    p.add_argument("--crossing-radius", type=non_negative_float, default=None, metavar="PX",
-                   help="segments within PX pixels (raw size) of an artery/vein crossing count as near it "
-                        "(default: 1%% of the FOV width: ~5 px on DRIVE, ~33 px on HRF)")
-    p.add_argument("--mixed-share", type=float, default=0.10, choices=MIXED_SHARES,
-                   help="a detected segment is mixed when artery and vein each hold this share of its found "
-                        "centreline pixels (default 0.10; 0.05 and 0.20 are always reported too)")
-    p.add_argument("--min-segment-length", type=positive_int, default=MIN_LENGTH, metavar="PX",
-                   help=f"shorter segments are not scored (default {MIN_LENGTH})")

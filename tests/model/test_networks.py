@@ -1,4 +1,5 @@
 """The networks: reference outputs of the original implementation, shapes, sizes, round trips."""
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,12 @@ def reference(reference_dir):
 
 @pytest.fixture(scope="module")
 def reference_nets(reference):
-    nets = {"branch_a": BranchGenerator(), "branch_v": BranchGenerator(), "main": FusionGenerator(),
-            "discriminator": Discriminator()}
+    nets = {
+        "branch_a": BranchGenerator(),
+        "branch_v": BranchGenerator(),
+        "main": FusionGenerator(),
+        "discriminator": Discriminator(),
+    }
     for name, net in nets.items():
         state = map_original_state_dict(reference_weights(reference, name), generator=name != "discriminator")
         net.load_state_dict(state, strict=True)
@@ -60,8 +65,15 @@ def test_reference_outputs_reproduced(reference, reference_nets):
         v = reference_nets["branch_v"](x)
         main, s1, s2, s3 = reference_nets["main"](x, torch.sigmoid(a), torch.sigmoid(v))
         d = reference_nets["discriminator"](x, torch.sigmoid(main))
-    outputs = {"branch_a_logits": a, "branch_v_logits": v, "main_logits": main, "side1": s1, "side2": s2,
-               "side3": s3, "disc_logits": d}
+    outputs = {
+        "branch_a_logits": a,
+        "branch_v_logits": v,
+        "main_logits": main,
+        "side1": s1,
+        "side2": s2,
+        "side3": s3,
+        "disc_logits": d,
+    }
     for name, out in outputs.items():
         assert rel_err(out, reference[name]) < 1e-4, name
 
@@ -128,6 +140,7 @@ def test_state_dict_round_trip(cls):
 
 # ---- the 2023 release variant (SPEC 9.1) ----
 
+
 @pytest.fixture(scope="module")
 def reference_2023(reference_dir):
     return torch.load(reference_dir / "v2023_reference.pt", weights_only=True)
@@ -136,8 +149,12 @@ def reference_2023(reference_dir):
 @pytest.fixture(scope="module")
 def reference_nets_2023(reference_2023):
     nets = build_generators("v2023")
-    nets = {"branch_a": nets["G_A"], "branch_v": nets["G_V"], "main": nets["G"],
-            "discriminator": build_discriminator("v2023")}
+    nets = {
+        "branch_a": nets["G_A"],
+        "branch_v": nets["G_V"],
+        "main": nets["G"],
+        "discriminator": build_discriminator("v2023"),
+    }
     for name, net in nets.items():
         state = map_original_state_dict(reference_weights(reference_2023, name), generator=name != "discriminator")
         net.load_state_dict(state, strict=True)
@@ -147,10 +164,16 @@ def reference_nets_2023(reference_2023):
 
 def test_2023_parameter_counts_match_spec_and_reference(reference_2023):
     nets = build_generators("v2023")
-    counts = {"branch_a": n_params(nets["G_A"]), "main": n_params(nets["G"]),
-              "discriminator": n_params(build_discriminator("v2023"))}
-    assert counts == {"branch_a": SPEC_PARAMS_2023["branch"], "main": SPEC_PARAMS_2023["main"],
-                      "discriminator": SPEC_PARAMS_2023["discriminator"]}
+    counts = {
+        "branch_a": n_params(nets["G_A"]),
+        "main": n_params(nets["G"]),
+        "discriminator": n_params(build_discriminator("v2023")),
+    }
+    assert counts == {
+        "branch_a": SPEC_PARAMS_2023["branch"],
+        "main": SPEC_PARAMS_2023["main"],
+        "discriminator": SPEC_PARAMS_2023["discriminator"],
+    }
     assert all(counts[k] == reference_2023["param_counts"][k] for k in counts)
 
 
@@ -161,8 +184,17 @@ def test_2023_reference_outputs_reproduced(reference_2023, reference_nets_2023):
         v, fv = nets["branch_v"](x)
         main, s1, s2, s3 = nets["main"](x, fa, fv)
         d = nets["discriminator"](x, torch.softmax(main, dim=1))
-    outputs = {"branch_a_logits": a, "branch_a_features": fa, "branch_v_logits": v, "branch_v_features": fv,
-               "main_logits": main, "side1": s1, "side2": s2, "side3": s3, "disc_logits": d}
+    outputs = {
+        "branch_a_logits": a,
+        "branch_a_features": fa,
+        "branch_v_logits": v,
+        "branch_v_features": fv,
+        "main_logits": main,
+        "side1": s1,
+        "side2": s2,
+        "side3": s3,
+        "disc_logits": d,
+    }
     for name, out in outputs.items():
         assert out.shape == reference_2023[name].shape, name
         assert rel_err(out, reference_2023[name]) < 1e-4, name
@@ -203,4 +235,7 @@ def test_variant_detected_from_state_shapes(variant, n):
     nets = build_generators(variant, n)
     assert describe_state(nets["G_A"].state_dict()) == (variant, "branch", n)
     assert describe_state(nets["G"].state_dict()) == (variant, "fusion", n)
-    assert describe_state({"head.weight": torch.zeros(5, n, 1, 1), "encoder.inc.conv1.0.weight": torch.zeros(n, 3, 3, 3)}) is None
+    assert (
+        describe_state({"head.weight": torch.zeros(5, n, 1, 1), "encoder.inc.conv1.0.weight": torch.zeros(n, 3, 3, 3)})
+        is None
+    )

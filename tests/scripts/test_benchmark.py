@@ -1,4 +1,5 @@
 """The benchmark script runs end to end on a tiny configuration and writes its JSON."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,37 @@ from scripts.training import auto_step_mode
 
 def test_benchmark_tiny(tmp_path, capsys):
     out = tmp_path / "b.json"
-    assert main(["--sizes", "32", "--modes", "literal", "reuse", "batched", "auto", "--n-filters", "4", "--reps", "1",
-                 "--warmup", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--sizes",
+                "32",
+                "--modes",
+                "literal",
+                "reuse",
+                "batched",
+                "auto",
+                "--n-filters",
+                "4",
+                "--reps",
+                "1",
+                "--warmup",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "literal/this" in table and "batched" in table and "flags:" in table
     rows = json.loads(out.read_text())["rows"]
-    assert [r["mode"] for r in rows] == ["literal", "reuse", "batched", f"auto={auto_step_mode(torch.device('cpu'), 4)}"]
+    assert [r["mode"] for r in rows] == [
+        "literal",
+        "reuse",
+        "batched",
+        f"auto={auto_step_mode(torch.device('cpu'), 4)}",
+    ]
     assert f"auto={auto_step_mode(torch.device('cpu'), 4)}" in table  # the table says which mode auto chose
     assert all(r["ms_per_step"] > 0 and r["gflop_per_step"] > 0 and r["peak_mb"] > 0 for r in rows)
     literal, reuse, batched, _ = rows
@@ -29,7 +55,7 @@ def test_benchmark_tiny(tmp_path, capsys):
 
 
 def test_ddp_benchmark_runs_plain_and_distributed():
-    from scripts.benchmark import ddp_benchmark
+    from scripts.benchmarks.ddp import ddp_benchmark
 
     table = ddp_benchmark(2, 32, 4, 2, "cpu", reps=1, warmup=1)
     lines = table.splitlines()
@@ -40,8 +66,10 @@ def test_ddp_benchmark_runs_plain_and_distributed():
 def test_variant_matrix_runs_on_the_cpu_and_reports(tmp_path, capsys):
     """The GPU matrix at tiny settings: rows written as measured, gradient error against float64
     (float32: small; bf16 autocast: much larger), the table printed from the JSON."""
-    assert main(["--matrix", str(tmp_path), "--device", "cpu", "--sizes", "32", "--n-filters", "4",
-                 "--budget-s", "120"]) == 0
+    assert (
+        main(["--matrix", str(tmp_path), "--device", "cpu", "--sizes", "32", "--n-filters", "4", "--budget-s", "120"])
+        == 0
+    )
     rows = json.loads((tmp_path / "matrix.json").read_text())["rows"]
     assert [r["dtype"] for r in rows] == ["fp32", "bf16"] and all("error" not in r for r in rows)
     fp32, bf16 = rows

@@ -1,4 +1,5 @@
 """scripts/biomarkers.py: reading maps of either kind, finding photographs, masks and discs, and its errors."""
+
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from scripts.biomarkers import main
-from scripts.synthetic import disc_of, make_sample
+from scripts.data.synthetic import disc_of, make_sample
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,22 @@ def _rows(path):
 def test_label_maps_with_photos_and_masks(maps, tmp_path):
     out = tmp_path / "b.csv"
     with pytest.warns(UserWarning, match="located automatically"):
-        assert main([str(maps / "maps"), "--photos", str(maps / "photos"), "--masks", str(maps / "masks"),
-                     "--pixel-um", "10", "--csv", str(out)]) == 0
+        assert (
+            main(
+                [
+                    str(maps / "maps"),
+                    "--photos",
+                    str(maps / "photos"),
+                    "--masks",
+                    str(maps / "masks"),
+                    "--pixel-um",
+                    "10",
+                    "--csv",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     rows = _rows(out)
     assert set(rows) == {"00", "01"}
     for key, r in rows.items():
@@ -74,13 +89,16 @@ def test_disc_csv_and_its_errors(maps, tmp_path, capsys):
     assert main([str(maps / "maps"), "--disc-csv", str(discs), "--csv", str(out)]) == 2
 
 
-@pytest.mark.parametrize("text, message", [
-    ("id,x,y,radius\n00,70,120,0\n", "line 2 (00): the radius must be > 0 pixels, got 0"),
-    ("id,x,y,radius\n00,70,120,-3\n", "line 2 (00): the radius must be > 0"),
-    ("id,x,y,radius\n00,nan,120,14\n", "line 2 (00): x, y and radius must be finite numbers"),
-    ("id,x,y,radius\n00,70,inf,14\n", "line 2 (00): x, y and radius must be finite"),
-    ("id,x,y,radius\n00,70,120,14\n01,1,1,4\n00,71,120,14\n", "line 4: id 00 is already given on line 2"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("id,x,y,radius\n00,70,120,0\n", "line 2 (00): the radius must be > 0 pixels, got 0"),
+        ("id,x,y,radius\n00,70,120,-3\n", "line 2 (00): the radius must be > 0"),
+        ("id,x,y,radius\n00,nan,120,14\n", "line 2 (00): x, y and radius must be finite numbers"),
+        ("id,x,y,radius\n00,70,inf,14\n", "line 2 (00): x, y and radius must be finite"),
+        ("id,x,y,radius\n00,70,120,14\n01,1,1,4\n00,71,120,14\n", "line 4: id 00 is already given on line 2"),
+    ],
+)
 def test_bad_disc_rows_are_refused_by_line(maps, tmp_path, capsys, text, message):
     discs = tmp_path / "discs.csv"
     discs.write_text(text)
@@ -105,8 +123,20 @@ def test_a_missing_photograph_or_mask_is_named_for_its_id(maps, tmp_path, capsys
     (tmp_path / "photos" / "01.png").unlink()
     (tmp_path / "masks" / "00_mask.gif").unlink()
     out = tmp_path / "o.csv"
-    assert main([str(maps / "maps"), "--photos", str(tmp_path / "photos"), "--masks", str(tmp_path / "masks"),
-                 "--csv", str(out)]) == 1  # each map fails by its id: neither silently loses its FOV
+    assert (
+        main(
+            [
+                str(maps / "maps"),
+                "--photos",
+                str(tmp_path / "photos"),
+                "--masks",
+                str(tmp_path / "masks"),
+                "--csv",
+                str(out),
+            ]
+        )
+        == 1
+    )  # each map fails by its id: neither silently loses its FOV
     err = capsys.readouterr().err
     assert f"no file for image id '01' in --photos {tmp_path / 'photos'}" in err
     assert f"no file for image id '00' in --masks {tmp_path / 'masks'}" in err

@@ -1,4 +1,5 @@
 """Every command-line entry point runs both as a module and as a file (torchrun takes a file path)."""
+
 from __future__ import annotations
 
 import ast
@@ -14,8 +15,13 @@ ENTRY_POINTS = ("train", "test", "evaluate", "predict", "biomarkers", "export", 
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)
 def test_runs_as_a_file_from_any_folder(name, tmp_path):
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / f"{name}.py"), "--help"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / f"{name}.py"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
 
@@ -31,8 +37,9 @@ def test_runs_as_a_module(name, capsys):
 
 
 def test_runs_with_python_dash_m():
-    done = subprocess.run([sys.executable, "-m", "scripts.evaluate", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.evaluate", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr
 
 
@@ -42,22 +49,36 @@ def test_every_entry_point_is_listed_and_none_imports_another():
     for name in ENTRY_POINTS:
         tree = ast.parse((REPO / "scripts" / f"{name}.py").read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-        imported |= {f"scripts.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                     and node.module == "scripts" for a in node.names}
+        imported |= {
+            f"scripts.{a.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == "scripts"
+            for a in node.names
+        }
         assert not {f"scripts.{other}" for other in ENTRY_POINTS} & imported, name
 
 
 # --- a user's mistake is a message (exit 2); a bug is a traceback (exit 1) --------------------
 
-RUNNERS = {"train": "run", "test": "run", "predict": "run", "biomarkers": "measure_maps", "evaluate": "evaluate_folder"}
+RUNNERS = {
+    "train": "run",
+    "test": "run",
+    "predict": "run",
+    "biomarkers": "measure_maps",
+    "evaluate": "score_folder",
+    "export": "export_checkpoint",
+}
 
 
 def _args(name: str, tmp_path) -> list[str]:
-    return {"train": ["--dataset", "SYNTHETIC", "--data-root", str(tmp_path)],
-            "test": ["--dataset", "SYNTHETIC", "--data-root", str(tmp_path)],
-            "predict": [str(tmp_path), "--checkpoint", str(tmp_path / "c.pt")],
-            "biomarkers": [str(tmp_path), "--csv", str(tmp_path / "b.csv")],
-            "evaluate": ["--pred", str(tmp_path), "--dataset", "SYNTHETIC"]}[name]
+    return {
+        "train": ["--dataset", "SYNTHETIC", "--data-root", str(tmp_path)],
+        "test": ["--dataset", "SYNTHETIC", "--data-root", str(tmp_path)],
+        "predict": [str(tmp_path), "--checkpoint", str(tmp_path / "c.pt")],
+        "biomarkers": [str(tmp_path), "--csv", str(tmp_path / "b.csv")],
+        "evaluate": ["--pred", str(tmp_path), "--dataset", "SYNTHETIC"],
+        "export": ["--checkpoint", str(tmp_path / "c.pt"), "--out", str(tmp_path / "m.onnx")],
+    }[name]
 
 
 @pytest.mark.parametrize("name", sorted(RUNNERS))
@@ -84,26 +105,35 @@ def test_user_errors_exit_2_with_the_message_and_bugs_keep_their_traceback(name,
 
 
 def test_every_project_error_is_a_user_error_and_none_is_a_value_error():
-    from scripts.io.atomic import WriteError
-    from scripts.io.checkpoint import CheckpointError
-    from scripts.core.errors import UserError
+    from scripts.core.errors import UsageError, UserError
     from scripts.data.images import DataError
     from scripts.data.labels import LabelError
-    from scripts.core.runtime import UsageError
+    from scripts.io.atomic import WriteError
+    from scripts.io.checkpoint import CheckpointError
     from scripts.io.job import JobFolderError
     from scripts.io.lock import BusyError
     from scripts.io.staging import OutputFolderError
 
-    for cls in (WriteError, CheckpointError, DataError, LabelError, UsageError, JobFolderError, BusyError,
-                OutputFolderError):
+    for cls in (
+        WriteError,
+        CheckpointError,
+        DataError,
+        LabelError,
+        UsageError,
+        JobFolderError,
+        BusyError,
+        OutputFolderError,
+    ):
         assert issubclass(cls, UserError) and not issubclass(cls, ValueError), cls
     assert issubclass(WriteError, OSError)  # callers that catch OSError around writes still do
 
 
 def test_a_bug_in_a_command_exits_1_with_a_traceback(tmp_path):
-    code = ("import sys; import scripts.evaluate as e\n"
-            "def bug(*a, **k): raise IndexError('bug inside the library')\n"
-            "e.evaluate_folder = bug\n"
-            f"sys.exit(e.main(['--pred', {str(tmp_path)!r}, '--dataset', 'SYNTHETIC']))")
+    code = (
+        "import sys; import scripts.evaluate as e\n"
+        "def bug(*a, **k): raise IndexError('bug inside the library')\n"
+        "e.score_folder = bug\n"
+        f"sys.exit(e.main(['--pred', {str(tmp_path)!r}, '--dataset', 'SYNTHETIC']))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" in done.stderr and "IndexError: bug inside the library" in done.stderr

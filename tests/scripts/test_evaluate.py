@@ -1,4 +1,5 @@
 """Command-line scoring of a prediction folder."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,22 @@ def _write_predictions(root, out, size=None):
 
 def test_ground_truth_as_prediction_scores_perfectly(synthetic_root, tmp_path, capsys):
     _write_predictions(synthetic_root, tmp_path / "pred")
-    rc = main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root),
-               "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv"),
-               "--segments-csv", str(tmp_path / "seg.csv")])
+    rc = main(
+        [
+            "--pred",
+            str(tmp_path / "pred"),
+            "--dataset",
+            "SYNTHETIC",
+            "--data-root",
+            str(synthetic_root),
+            "--json",
+            str(tmp_path / "s.json"),
+            "--csv",
+            str(tmp_path / "s.csv"),
+            "--segments-csv",
+            str(tmp_path / "seg.csv"),
+        ]
+    )
     assert rc == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     assert list(summary) == ["artery", "vein", "uncertain", "average", "segments"]
@@ -31,7 +45,8 @@ def test_ground_truth_as_prediction_scores_perfectly(synthetic_root, tmp_path, c
     assert len(seg_rows) == 1 + 3 and seg_rows[0].startswith("id,segments,")
     assert summary["artery"]["f1"] == 1.0 and summary["vein"]["sensitivity"] == 1.0
     assert {"accuracy", "sensitivity", "specificity", "precision", "g_mean", "f1", "iou", "mse", "roc", "pr"} <= set(
-        summary["average"])
+        summary["average"]
+    )
     rows = (tmp_path / "s.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 5
     out = capsys.readouterr().out
@@ -42,15 +57,29 @@ def test_model_size_predictions_are_resized(synthetic_root, tmp_path):
     (tmp_path / "pred").mkdir()
     for i in (1, 2, 3):  # all-artery maps at the model size 32x32
         Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp_path / "pred" / f"0{i}_test.png")
-    rc = main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root),
-               "--image-size", "32", "32", "--json", str(tmp_path / "s.json")])
+    rc = main(
+        [
+            "--pred",
+            str(tmp_path / "pred"),
+            "--dataset",
+            "SYNTHETIC",
+            "--data-root",
+            str(synthetic_root),
+            "--image-size",
+            "32",
+            "32",
+            "--json",
+            str(tmp_path / "s.json"),
+        ]
+    )
     assert rc == 0
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["artery"]["sensitivity"] == 1.0 and summary["vein"]["sensitivity"] == 0.0
 
 
-@pytest.mark.parametrize("problem,message", [("missing", "02_test.*missing"), ("size", "02_test.*is 10x10"),
-                                             ("grey", "02_test.*mode L")])
+@pytest.mark.parametrize(
+    "problem,message", [("missing", "02_test.*missing"), ("size", "02_test.*is 10x10"), ("grey", "02_test.*mode L")]
+)
 def test_bad_prediction_names_the_image(synthetic_root, tmp_path, capsys, problem, message):
     _write_predictions(synthetic_root, tmp_path / "pred")
     f = tmp_path / "pred" / "02_test.png"
@@ -63,11 +92,12 @@ def test_bad_prediction_names_the_image(synthetic_root, tmp_path, capsys, proble
     rc = main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root)])
     assert rc == 2
     import re
+
     assert re.search(message, capsys.readouterr().err)
 
 
 def test_truncated_prediction_and_folder_outputs_are_named(tmp_path, capsys):
-    from scripts.synthetic import write_dataset
+    from scripts.data.synthetic import write_dataset
 
     root = tmp_path / "data"
     write_dataset(root, "SYNTHETIC", n_train=1, n_test=1, size=32, seed=0)
@@ -94,8 +124,23 @@ def test_tables_read_back_as_printed(synthetic_root, tmp_path, capsys):
     (tmp_path / "pred").mkdir()
     for i, colour in ((1, (255, 0, 0)), (2, (0, 0, 255)), (3, (255, 0, 255))):
         Image.new("RGB", (64, 64), colour).save(tmp_path / "pred" / f"0{i}_test.png")
-    assert main(["--pred", str(tmp_path / "pred"), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root),
-                 "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "s.csv")]) == 0
+    assert (
+        main(
+            [
+                "--pred",
+                str(tmp_path / "pred"),
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--json",
+                str(tmp_path / "s.json"),
+                "--csv",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 0
+    )
     printed = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line[:1].isalpha()}
     header = printed["class"]
     summary = json.loads((tmp_path / "s.json").read_text())

@@ -4,6 +4,7 @@ Command 1 measures the variant matrix, then trains until its time runs out (so m
 asked for that it cannot finish) and says how to continue; command 2 resumes from the last.pt that
 command 1 left in the work folder, finishes a (now shorter) schedule and tests the snapshots.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,26 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", str(REPO / "scripts" / "gpu_check.sh"), *args], capture_output=True, text=True,
-                          env=env, timeout=900)
+    return subprocess.run(
+        ["sh", str(REPO / "scripts" / "gpu_check.sh"), *args], capture_output=True, text=True, env=env, timeout=900
+    )
 
 
 @pytest.mark.slow
 def test_two_commands_train_resume_and_test(synthetic_root, tmp_path):
     work = tmp_path / "gpu_out"
-    env = {**os.environ, "PYTHON": sys.executable, "DATASET": "SYNTHETIC", "DEVICE": "cpu", "SIZE": "32", "NF": "4",
-           "MATRIX_S": "40", "TOTAL_S": "70", "RESERVE_S": "10",
-           "TRAIN_ARGS": "--epochs 100000 --save-from 100000 --val-every 5"}
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "DATASET": "SYNTHETIC",
+        "DEVICE": "cpu",
+        "SIZE": "32",
+        "NF": "4",
+        "MATRIX_S": "40",
+        "TOTAL_S": "70",
+        "RESERVE_S": "10",
+        "TRAIN_ARGS": "--epochs 100000 --save-from 100000 --val-every 5",
+    }
     first = _run([str(work), str(synthetic_root)], env)
     out = first.stdout
     assert first.returncode == 0, out[-3000:] + first.stderr[-2000:]

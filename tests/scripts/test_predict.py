@@ -1,4 +1,5 @@
 """Prediction on arbitrary photographs: sizes, modes, bad files, both checkpoint origins."""
+
 from __future__ import annotations
 
 import csv
@@ -10,9 +11,9 @@ import torch
 from PIL import Image
 
 from model import build_networks
+from scripts.data.synthetic import make_sample
 from scripts.io.checkpoint import generators_state, save_atomic
 from scripts.predict import main
-from scripts.synthetic import make_sample
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def photos(tmp_path):
     Image.fromarray(img).resize((1000, 733)).save(folder / "odd.jpg")
     Image.fromarray(img).convert("L").save(folder / "grey.png")
     Image.fromarray(img).convert("RGBA").save(folder / "rgba.png")
-    Image.fromarray((img[..., 1].astype(np.uint16) * 257)).save(folder / "deep16.png")
+    Image.fromarray(img[..., 1].astype(np.uint16) * 257).save(folder / "deep16.png")
     return folder
 
 
@@ -61,7 +62,9 @@ def test_masks_folder_is_used(photos, checkpoint, tmp_path):
     masks.mkdir()
     Image.fromarray(np.zeros((733, 1000), np.uint8) + 255).save(masks / "odd_mask.png")
     out = tmp_path / "out"
-    assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out), "--masks", str(masks)]) == 0
+    assert (
+        main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out), "--masks", str(masks)]) == 0
+    )
     rows = _rows(out)
     assert len(rows) == 1
     # predictions.csv reads back as what the maps show (the FOV is the whole image here)
@@ -127,7 +130,10 @@ def test_same_stem_inputs_keep_their_own_outputs(photos, checkpoint, tmp_path, c
     assert main([str(a), str(b), str(a / "01.png"), "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
     rows = _rows(out)
     assert sorted((r["id"], Path(r["file"]).relative_to(tmp_path).as_posix()) for r in rows) == [
-        ("a__01_jpg", "a/01.jpg"), ("a__01_png", "a/01.png"), ("b__01_png", "b/01.png")]
+        ("a__01_jpg", "a/01.jpg"),
+        ("a__01_png", "a/01.png"),
+        ("b__01_png", "b/01.png"),
+    ]
     for name in ("a__01_jpg", "a__01_png", "b__01_png"):
         assert (out / f"{name}_av.png").is_file() and (out / f"{name}_prob.png").is_file()
 
@@ -142,7 +148,15 @@ def test_biomarkers_in_predictions_csv(photos, checkpoint, tmp_path):
     out = tmp_path / "out"
     assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out), "--pixel-um", "5"]) == 0
     row = _rows(out)[0]
-    for k in ("disc_x", "crae_px", "crve_px", "avr", "artery_calibre_um", "vessel_fractal_dimension", "vein_density_fov"):
+    for k in (
+        "disc_x",
+        "crae_px",
+        "crve_px",
+        "avr",
+        "artery_calibre_um",
+        "vessel_fractal_dimension",
+        "vein_density_fov",
+    ):
         assert k in row
     assert 0 <= float(row["vein_density_fov"]) <= 1
     out2 = tmp_path / "out2"
@@ -158,8 +172,11 @@ def _png_header(path: Path, width: int, height: int) -> None:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_a_decompression_bomb_is_one_failed_file_and_the_others_run(photos, checkpoint, tmp_path, capsys):
@@ -196,7 +213,9 @@ def test_predictions_are_complete_or_absent(photos, checkpoint, tmp_path, monkey
     # a finished run with fewer inputs leaves nothing of the earlier one
     assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["predictions.csv", "report.html"] + [f"odd{s}" for s in ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")])
+        ["predictions.csv", "report.html"]
+        + [f"odd{s}" for s in ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")]
+    )
     assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name] == []
 
 
@@ -212,8 +231,21 @@ def test_known_discs_are_read_and_the_warning_names_predicts_own_option(photos, 
     discs.write_text("id,x,y,radius\nodd,400,300,60\n")
     out = tmp_path / "out"
     with pytest.warns(UserWarning) as caught:
-        assert main([str(photos / "odd.jpg"), str(photos / "grey.png"), "--checkpoint", str(checkpoint), "--out",
-                     str(out), "--disc-csv", str(discs)]) == 0
+        assert (
+            main(
+                [
+                    str(photos / "odd.jpg"),
+                    str(photos / "grey.png"),
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--out",
+                    str(out),
+                    "--disc-csv",
+                    str(discs),
+                ]
+            )
+            == 0
+        )
     rows = {r["id"]: r for r in _rows(out)}
     assert (rows["odd"]["disc_x"], rows["odd"]["disc_radius"]) == ("400", "60")
     located = [str(w.message) for w in caught if "located automatically" in str(w.message)]

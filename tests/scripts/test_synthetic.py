@@ -1,10 +1,11 @@
 """Synthetic dataset: deterministic per seed, real layout, loads through the dataset class."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from scripts.data.dataset import AVDataset
-from scripts.synthetic import make_sample, write_dataset
+from scripts.data.synthetic import make_sample, write_dataset
 
 
 def test_deterministic_per_seed():

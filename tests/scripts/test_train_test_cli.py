@@ -1,4 +1,5 @@
 """End to end: train on synthetic data, resume exactly, test; and the errors users meet first."""
+
 from __future__ import annotations
 
 import csv
@@ -17,13 +18,29 @@ from scripts import test as test_cli
 from scripts import train as train_cli
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--dataset", "SYNTHETIC", "--n-filters", "8", "--image-size", "64", "64", "--val-every", "1",
-        "--save-from", "1", "--save-every", "1", "--seed_num", "3"]
+TINY = [
+    "--dataset",
+    "SYNTHETIC",
+    "--n-filters",
+    "8",
+    "--image-size",
+    "64",
+    "64",
+    "--val-every",
+    "1",
+    "--save-from",
+    "1",
+    "--save-every",
+    "1",
+    "--seed_num",
+    "3",
+]
 
 
 def _train(tmp: Path, data: Path, job: str, *extra: str) -> int:
-    return train_cli.main([*TINY, "--data-root", str(data), "--out", str(tmp), "--runs-dir", str(tmp / "runs"),
-                           "--job_name", job, *extra])
+    return train_cli.main(
+        [*TINY, "--data-root", str(data), "--out", str(tmp), "--runs-dir", str(tmp / "runs"), "--job_name", job, *extra]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +54,13 @@ def trained(synthetic_root, tmp_path_factory):
 def test_train_writes_checkpoints_config_and_tensorboard(trained):
     job = trained / "SYNTHETIC" / "e2e"
     assert sorted(p.name for p in job.iterdir() if not p.name.startswith(".")) == [
-        "best.pt", "config.json", "epoch_0001.pt", "epoch_0002.pt", "last.pt", "timing.json"]
+        "best.pt",
+        "config.json",
+        "epoch_0001.pt",
+        "epoch_0002.pt",
+        "last.pt",
+        "timing.json",
+    ]
     assert not (job / ".train.lock.owner").exists()  # the lock's owner record goes with the run
     cfg = json.loads((job / "config.json").read_text())
     assert cfg["n_filters"] == 8 and cfg["image_size"] == [64, 64] and cfg["forward_reuse"] is True
@@ -50,8 +73,22 @@ def test_train_writes_checkpoints_config_and_tensorboard(trained):
 
 @pytest.mark.slow
 def test_test_cli_writes_maps_tables_and_figures(trained, synthetic_root, tmp_path, capsys):
-    rc = test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
-                        "--job_name", "e2e", "--maps-dir", str(tmp_path / "Final_pre"), "--results", str(tmp_path / "res")])
+    rc = test_cli.main(
+        [
+            "--dataset",
+            "SYNTHETIC",
+            "--data-root",
+            str(synthetic_root),
+            "--out",
+            str(trained),
+            "--job_name",
+            "e2e",
+            "--maps-dir",
+            str(tmp_path / "Final_pre"),
+            "--results",
+            str(tmp_path / "res"),
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "Paper table row" in out and "Threshold-free" in out
@@ -59,13 +96,16 @@ def test_test_cli_writes_maps_tables_and_figures(trained, synthetic_root, tmp_pa
     for sub, size in (("small_pre", (64, 64)), ("raw_pre", (64, 64))):
         files = sorted((tmp_path / "Final_pre" / sub).glob("*.png"))
         assert [f.name for f in files] == ["01_test.png", "02_test.png", "03_test.png"]
+        assert all(Image.open(f).size == size for f in files)
     row = json.loads((tmp_path / "res" / "paper_row.json").read_text())
     assert row["checkpoints"] == ["epoch_0001", "epoch_0002"]
     for part in printed_row.split("  "):  # "F1: 12.34 +- 0.56" as printed, and in paper_row.json
         name, numbers = part.split(": ")
         mean, std = (float(v) for v in numbers.split(" +- "))
-        assert (mean, std) == (pytest.approx(row["percent"][name]["mean"], abs=0.006),
-                               pytest.approx(row["percent"][name]["std"], abs=0.006))
+        assert (mean, std) == (
+            pytest.approx(row["percent"][name]["mean"], abs=0.006),
+            pytest.approx(row["percent"][name]["std"], abs=0.006),
+        )
     for col in ("Sensitivity", "ROC", "F1", "PR", "MSE"):
         assert 0 <= row["percent"][col]["mean"] <= 100 and row["percent"][col]["std"] >= 0
     lines = (tmp_path / "res" / "per_image.csv").read_text().splitlines()
@@ -123,8 +163,21 @@ def test_missing_data_folder_says_where_and_how(tmp_path, capsys):
 
 
 def test_test_without_checkpoints(synthetic_root, tmp_path, capsys):
-    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(tmp_path),
-                          "--job_name", "never"]) == 2
+    assert (
+        test_cli.main(
+            [
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--out",
+                str(tmp_path),
+                "--job_name",
+                "never",
+            ]
+        )
+        == 2
+    )
     assert "no checkpoints" in capsys.readouterr().err
 
 
@@ -181,8 +234,10 @@ def test_last_pt_by_wall_clock_is_resumable_mid_epoch(synthetic_root, tmp_path):
     """With a tiny interval, last.pt is rewritten after every step (in the background), and the
     file left by a run cut short resumes to the uninterrupted run's weights."""
     assert _train(tmp_path, synthetic_root, "straight", "--epochs", "2") == 0
-    assert _train(tmp_path, synthetic_root, "often", "--epochs", "2", "--last-every-minutes", "1e-6",
-                  "--max-steps", "5") == 0
+    assert (
+        _train(tmp_path, synthetic_root, "often", "--epochs", "2", "--last-every-minutes", "1e-6", "--max-steps", "5")
+        == 0
+    )
     job = tmp_path / "SYNTHETIC" / "often"
     assert not list(job.glob(".*.tmp"))
     assert _train(tmp_path, synthetic_root, "often", "--epochs", "2", "--resume") == 0
@@ -199,6 +254,7 @@ def test_compile_failure_falls_back_to_eager(synthetic_root, tmp_path, monkeypat
     def broken_compile(model, **kwargs):
         def fail(*args, **kw):
             raise RuntimeError("no C++ compiler found")
+
         return fail
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -208,12 +264,15 @@ def test_compile_failure_falls_back_to_eager(synthetic_root, tmp_path, monkeypat
     assert (tmp_path / "SYNTHETIC" / "compiled" / "epoch_0001.pt").is_file()
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--epochs", "0", "argument --epochs/-e: must be at least 1, got 0"),
-    ("--batch-size", "0", "argument --batch-size/-b: must be at least 1, got 0"),
-    ("--log-every", "x", "argument --log-every: expected a whole number, got 'x'"),
-    ("--last-every-minutes", "0", "argument --last-every-minutes: must be positive, got 0"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--epochs", "0", "argument --epochs/-e: must be at least 1, got 0"),
+        ("--batch-size", "0", "argument --batch-size/-b: must be at least 1, got 0"),
+        ("--log-every", "x", "argument --log-every: expected a whole number, got 'x'"),
+        ("--last-every-minutes", "0", "argument --last-every-minutes: must be positive, got 0"),
+    ],
+)
 def test_settings_that_cannot_work_are_refused_by_name(synthetic_root, tmp_path, capsys, option, value, message):
     with pytest.raises(SystemExit) as stop:
         _train(tmp_path, synthetic_root, "x", option, value)
@@ -257,11 +316,14 @@ def test_resume_refuses_changed_settings_and_says_when_nothing_is_left(synthetic
     assert "already finished its 1 epochs: nothing was trained" in caplog.text
 
 
-@pytest.mark.parametrize("content, message", [
-    (lambda p: torch.save(torch.zeros(3), p), "not a resumable last.pt"),
-    (lambda p: torch.save({"format": "avseg-v1", "trainer": {}, "config": {}}, p), "lacks"),
-    (None, "no checkpoint at"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (lambda p: torch.save(torch.zeros(3), p), "not a resumable last.pt"),
+        (lambda p: torch.save({"format": "avseg-v1", "trainer": {}, "config": {}}, p), "lacks"),
+        (None, "no checkpoint at"),
+    ],
+)
 def test_resume_with_the_wrong_file(synthetic_root, tmp_path, capsys, content, message):
     path = tmp_path / "given.pt"
     if content is not None:
@@ -280,8 +342,24 @@ def test_generator_checkpoint_missing_parts(synthetic_root, tmp_path, capsys):
 
 def test_project_checkpoint_given_as_original(trained, synthetic_root, capsys):
     snap = str(trained / "SYNTHETIC" / "e2e" / "epoch_0001.pt")
-    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--original", snap, snap, snap,
-                          "--image-size", "64", "64"]) == 2
+    assert (
+        test_cli.main(
+            [
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--original",
+                snap,
+                snap,
+                snap,
+                "--image-size",
+                "64",
+                "64",
+            ]
+        )
+        == 2
+    )
     assert "checkpoint of this project" in capsys.readouterr().err
 
 
@@ -293,13 +371,16 @@ def test_a_bad_validation_label_stops_the_run_before_training(synthetic_root, tm
 
     data = tmp_path / "data"
     shutil.copytree(synthetic_root / "SYNTHETIC", data / "SYNTHETIC")
-    for f in sorted((data / "SYNTHETIC" / "training" / "1st_manual").glob("*.png")):  # every label, the validation one too
+    for f in sorted(
+        (data / "SYNTHETIC" / "training" / "1st_manual").glob("*.png")
+    ):  # every label, the validation one too
         Image.fromarray(np.full((64, 64), 9, np.uint8), mode="L").save(f)
     assert _train(tmp_path, data, "bad", "--epochs", "3") == 2
     err = capsys.readouterr().err
-    assert "6 files have problems" not in err and "files have problems" in err  # train and validation split, each at once
+    assert (
+        "6 files have problems" not in err and "files have problems" in err
+    )  # train and validation split, each at once
     assert not (tmp_path / "SYNTHETIC" / "bad").exists()  # nothing trained, nothing written
-
 
 
 def test_output_folders_that_cannot_be_made_are_named(synthetic_root, trained, tmp_path, capsys):
@@ -307,15 +388,47 @@ def test_output_folders_that_cannot_be_made_are_named(synthetic_root, trained, t
     blocker.write_text("x")
     assert train_cli.main([*TINY, "--data-root", str(synthetic_root), "--out", str(blocker), "--epochs", "1"]) == 2
     assert f"--out {blocker / 'SYNTHETIC'}" in capsys.readouterr().err
-    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
-                          "--job_name", "e2e", "--results", str(blocker)]) == 2
+    assert (
+        test_cli.main(
+            [
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--out",
+                str(trained),
+                "--job_name",
+                "e2e",
+                "--results",
+                str(blocker),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"--results {blocker}" in err and "a file of that name is in the way" in err
 
 
 def test_test_cli_writes_biomarkers_side_by_side(trained, synthetic_root, tmp_path):
-    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
-                          "--job_name", "e2e", "--maps-dir", str(tmp_path / "m"), "--results", str(tmp_path / "res")]) == 0
+    assert (
+        test_cli.main(
+            [
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--out",
+                str(trained),
+                "--job_name",
+                "e2e",
+                "--maps-dir",
+                str(tmp_path / "m"),
+                "--results",
+                str(tmp_path / "res"),
+            ]
+        )
+        == 0
+    )
     with open(tmp_path / "res" / "biomarkers.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["id"] for r in rows} == {"01_test", "02_test", "03_test"}
@@ -325,9 +438,26 @@ def test_test_cli_writes_biomarkers_side_by_side(trained, synthetic_root, tmp_pa
         if r["truth"] not in ("", "nan") and r["predicted"] not in ("", "nan"):
             assert float(r["difference"]) == pytest.approx(float(r["predicted"]) - float(r["truth"]), abs=1e-6)
     assert float(by[("01_test", "vessel_density_fov")]["truth"]) > 0
-    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
-                          "--job_name", "e2e", "--maps-dir", str(tmp_path / "m2"), "--results", str(tmp_path / "r2"),
-                          "--no-biomarkers"]) == 0
+    assert (
+        test_cli.main(
+            [
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--out",
+                str(trained),
+                "--job_name",
+                "e2e",
+                "--maps-dir",
+                str(tmp_path / "m2"),
+                "--results",
+                str(tmp_path / "r2"),
+                "--no-biomarkers",
+            ]
+        )
+        == 0
+    )
     assert not (tmp_path / "r2" / "biomarkers.csv").exists()
 
 
@@ -394,16 +524,29 @@ def test_the_paper_row_leaves_out_where_a_stopped_run_paused(synthetic_root, tmp
     assert sorted(p.name for p in job.glob("*epoch_*.pt")) == ["stop_epoch_0001.pt"]
     assert _train(tmp_path, synthetic_root, "paused", "--epochs", "4", "--save-from", "3", "--resume") == 0
     capsys.readouterr()
-    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(tmp_path), "--job_name",
-              "paused", "--maps-dir", str(tmp_path / "maps"), "--no-biomarkers"]
+    common = [
+        "--dataset",
+        "SYNTHETIC",
+        "--data-root",
+        str(synthetic_root),
+        "--out",
+        str(tmp_path),
+        "--job_name",
+        "paused",
+        "--maps-dir",
+        str(tmp_path / "maps"),
+        "--no-biomarkers",
+    ]
     assert test_cli.main([*common, "--results", str(tmp_path / "res")]) == 0
     assert "3 images, 2 checkpoint(s): epochs 3, 4 (protocol)" in capsys.readouterr().out
     row = json.loads((tmp_path / "res" / "paper_row.json").read_text())
     assert row["checkpoints"] == ["epoch_0003", "epoch_0004"]
     assert row["snapshots"] == {"rule": "protocol", "epochs": [3, 4]}
     import hashlib
+
     assert [w["sha256"] for w in row["weights"]] == [
-        hashlib.sha256((job / f"epoch_000{e}.pt").read_bytes()).hexdigest() for e in (3, 4)]
+        hashlib.sha256((job / f"epoch_000{e}.pt").read_bytes()).hexdigest() for e in (3, 4)
+    ]
     assert test_cli.main([*common, "--results", str(tmp_path / "all"), "--snapshots", "all"]) == 0
     assert json.loads((tmp_path / "all" / "paper_row.json").read_text())["snapshots"]["epochs"] == [1, 3, 4]
 
@@ -412,8 +555,20 @@ def test_the_paper_row_leaves_out_where_a_stopped_run_paused(synthetic_root, tmp
 def test_test_outputs_are_complete_or_absent(trained, synthetic_root, tmp_path, monkeypatch):
     from scripts.evaluation import protocol
 
-    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained), "--job_name", "e2e",
-              "--maps-dir", str(tmp_path / "maps"), "--results", str(tmp_path / "res")]
+    common = [
+        "--dataset",
+        "SYNTHETIC",
+        "--data-root",
+        str(synthetic_root),
+        "--out",
+        str(trained),
+        "--job_name",
+        "e2e",
+        "--maps-dir",
+        str(tmp_path / "maps"),
+        "--results",
+        str(tmp_path / "res"),
+    ]
     assert test_cli.main(common) == 0
     results, maps = _digest(tmp_path / "res"), _digest(tmp_path / "maps" / "raw_pre")
     assert "biomarkers.csv" in results and len(maps) == 3
@@ -435,15 +590,24 @@ def test_test_outputs_are_complete_or_absent(trained, synthetic_root, tmp_path, 
     assert test_cli.main([*common, "--split", "training", "--no-biomarkers"]) == 0
     assert "biomarkers.csv" not in _digest(tmp_path / "res")
     assert sorted(_digest(tmp_path / "maps" / "raw_pre")) == sorted(
-        p.name for p in (synthetic_root / "SYNTHETIC" / "training" / "images").glob("*.png"))
+        p.name for p in (synthetic_root / "SYNTHETIC" / "training" / "images").glob("*.png")
+    )
     assert sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name or ".old-" in p.name) == []
 
 
 def test_a_checkpoint_path_that_is_a_pipe_or_a_device_says_so(synthetic_root, tmp_path, capsys):
     fifo = tmp_path / "best.pt"
     os.mkfifo(fifo)
-    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--maps-dir", str(tmp_path / "m"),
-              "--results", str(tmp_path / "r")]
+    common = [
+        "--dataset",
+        "SYNTHETIC",
+        "--data-root",
+        str(synthetic_root),
+        "--maps-dir",
+        str(tmp_path / "m"),
+        "--results",
+        str(tmp_path / "r"),
+    ]
     assert test_cli.main([*common, "--checkpoint", str(fifo)]) == 2
     assert f"{fifo}: is a named pipe (FIFO), not a checkpoint file" in capsys.readouterr().err
     assert test_cli.main([*common, "--checkpoint", "/dev/null"]) == 2
@@ -453,9 +617,32 @@ def test_a_checkpoint_path_that_is_a_pipe_or_a_device_says_so(synthetic_root, tm
 
 @pytest.mark.slow
 def test_test_cli_prints_and_writes_both_protocols(trained, synthetic_root, tmp_path, capsys):
-    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
-                          "--job_name", "e2e", "--maps-dir", str(tmp_path / "m"), "--results", str(tmp_path / "res"),
-                          "--no-biomarkers", "--protocol", "all", "--topo-paths", "20", "--seed", "3"]) == 0
+    assert (
+        test_cli.main(
+            [
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--out",
+                str(trained),
+                "--job_name",
+                "e2e",
+                "--maps-dir",
+                str(tmp_path / "m"),
+                "--results",
+                str(tmp_path / "res"),
+                "--no-biomarkers",
+                "--protocol",
+                "all",
+                "--topo-paths",
+                "20",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.index("Paper table row") < out.index("RRWNet protocol") and "Topology artery" in out
     row = json.loads((tmp_path / "res" / "paper_row.json").read_text())
@@ -472,9 +659,27 @@ def test_test_cli_prints_and_writes_both_protocols(trained, synthetic_root, tmp_
     # the same maps scored by evaluate.py give the same RRWNet numbers (the maps hold what test.py scored)
     from scripts import evaluate as evaluate_cli
 
-    assert evaluate_cli.main(["--pred", str(tmp_path / "m" / "raw_pre"), "--dataset", "SYNTHETIC", "--data-root",
-                              str(synthetic_root), "--protocol", "rrwnet", "--topo-paths", "20", "--seed", "3",
-                              "--json", str(tmp_path / "e.json")]) == 0
+    assert (
+        evaluate_cli.main(
+            [
+                "--pred",
+                str(tmp_path / "m" / "raw_pre"),
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--protocol",
+                "rrwnet",
+                "--topo-paths",
+                "20",
+                "--seed",
+                "3",
+                "--json",
+                str(tmp_path / "e.json"),
+            ]
+        )
+        == 0
+    )
     scored = json.loads((tmp_path / "e.json").read_text())["rrwnet"]
     last = {k: v for k, v in row["rrwnet"]["per_checkpoint"]["epoch_0002"].items()}
     assert scored["av_all"]["accuracy"] == pytest.approx(last["rrwnet_av_all_accuracy"], abs=1e-12)
@@ -506,9 +711,31 @@ def test_report_page_shows_the_results_in_a_browser(trained, synthetic_root, tmp
 
     from tests.browser import check_page, sort_by
 
-    assert test_cli.main(["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained),
-                          "--job_name", "e2e", "--maps-dir", str(tmp_path / "m"), "--results", str(tmp_path / "res"),
-                          "--runs-dir", str(trained / "runs"), "--protocol", "all", "--topo-paths", "20"]) == 0
+    assert (
+        test_cli.main(
+            [
+                "--dataset",
+                "SYNTHETIC",
+                "--data-root",
+                str(synthetic_root),
+                "--out",
+                str(trained),
+                "--job_name",
+                "e2e",
+                "--maps-dir",
+                str(tmp_path / "m"),
+                "--results",
+                str(tmp_path / "res"),
+                "--runs-dir",
+                str(trained / "runs"),
+                "--protocol",
+                "all",
+                "--topo-paths",
+                "20",
+            ]
+        )
+        == 0
+    )
     copy = tmp_path / "elsewhere" / "res"  # relative links: the copied folder's page works on its own
     shutil.copytree(tmp_path / "res", copy)
     shutil.rmtree(tmp_path / "res")
@@ -519,8 +746,14 @@ def test_report_page_shows_the_results_in_a_browser(trained, synthetic_root, tmp
     row = json.loads((copy / "paper_row.json").read_text())
     for col, v in row["percent"].items():
         assert f"{v['mean']:.2f} ± {v['std']:.2f}" in found["text"], col
-    assert {t["file"] for t in found["tables"]} == {"summary.csv", "per_image.csv", "segments.csv", "biomarkers.csv",
-                                                    "rrwnet.csv", "rrwnet_per_image.csv"}
+    assert {t["file"] for t in found["tables"]} == {
+        "summary.csv",
+        "per_image.csv",
+        "segments.csv",
+        "biomarkers.csv",
+        "rrwnet.csv",
+        "rrwnet_per_image.csv",
+    }
     assert_tables_show_their_files(found, copy)
     assert "no TensorBoard events" not in found["text"] and "SYNTHETIC test: e2e" in found["text"]
     up = [float(v) for v in sort_by(copy / "report.html", chromium, "per_image.csv", "f1", 1)]

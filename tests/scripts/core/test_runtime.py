@@ -1,13 +1,13 @@
 """Device, worker and mixed-precision choices shared by the entry points."""
-from __future__ import annotations
 
-import argparse
+from __future__ import annotations
 
 import pytest
 import torch
 
 from scripts.core import runtime
-from scripts.core.runtime import UsageError, resolve_amp, resolve_device, resolve_workers
+from scripts.core.errors import UsageError
+from scripts.core.runtime import resolve_amp, resolve_device, resolve_workers
 
 
 def test_auto_device_is_cpu_without_accelerators(monkeypatch):
@@ -54,43 +54,6 @@ def test_amp_values():
         resolve_amp("fp16", cpu)
 
 
-# --- every number a user types is checked where it enters (argparse names the option, exit 2) ----
-
-BAD_NUMBERS = [
-    ("train", ["--time-limit", "-5"]), ("train", ["--time-limit", "abc"]), ("train", ["--learning-rate", "0"]),
-    ("train", ["--learning-rate", "nan"]),
-    ("train", ["--alpha", "-1"]), ("train", ["--validation", "100"]), ("train", ["--validation", "nan"]),
-    ("train", ["--image-size", "0", "64"]), ("train", ["--time-limit", "inf"]),
-    ("test", ["--image-size", "-16", "64"]), ("test", ["--min-segment-length", "0"]),
-    ("test", ["--crossing-radius", "-2"]),
-    ("evaluate", ["--pred", "p", "--dataset", "D", "--crossing-radius", "x"]),
-    ("predict", ["photos", "--pixel-um", "-25"]), ("predict", ["photos", "--pixel-um", "0"]),
-    ("biomarkers", ["maps", "--csv", "o.csv", "--pixel-um", "0"]),
-    ("benchmark", ["--reps", "0"]), ("benchmark", ["--budget-s", "-1"]), ("benchmark", ["--nproc", "0"]),
-    ("export", ["--checkpoint", "c.pt", "--out", "o.onnx", "--opset", "0"]),
-]
-
-
-@pytest.mark.parametrize("name, argv", BAD_NUMBERS)
-def test_bad_numbers_are_refused_naming_the_option(name, argv, capsys):
-    import importlib
-
-    with pytest.raises(SystemExit) as done:
-        importlib.import_module(f"scripts.{name}").main(argv)
-    err = capsys.readouterr().err
-    option = next(a for a in argv if a.startswith("--") and a not in ("--pred", "--dataset", "--csv", "--checkpoint",
-                                                                       "--out"))
-    assert done.value.code == 2 and f"argument {option}" in err, err
-
-
-def test_number_types_accept_what_they_should():
-    assert runtime.non_negative_float("0") == 0.0 and runtime.percent("10") == 10.0
-    assert runtime.positive_float("2.5") == 2.5
-    for bad in ("-1", "nan", "inf"):
-        with pytest.raises(argparse.ArgumentTypeError):
-            runtime.non_negative_float(bad)
-
-
 @pytest.mark.parametrize("value", ["abc", "0", "-1", "2x"])
 def test_train_sh_refuses_a_bad_nproc(value):
     import os
@@ -99,7 +62,14 @@ def test_train_sh_refuses_a_bad_nproc(value):
 
     from tests.conftest import REPO
 
-    done = subprocess.run(["sh", str(REPO / "train.sh"), "demo"], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "NPROC": value, "PYTHON": sys.executable})
-    assert done.returncode == 2 and f"NPROC must be a whole number >= 1 (training processes on this machine), " \
-        f"got '{value}'" in done.stderr
+    done = subprocess.run(
+        ["sh", str(REPO / "train.sh"), "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NPROC": value, "PYTHON": sys.executable},
+    )
+    assert (
+        done.returncode == 2
+        and f"NPROC must be a whole number >= 1 (training processes on this machine), got '{value}'" in done.stderr
+    )

@@ -1,4 +1,5 @@
 """Dataset loading: real data, label encodings, mask formats, augmentation alignment, bad input."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from scripts.data.augment import augment, normalise
 from scripts.core.config import DATASETS
+from scripts.data.augment import augment, normalise
 from scripts.data.dataset import AVDataset, EpochSampler, split_ids
 from scripts.data.images import DataError, load_label, load_mask
 from scripts.data.labels import LabelError
@@ -252,7 +253,7 @@ def test_non_image_file_is_reported_not_silent(copy_dataset, caplog):
 
 
 def test_image_size_must_be_divisible_by_16(synthetic_root):
-    from scripts.core.runtime import UsageError
+    from scripts.core.errors import UsageError
 
     with pytest.raises(UsageError, match="multiples of 16"):  # a user's setting: a message, not a traceback
         AVDataset("SYNTHETIC", "training", synthetic_root, image_size=(60, 64))
@@ -295,9 +296,11 @@ def test_importing_the_pipeline_leaves_opencv_threads_alone():
 
     from tests.conftest import REPO
 
-    code = ("import cv2; before = cv2.getNumThreads(); import scripts.data.dataset, scripts.inference.predictor, scripts.data.augment; "
-            "from scripts.data.augment import init_worker; after = cv2.getNumThreads(); init_worker(0); "
-            "print(before, after, cv2.getNumThreads())")
+    code = (
+        "import cv2; before = cv2.getNumThreads(); import scripts.data.dataset, scripts.inference.predictor, scripts.data.augment; "
+        "from scripts.data.augment import init_worker; after = cv2.getNumThreads(); init_worker(0); "
+        "print(before, after, cv2.getNumThreads())"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     before, after, worker = map(int, done.stdout.split())
     assert after == before and worker == 1

@@ -1,4 +1,5 @@
 """scripts/data/maps.py: what kind a map file is, its image id, and its decoded classes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,7 @@ from PIL import Image
 
 from scripts.data.images import DataError
 from scripts.data.maps import Skipped, classify, image_id, read_map
-from scripts.synthetic import make_sample
+from scripts.data.synthetic import make_sample
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -50,5 +51,10 @@ def test_a_vessel_map_is_skipped_and_noise_is_refused_by_name(tmp_path):
 
 
 def test_image_id_strips_known_suffixes():
-    assert [image_id(Path(p)) for p in ("01_av.png", "01_prob.png", "01_dr_AVmanual.png", "_av.png", "a.png")] == \
-        ["01", "01", "01_dr", "_av", "a"]
+    assert [image_id(Path(p)) for p in ("01_av.png", "01_prob.png", "01_dr_AVmanual.png", "_av.png", "a.png")] == [
+        "01",
+        "01",
+        "01_dr",
+        "_av",
+        "a",
+    ]

@@ -1,4 +1,5 @@
 """Paper metrics: the original's fixture, hand-computed tiny cases, sklearn cross-checks, edge cases."""
+
 from __future__ import annotations
 
 import json
@@ -84,9 +85,12 @@ def test_threshold_free_aucs_equal_sklearn(seed):
     mask = np.ones((20, 30), bool)
     r = image_metrics(prob, label, mask)
     gt_artery = label[0] & ~label[1]
-    assert r["artery"]["roc_auc_prob"] == pytest.approx(sklearn.roc_auc_score(gt_artery.ravel(), prob[0].ravel()), abs=1e-9)
+    assert r["artery"]["roc_auc_prob"] == pytest.approx(
+        sklearn.roc_auc_score(gt_artery.ravel(), prob[0].ravel()), abs=1e-9
+    )
     assert r["artery"]["pr_auc_prob"] == pytest.approx(
-        sklearn.average_precision_score(gt_artery.ravel(), prob[0].ravel()), abs=1e-9)
+        sklearn.average_precision_score(gt_artery.ravel(), prob[0].ravel()), abs=1e-9
+    )
 
 
 def _image(h=8, w=8):
@@ -145,9 +149,11 @@ def test_weighted_average_uses_ground_truth_counts():
 
 @pytest.mark.parametrize(
     "prob_shape,label_shape,mask_shape,match",
-    [((8, 8), (3, 8, 8), (8, 8), r"prob must have shape \(3, H, W\)"),
-     ((3, 8, 8), (3, 8, 9), (8, 8), "label shape"),
-     ((3, 8, 8), (3, 8, 8), (7, 8), "mask shape")],
+    [
+        ((8, 8), (3, 8, 8), (8, 8), r"prob must have shape \(3, H, W\)"),
+        ((3, 8, 8), (3, 8, 9), (8, 8), "label shape"),
+        ((3, 8, 8), (3, 8, 8), (7, 8), "mask shape"),
+    ],
 )
 def test_bad_shapes_raise_value_error(prob_shape, label_shape, mask_shape, match):
     with pytest.raises(ValueError, match=match):
@@ -205,8 +211,9 @@ def test_authors_policy_equals_the_original_code_on_index_maps(seed):
     label = INDEX_TO_RGB[gt].transpose(2, 0, 1)
     binary = INDEX_TO_RGB[pred].transpose(2, 0, 1).copy()
     binary[1] &= pred == 3  # uncertain predictions as green, not white (both decode to uncertain)
-    r = image_metrics(np.zeros(label.shape), label, fov, binary=torch.from_numpy(binary), nan_policy="authors",
-                      with_prob_auc=False)
+    r = image_metrics(
+        np.zeros(label.shape), label, fov, binary=torch.from_numpy(binary), nan_policy="authors", with_prob_auc=False
+    )
     expected = {}
     for name, c in (("artery", 1), ("vein", 2), ("uncertain", 3)):
         values = authors_misc_measures((gt[fov] == c).astype(int), (pred[fov] == c).astype(int))

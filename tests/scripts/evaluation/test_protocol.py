@@ -1,9 +1,10 @@
 """What enters the paper row: which checkpoints, and how their scores are combined."""
+
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 from scripts.evaluation.protocol import PAPER_COLUMNS, paper_row
 from scripts.io.job import JobFolderError, find_snapshots, snapshot_epoch
@@ -18,8 +19,11 @@ def test_the_row_takes_protocol_snapshots_in_epoch_order_and_others_only_when_as
     for name in ("epoch_1310.pt", "epoch_1300.pt"):
         (tmp_path / name).unlink()
     # a run stopped before its snapshot epochs: no silent fallback; the message names what there is
-    with pytest.raises(JobFolderError, match=r"no snapshots at the protocol's epochs.*stop_epoch_0734.pt.*"
-                                             r"--snapshots all.*best.pt \(--snapshots best\)"):
+    with pytest.raises(
+        JobFolderError,
+        match=r"no snapshots at the protocol's epochs.*stop_epoch_0734.pt.*"
+        r"--snapshots all.*best.pt \(--snapshots best\)",
+    ):
         find_snapshots(tmp_path)
     for p in tmp_path.iterdir():
         p.unlink()

@@ -1,4 +1,5 @@
 """scripts/evaluation/report.py: undefined rates (NaN) become JSON null wherever they sit."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,13 @@ from scripts.evaluation.report import nan_to_null, summary_json
 def test_nan_becomes_null_inside_dicts_and_lists_and_nothing_else_changes():
     nan = float("nan")
     data = {"a": nan, "b": {"c": 0.5, "d": [1.0, nan, {"e": nan}]}, "f": "nan", "g": None, "h": [2, "x"]}
-    assert nan_to_null(data) == {"a": None, "b": {"c": 0.5, "d": [1.0, None, {"e": None}]}, "f": "nan", "g": None,
-                                 "h": [2, "x"]}
+    assert nan_to_null(data) == {
+        "a": None,
+        "b": {"c": 0.5, "d": [1.0, None, {"e": None}]},
+        "f": "nan",
+        "g": None,
+        "h": [2, "x"],
+    }
     assert math.isnan(data["a"])  # the input is left as it was
 
 

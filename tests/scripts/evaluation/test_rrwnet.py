@@ -1,5 +1,6 @@
 """RRWNet's protocol: conversions, hand-computed cases, an independent transcription of their rules,
 and the real DRIVE test labels scored against themselves."""
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,14 @@ from scripts.evaluation.rrwnet import (
 )
 
 COLOURS = {  # RGB label colour -> their (artery, vein, tree)
-    (255, 0, 0): (1, 0, 1), (0, 0, 255): (0, 1, 1), (0, 255, 0): (1, 1, 1), (255, 255, 255): (0, 0, 1),
-    (0, 0, 0): (0, 0, 0), (255, 0, 255): (1, 1, 1), (0, 255, 255): (1, 1, 1), (255, 255, 0): (1, 1, 1),
+    (255, 0, 0): (1, 0, 1),
+    (0, 0, 255): (0, 1, 1),
+    (0, 255, 0): (1, 1, 1),
+    (255, 255, 255): (0, 0, 1),
+    (0, 0, 0): (0, 0, 0),
+    (255, 0, 255): (1, 1, 1),
+    (0, 255, 255): (1, 1, 1),
+    (255, 255, 0): (1, 1, 1),
 }
 
 
@@ -64,16 +71,17 @@ def _stats(pred, truth, fov=None, seed=0, n_paths=10, image_id="x"):
 def test_hand_computed_av_classification_all_and_intersection():
     # one row of 6 pixels: truth A A V V crossing unknown; prediction (artery, vein, tree)
     truth = np.array([[1, 1, 0, 0, 1, 0], [0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]], bool)[:, None, :]
-    pred = np.array([[0.8, 0.2, 0.1, 0.6, 0.9, 0.9],
-                     [0.1, 0.6, 0.7, 0.2, 0.0, 0.0],
-                     [0.8, 0.6, 0.7, 0.4, 0.9, 0.9]])[:, None, :]
+    pred = np.array([[0.8, 0.2, 0.1, 0.6, 0.9, 0.9], [0.1, 0.6, 0.7, 0.2, 0.0, 0.0], [0.8, 0.6, 0.7, 0.4, 0.9, 0.9]])[
+        :, None, :
+    ]
     pred = np.round(pred * 255) / 255
     r = pooled([_stats(pred, truth)])
     # All: pixels 0-3; predicted artery at 0 (0.8>=0.1), 3 (0.6>=0.2): tp 1, fn 1, fp 1, tn 1
     assert r["av_all"] == pytest.approx({"sensitivity": 0.5, "specificity": 0.5, "accuracy": 0.5, "f1": 0.5})
     # Intersection: tree > 0.5 drops pixel 3: tp 1 (0), fn 1 (1), tn 1 (2)
-    assert r["av_intersection"] == pytest.approx({"sensitivity": 0.5, "specificity": 1.0, "accuracy": 2 / 3,
-                                                  "f1": 2 / 3})
+    assert r["av_intersection"] == pytest.approx(
+        {"sensitivity": 0.5, "specificity": 1.0, "accuracy": 2 / 3, "f1": 2 / 3}
+    )
     # tree > 0.5 at 0, 1, 2, 4, 5 of 6 vessel pixels; no background pixel: the fallback (1, 0, 0, 1)
     assert r["tree"]["sensitivity"] == 1.0 and r["tree"]["specificity"] == 1.0  # one class only: their fallback
 
@@ -110,8 +118,12 @@ def _their_pooled(preds, truths, fovs):
     def classification(gt, pr, mask):
         gt, pr = (gt[mask] > 0.5).astype(int), (pr[mask] > 0.5).astype(int)
         tn, fp, fn, tp = confusion_matrix(gt, pr).ravel()
-        return {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp),
-                "accuracy": (tp + tn) / (tp + tn + fp + fn), "f1": 2 * tp / (2 * tp + fp + fn)}
+        return {
+            "sensitivity": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "accuracy": (tp + tn) / (tp + tn + fp + fn),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+        }
 
     def aucs(gt, pr, mask):
         fpr, tpr, _ = roc_curve(gt[mask], pr[mask])
@@ -133,10 +145,13 @@ def _their_pooled(preds, truths, fovs):
         a_g.append(ground[..., 0].ravel()), v_g.append(ground[..., 1].ravel()), t_g.append(ground[..., 2].ravel())
     cat = np.concatenate
     fov = cat(fov_all)
-    out = {"av_all": classification(cat(gts), cat(prs), cat(masks)),
-           "av_intersection": classification(cat(gts), cat(prs), cat(inter)),
-           "artery": aucs(cat(a_g), cat(a_p), fov), "vein": aucs(cat(v_g), cat(v_p), fov),
-           "tree": {**classification(cat(t_g), cat(t_p), fov), **aucs(cat(t_g), cat(t_p), fov)}}
+    out = {
+        "av_all": classification(cat(gts), cat(prs), cat(masks)),
+        "av_intersection": classification(cat(gts), cat(prs), cat(inter)),
+        "artery": aucs(cat(a_g), cat(a_p), fov),
+        "vein": aucs(cat(v_g), cat(v_p), fov),
+        "tree": {**classification(cat(t_g), cat(t_p), fov), **aucs(cat(t_g), cat(t_p), fov)},
+    }
     return out
 
 
@@ -167,11 +182,11 @@ def _their_judgement(truth, predicted, ptx1, ptx2):
 @pytest.fixture(scope="module")
 def synthetic_pairs():
     """Ground truths of synthetic photographs and predictions damaged in known ways."""
+    from PIL import Image
     from scipy import ndimage
 
     from scripts.data.labels import label_to_channels
-    from scripts.synthetic import make_sample
-    from PIL import Image
+    from scripts.data.synthetic import make_sample
 
     rng = np.random.default_rng(5)
     out = []
@@ -204,8 +219,10 @@ def test_path_verdicts_equal_their_router_on_the_same_pairs(synthetic_pairs):
             p1, p2 = sample_pairs(skeleton, 40, np.random.default_rng(i))
             mine = judge_pairs(skeleton, pred[c] > 0.5, p1, p2)
             shape = skeleton.shape
-            theirs = [_their_judgement(truth[c], pred[c] > 0.5, np.unravel_index(a, shape), np.unravel_index(b, shape))
-                      for a, b in zip(p1, p2)]
+            theirs = [
+                _their_judgement(truth[c], pred[c] > 0.5, np.unravel_index(a, shape), np.unravel_index(b, shape))
+                for a, b in zip(p1, p2)
+            ]
             assert mine.tolist() == theirs, (i, CLASSES[c])
             seen |= set(theirs)
     assert seen == {0, 1, 2}  # every verdict occurs
@@ -311,6 +328,10 @@ def test_nearest_centreline_pixel_equals_their_argmin_ties_included():
     points = np.r_[np.flatnonzero(skeleton)[:5], 5 * 50 + 7, rng.integers(0, 40 * 50, 300)]
     r, c = np.where(skeleton)
     poss = np.transpose([r, c])
-    expected = [np.ravel_multi_index(tuple(poss[np.argmin(np.sum((poss - np.array(np.unravel_index(p, (40, 50)))) ** 2,
-                                                                     axis=1))]), (40, 50)) for p in points]
+    expected = [
+        np.ravel_multi_index(
+            tuple(poss[np.argmin(np.sum((poss - np.array(np.unravel_index(p, (40, 50)))) ** 2, axis=1))]), (40, 50)
+        )
+        for p in points
+    ]
     assert Centreline(skeleton).nearest(points).tolist() == expected

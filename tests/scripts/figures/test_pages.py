@@ -1,4 +1,5 @@
 """The HTML reports built from hand-made result folders: cells, notices, relative links, curves."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,16 @@ from scripts.figures.pages import predictions_page, results_page
 
 def test_cells_round_numbers_and_keep_whole_numbers_and_text():
     assert [cell_text(v) for v in ("0.123456", "13", "-2", "abc", "nan", 0.5, 7, None, "1e-05")] == [
-        "0.1235", "13", "-2", "abc", "n/a", "0.5000", "7", "", "0.0000"]
+        "0.1235",
+        "13",
+        "-2",
+        "abc",
+        "n/a",
+        "0.5000",
+        "7",
+        "",
+        "0.0000",
+    ]
     assert cell_text("0.000012", digits=None) == "0.000012"
     html = table(("id", "f1"), [("01_test", "0.912345")])
     assert '<td class="text">01_test</td>' in html and '<td data-value="0.912345">0.9123</td>' in html
@@ -23,13 +33,24 @@ def test_cells_round_numbers_and_keep_whole_numbers_and_text():
 
 def _results(folder: Path) -> Path:
     folder.mkdir()
-    (folder / "paper_row.json").write_text(json.dumps({
-        "dataset": "DRIVE_AV", "split": "test", "protocol": "SPEC 6 (paper)", "checkpoints": ["epoch_0001"],
-        "percent": {c: {"mean": 50.0 + i, "std": 0.25} for i, c in enumerate(("Sensitivity", "ROC", "F1", "PR", "MSE"))},
-        "per_checkpoint": {"epoch_0001": {c: 50.0 for c in ("Sensitivity", "ROC", "F1", "PR", "MSE")}},
-        "weights": [{"file": "job/epoch_0001.pt", "sha256": "ab" * 32}]}))
-    (folder / "per_image.csv").write_text("checkpoint,id,class,f1\nepoch_0001,01_test,average,0.5\n"
-                                          "epoch_0001,02_test,average,0.25\n")
+    (folder / "paper_row.json").write_text(
+        json.dumps(
+            {
+                "dataset": "DRIVE_AV",
+                "split": "test",
+                "protocol": "SPEC 6 (paper)",
+                "checkpoints": ["epoch_0001"],
+                "percent": {
+                    c: {"mean": 50.0 + i, "std": 0.25} for i, c in enumerate(("Sensitivity", "ROC", "F1", "PR", "MSE"))
+                },
+                "per_checkpoint": {"epoch_0001": {c: 50.0 for c in ("Sensitivity", "ROC", "F1", "PR", "MSE")}},
+                "weights": [{"file": "job/epoch_0001.pt", "sha256": "ab" * 32}],
+            }
+        )
+    )
+    (folder / "per_image.csv").write_text(
+        "checkpoint,id,class,f1\nepoch_0001,01_test,average,0.5\nepoch_0001,02_test,average,0.25\n"
+    )
     (folder / "figures").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "figures" / "01_test.png")
     (folder / "figures" / "02_test.png").write_bytes(b"not a png")

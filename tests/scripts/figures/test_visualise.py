@@ -1,11 +1,19 @@
 """Pictures: A/V colour maps and error-map colours on hand-made pixels."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from scripts.data.labels import av_colour_map
-from scripts.figures.visualise import (AV_LEGEND, ERROR_COLOURS, PANEL_TITLES, comparison_figure, comparison_panels,
-                                      error_map, overlay)
+from scripts.figures.visualise import (
+    AV_LEGEND,
+    ERROR_COLOURS,
+    PANEL_TITLES,
+    comparison_figure,
+    comparison_panels,
+    error_map,
+    overlay,
+)
 from scripts.vessels.segments import VERDICT_COLOURS
 
 
@@ -59,8 +67,9 @@ def test_panels_are_titled_and_scaled_to_the_panel_height():
 
 def test_comparison_figure_carries_its_legends_at_any_raw_size():
     for h, w in ((40, 30), (2336, 3504)):
-        fig = comparison_figure(*_sample(h, w), segments=lambda t, h=h, w=w: np.zeros((h, w, 3), np.uint8),
-                                title="DRIVE_AV 01_test")
+        fig = comparison_figure(
+            *_sample(h, w), segments=lambda t, h=h, w=w: np.zeros((h, w, 3), np.uint8), title="DRIVE_AV 01_test"
+        )
         assert 1200 <= fig.shape[1] <= 2400 and 1000 <= fig.shape[0] <= 1400
         band = fig[-170:].reshape(-1, 3)  # below the panels: the legends only (3 rows of 55 px)
         colours = {tuple(c) for c in np.unique(band, axis=0)}

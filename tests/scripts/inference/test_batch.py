@@ -1,4 +1,5 @@
 """scripts/inference/batch.py: output names and the pictures and statistics of one photograph."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,12 +10,15 @@ from PIL import Image
 from scripts.inference.batch import output_names, save_outputs
 
 
-@pytest.mark.parametrize("files, expected", [
-    (["a/01.jpg", "b/01.png", "c/02.tif"], ["a__01_jpg", "b__01_png", "02"]),
-    (["x/01.jpg", "x/01.png"], ["01_jpg", "01_png"]),
-    (["x/01.JPG", "y/01.jpg"], ["x__01_jpg", "y__01_jpg"]),
-    (["p/a__01.jpg", "p/a/01.jpg", "p/b/01.jpg"], ["a__01", "a__01_jpg", "b__01_jpg"]),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        (["a/01.jpg", "b/01.png", "c/02.tif"], ["a__01_jpg", "b__01_png", "02"]),
+        (["x/01.jpg", "x/01.png"], ["01_jpg", "01_png"]),
+        (["x/01.JPG", "y/01.jpg"], ["x__01_jpg", "y__01_jpg"]),
+        (["p/a__01.jpg", "p/a/01.jpg", "p/b/01.jpg"], ["a__01", "a__01_jpg", "b__01_jpg"]),
+    ],
+)
 def test_output_names_are_unique_and_predictable(tmp_path, files, expected):
     paths = [tmp_path / f for f in files]
     for p in paths:

@@ -1,4 +1,5 @@
 """Atomic writes: a failed write leaves the old file and no temporary behind; usual permissions."""
+
 from __future__ import annotations
 
 import errno
@@ -33,9 +34,14 @@ def test_new_file_gets_umask_permissions(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
 
 
-@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "no space left on the disk"),
-                                         (errno.EROFS, "the file system is read-only"),
-                                         (errno.EACCES, "permission denied")])
+@pytest.mark.parametrize(
+    "code, cause",
+    [
+        (errno.ENOSPC, "no space left on the disk"),
+        (errno.EROFS, "the file system is read-only"),
+        (errno.EACCES, "permission denied"),
+    ],
+)
 def test_write_failures_name_the_file_and_cause_and_keep_the_old_version(tmp_path, monkeypatch, code, cause):
     target = tmp_path / "table.csv"
     atomic_write(target, lambda tmp: tmp.write_text("old"))

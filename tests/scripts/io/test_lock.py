@@ -1,4 +1,5 @@
 """One process per output folder: a live holder is refused by name, a killed one leaves nothing that blocks."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,8 +25,11 @@ def test_a_live_holder_is_refused_by_name_and_a_killed_one_blocks_nothing(tmp_pa
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(lock)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(BusyError, match=rf"the folder X is in use by another process \(pid {holder.pid} on .*"
-                                            r"started .*A killed process leaves no lock behind"):
+        with pytest.raises(
+            BusyError,
+            match=rf"the folder X is in use by another process \(pid {holder.pid} on .*"
+            r"started .*A killed process leaves no lock behind",
+        ):
             with FolderLock(lock, "the folder X"):
                 pass
     finally:

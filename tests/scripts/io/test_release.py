@@ -1,4 +1,5 @@
 """The authors' 2023 release: finding and loading its files, and scoring it as their test code does."""
+
 from __future__ import annotations
 
 import csv
@@ -71,8 +72,7 @@ def test_unzipped_root_and_dataset_name_find_the_folder(release_root):
 
 
 def test_missing_file_is_named(tmp_path, release_states):
-    folder = write_release(tmp_path / "rel", release_states,
-                           {k: v for k, v in RELEASE_FILES.items() if k != "G_V"})
+    folder = write_release(tmp_path / "rel", release_states, {k: v for k, v in RELEASE_FILES.items() if k != "G_V"})
     with pytest.raises(CheckpointError, match=r"missing CP_best_F1_V.pth \(G_V\)"):
         load_release(folder)
 
@@ -102,8 +102,9 @@ def test_dataparallel_prefix_and_cuda_saved_tensors_load_on_the_cpu(tmp_path, re
     serialization.register_package(1, tag_as_cuda, lambda storage, location: None)
     saving_as_cuda["on"] = True
     try:
-        folder = write_release(tmp_path / "gpu", {k: {f"module.{n}": t for n, t in v.items()}
-                                                  for k, v in release_states.items()})
+        folder = write_release(
+            tmp_path / "gpu", {k: {f"module.{n}": t for n, t in v.items()} for k, v in release_states.items()}
+        )
     finally:
         saving_as_cuda["on"] = False
     if not torch.cuda.is_available():
@@ -115,8 +116,16 @@ def test_dataparallel_prefix_and_cuda_saved_tensors_load_on_the_cpu(tmp_path, re
 
 # ---- scoring: our test.py against an independent implementation of the authors' test code ----
 
-LABEL_COLOURS = [(0, 0, 0), (255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 255, 255), (255, 0, 255), (0, 255, 255),
-                 (200, 30, 30)]  # the last: an off-colour pixel, background for the 2023 code
+LABEL_COLOURS = [
+    (0, 0, 0),
+    (255, 0, 0),
+    (0, 0, 255),
+    (0, 255, 0),
+    (255, 255, 255),
+    (255, 0, 255),
+    (0, 255, 255),
+    (200, 30, 30),
+]  # the last: an off-colour pixel, background for the 2023 code
 
 
 def write_tiny_dataset(root, n=3):
@@ -127,7 +136,9 @@ def write_tiny_dataset(root, n=3):
     for i in range(n):
         h, w = 60 + 4 * i, 70 - 2 * i
         yy, xx = np.mgrid[:h, :w]
-        photo = np.stack([120 + 80 * np.sin(xx / (5 + i)), 60 + 40 * np.cos(yy / 7), 30 + 20 * np.sin((xx + yy) / 9)], -1)
+        photo = np.stack(
+            [120 + 80 * np.sin(xx / (5 + i)), 60 + 40 * np.cos(yy / 7), 30 + 20 * np.sin((xx + yy) / 9)], -1
+        )
         photo = np.clip(photo + rng.normal(0, 10, photo.shape), 0, 255).astype(np.uint8)
         disc = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.1) ** 2
         photo[~disc] = 0
@@ -148,8 +159,15 @@ def authors_numbers(split, states, size):
     for name, net in nets.items():
         net.load_state_dict(map_original_state_dict(states[name]))
         net.eval()
-    colour_index = {(0, 0, 0): 0, (255, 0, 0): 1, (0, 0, 255): 2, (0, 255, 0): 3, (255, 255, 255): 3,
-                    (0, 255, 255): 3, (255, 0, 255): 1}
+    colour_index = {
+        (0, 0, 0): 0,
+        (255, 0, 0): 1,
+        (0, 0, 255): 2,
+        (0, 255, 0): 3,
+        (255, 255, 255): 3,
+        (0, 255, 255): 3,
+        (255, 0, 255): 1,
+    }
     per_class, average = {c: [] for c in ("artery", "vein", "uncertain")}, []
     for image_file in sorted((split / "images").iterdir()):
         img = np.array(Image.open(image_file).convert("RGB").resize(size, Image.BICUBIC)).astype(np.float64)
@@ -160,7 +178,7 @@ def authors_numbers(split, states, size):
         label = np.array([[colour_index.get(tuple(int(v) for v in px), 0) for px in row] for row in rgb])
         mask = np.array(Image.open(next((split / "mask").glob(image_file.stem + "_mask.*"))))
         mask = mask[..., 0] if mask.ndim == 3 else mask
-        fov = ((mask / 255 if mask.max() > 1 else mask) > 0.5)
+        fov = (mask / 255 if mask.max() > 1 else mask) > 0.5
         with torch.no_grad():
             _, fa = nets["G_A"](x)
             _, fv = nets["G_V"](x)
@@ -184,9 +202,25 @@ def test_test_cli_on_a_release_prints_the_authors_numbers(tmp_path, release_root
 
     write_tiny_dataset(tmp_path / "data")
     results = tmp_path / "results"
-    code = main(["--dataset", "TINY", "--data-root", str(tmp_path / "data"), "--release", str(release_root),
-                 "--image-size", "64", "64", "--results", str(results), "--maps-dir", str(tmp_path / "Final_pre"),
-                 "--device", "cpu"])
+    code = main(
+        [
+            "--dataset",
+            "TINY",
+            "--data-root",
+            str(tmp_path / "data"),
+            "--release",
+            str(release_root),
+            "--image-size",
+            "64",
+            "64",
+            "--results",
+            str(results),
+            "--maps-dir",
+            str(tmp_path / "Final_pre"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "1 checkpoint, so no std" in out and "2023 release" in out
@@ -201,31 +235,43 @@ def test_test_cli_on_a_release_prints_the_authors_numbers(tmp_path, release_root
     row = json.loads((results / "paper_row.json").read_text())
     assert row["variant"] == "v2023" and row["model_size"] == [64, 64] and row["checkpoints"] == ["release"]
     import hashlib
+
     where = release_root / "TINY" / "TINY_randomseed_42" / "Discriminator_unet"
     assert [(Path(w["file"]).name, w["sha256"]) for w in row["weights"]] == [
-        (f, hashlib.sha256((where / f).read_bytes()).hexdigest()) for f in RELEASE_FILES.values()]
+        (f, hashlib.sha256((where / f).read_bytes()).hexdigest()) for f in RELEASE_FILES.values()
+    ]
     assert row["snapshots"]["rule"] == "release"
     assert row["percent"]["F1"]["mean"] == pytest.approx(100 * want["average"]["f1"], rel=1e-8)
     assert row["percent"]["F1"]["std"] == 0.0
     for i in range(3):
         small = Image.open(tmp_path / "Final_pre" / "small_pre" / f"{i:02d}.png")
         raw = Image.open(tmp_path / "Final_pre" / "raw_pre" / f"{i:02d}.png")
-        assert small.size == (64, 64) and raw.size == Image.open(tmp_path / "data/TINY/test/images" / f"{i:02d}.png").size
+        assert (
+            small.size == (64, 64) and raw.size == Image.open(tmp_path / "data/TINY/test/images" / f"{i:02d}.png").size
+        )
         assert (results / "figures" / f"{i:02d}.png").is_file()
 
 
 def test_release_default_size_is_720(tmp_path, release_root, monkeypatch):
     from scripts import test as test_cli
+    from scripts.evaluation.options import TestOptions
 
     seen = {}
-    monkeypatch.setattr("scripts.evaluation.protocol.iterate_shard",
-                        lambda predictor, dataset, device, ctx: seen.update(size=dataset.model_size) or iter(()))
+    monkeypatch.setattr(
+        "scripts.evaluation.protocol.iterate_shard",
+        lambda predictor, dataset, device, ctx: seen.update(size=dataset.model_size) or iter(()),
+    )
     write_tiny_dataset(tmp_path / "data", n=1)
-    args = test_cli.build_parser().parse_args(["--dataset", "TINY", "--data-root", str(tmp_path / "data"), "--release",
-                                               str(release_root), "--results", str(tmp_path / "r"),
-                                               "--maps-dir", str(tmp_path / "m"), "--device", "cpu"])
+    opts = TestOptions(
+        dataset="TINY",
+        data_root=tmp_path / "data",
+        release=release_root,
+        results=tmp_path / "r",
+        maps_dir=tmp_path / "m",
+        device="cpu",
+    )
     with pytest.raises(ValueError):  # no image scored: nothing to average
-        test_cli.run(args)
+        test_cli.run(opts)
     assert seen["size"] == (720, 720)
 
 
@@ -234,8 +280,27 @@ def test_predict_cli_on_a_release_writes_our_convention(tmp_path, release_root, 
 
     split = write_tiny_dataset(tmp_path / "data", n=1)
     out = tmp_path / "pred"
-    assert main([str(split / "images"), "--release", str(release_root), "--dataset", "TINY", "--image-size", "64", "64",
-                 "--masks", str(split / "mask"), "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                str(split / "images"),
+                "--release",
+                str(release_root),
+                "--dataset",
+                "TINY",
+                "--image-size",
+                "64",
+                "64",
+                "--masks",
+                str(split / "mask"),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     av = np.asarray(Image.open(out / "00_av.png"))
     prob = np.asarray(Image.open(out / "00_prob.png")).astype(np.float64) / 255
     colours = {tuple(c) for c in av.reshape(-1, 3)}
@@ -260,9 +325,25 @@ def test_a_release_of_another_dataset_is_refused_naming_both(tmp_path, release_r
         find_release(release_root / "DRIVE_AV", "hrf-av")  # the only folder below it
     assert find_release(release_root / "DRIVE_AV", "drive-av").name == "Discriminator_unet"  # spelled either way
     write_tiny_dataset(tmp_path / "data", n=1)
-    assert main(["--dataset", "TINY", "--data-root", str(tmp_path / "data"), "--release",
-                 str(release_root / "DRIVE_AV"), "--results", str(tmp_path / "r"), "--maps-dir", str(tmp_path / "m"),
-                 "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "--dataset",
+                "TINY",
+                "--data-root",
+                str(tmp_path / "data"),
+                "--release",
+                str(release_root / "DRIVE_AV"),
+                "--results",
+                str(tmp_path / "r"),
+                "--maps-dir",
+                str(tmp_path / "m"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "these are the DRIVE_AV weights" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "m").exists()
 
@@ -288,7 +369,10 @@ def test_a_file_missing_a_key_names_the_key(tmp_path, release_states):
     (lost,) = map_original_state_dict({gone: release_states["G_A"][gone]})
     damaged = {k: v for k, v in release_states["G_A"].items() if k != gone}
     folder = write_release(tmp_path / "TINY_randomseed_42", dict(release_states, G_A=damaged))
-    with pytest.raises(CheckpointError, match=r"CP_best_F1_A.pth \[G_A\]: the weights do not fit the network: "
-                                              rf"missing key\(s\) {re.escape(lost)}\. .*damaged or incomplete") as err:
+    with pytest.raises(
+        CheckpointError,
+        match=r"CP_best_F1_A.pth \[G_A\]: the weights do not fit the network: "
+        rf"missing key\(s\) {re.escape(lost)}\. .*damaged or incomplete",
+    ) as err:
         load_release(folder, "TINY")
     assert "--n-filters" not in str(err.value)

@@ -1,4 +1,5 @@
 """Output folders complete or absent: staged, published as a whole, never mixed with an earlier run."""
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,11 @@ def test_a_folder_with_other_files_or_a_file_in_the_way_is_refused(tmp_path, mon
     final = tmp_path / "res"
     final.mkdir()
     _write(final, ["a.csv", "thesis.docx"])
-    with pytest.raises(OutputFolderError, match=r"--results .*res holds files that are not this command's outputs "
-                                                r"\(thesis.docx\).*give an empty or new folder"):
+    with pytest.raises(
+        OutputFolderError,
+        match=r"--results .*res holds files that are not this command's outputs "
+        r"\(thesis.docx\).*give an empty or new folder",
+    ):
         with _staged(final):
             pass
     assert (final / "thesis.docx").exists()

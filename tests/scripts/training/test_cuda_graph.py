@@ -8,6 +8,7 @@ replays, partial batches, failed captures and auto decisions happen. That a real
 whole step is what ``GANTrainer.state_tensors`` and its in-place test guarantee, and the GPU check
 (``scripts/gpu_check.sh``) measures.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,6 +55,7 @@ class FakeGraph(GraphedStep):
             self.replays += 1
             for k, v in fn().items():
                 out[k].copy_(v)
+
         return replay, out
 
 
@@ -65,8 +67,9 @@ def _trainer() -> GANTrainer:
 def _batches(n: int, last: int = 2):
     g = torch.Generator().manual_seed(3)
     sizes = [2] * (n - 1) + [last]
-    return [(torch.randn(b, 3, 32, 32, generator=g), (torch.rand(b, 3, 32, 32, generator=g) > 0.8).float())
-            for b in sizes]
+    return [
+        (torch.randn(b, 3, 32, 32, generator=g), (torch.rand(b, 3, 32, 32, generator=g) > 0.8).float()) for b in sizes
+    ]
 
 
 def _run(step, batches):
@@ -114,8 +117,9 @@ def test_auto_times_both_and_keeps_the_faster(costs_ms, decision, caplog):
     assert got == expected and _same_state(eager, graphed)  # every timed step was a real step, once
     assert step.decision == decision and len(step.eager_ms) == 3 and len(step.graph_ms) == 3
     assert step.replays == (3 if decision == "eager" else len(batches) - 1 - 3)
-    assert any(f"eager {costs_ms[0]:.1f} ms/step, graph replay {costs_ms[1]:.1f} ms/step" in r.message
-               for r in caplog.records)
+    assert any(
+        f"eager {costs_ms[0]:.1f} ms/step, graph replay {costs_ms[1]:.1f} ms/step" in r.message for r in caplog.records
+    )
 
 
 def test_resumed_state_is_what_the_graph_continues_from():

@@ -1,5 +1,6 @@
 """Distributed training on the CPU (gloo, 2 processes): the step, synchronised batch norm, the
 sampler, validation and the torchrun entry point."""
+
 from __future__ import annotations
 
 import socket
@@ -10,12 +11,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from model import build_networks
-from scripts.data.dataset import EpochSampler
-from scripts.core.seeding import seed_everything
-from scripts.training import GANTrainer
 from scripts.core.distributed import Context, local_batch
-from scripts.data.dataset import DistributedEpochSampler
-from scripts.core.runtime import UsageError
+from scripts.core.errors import UsageError
+from scripts.core.seeding import seed_everything
+from scripts.data.dataset import DistributedEpochSampler, EpochSampler
+from scripts.training import GANTrainer
 
 STEPS = 3
 
@@ -28,8 +28,13 @@ def _free_port() -> int:
 
 def _batches():
     g = torch.Generator().manual_seed(5)
-    return [(torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64),
-             (torch.rand(2, 3, 32, 32, generator=g) > 0.8).double()) for _ in range(STEPS)]
+    return [
+        (
+            torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64),
+            (torch.rand(2, 3, 32, 32, generator=g) > 0.8).double(),
+        )
+        for _ in range(STEPS)
+    ]
 
 
 def _nets():
@@ -45,13 +50,15 @@ def _rank_main(rank: int, world: int, port: int, mode: str, sync_bn: bool, out: 
         trainer.distribute(Context(rank, world), sync_bn=sync_bn)
         per = 2 // world
         for x, y in _batches():
-            trainer.step(x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per])
+            trainer.step(x[rank * per : (rank + 1) * per], y[rank * per : (rank + 1) * per])
         params = {n: torch.cat([p.detach().flatten() for p in net.parameters()]) for n, net in trainer.nets.items()}
         gathered = [None] * world
         dist.all_gather_object(gathered, params)
         if rank == 0:
-            out.update(ranks=gathered, buffers={n: {k: b.clone() for k, b in net.named_buffers()}
-                                                for n, net in trainer.nets.items()})
+            out.update(
+                ranks=gathered,
+                buffers={n: {k: b.clone() for k, b in net.named_buffers()} for n, net in trainer.nets.items()},
+            )
     finally:
         dist.destroy_process_group()
 
@@ -104,10 +111,10 @@ def test_distributed_sampler_is_the_single_process_order_cut_into_slices():
         assert len({len(p) for p in parts}) == 1  # every rank takes the same number of steps
         per = batch // world
         full = n // batch  # whole global batches: rank slices side by side give the global order
-        rebuilt = [x for step in range(full) for p in parts for x in p[step * per:(step + 1) * per]]
-        assert rebuilt == order[:full * batch]
-        tail = [x for p in parts for x in p[full * per:]]  # an uneven tail: its items, topped up from the start
-        assert set(order[full * batch:]) <= set(tail) and set(tail) <= set(order)
+        rebuilt = [x for step in range(full) for p in parts for x in p[step * per : (step + 1) * per]]
+        assert rebuilt == order[: full * batch]
+        tail = [x for p in parts for x in p[full * per :]]  # an uneven tail: its items, topped up from the start
+        assert set(order[full * batch :]) <= set(tail) and set(tail) <= set(order)
         # resuming mid-epoch skips whole global batches
         s = DistributedEpochSampler(n, 42, batch, Context(world - 1, world))
         s.set_epoch(7, start=batch)
@@ -122,18 +129,20 @@ def test_global_batch_must_split_over_ranks():
 
 # ---- scoring sharded over ranks (validation and test.py) ----
 
+
 def _validate_main(rank: int, world: int, port: int, root: str, out: dict) -> None:
     from scripts.data.dataset import AVDataset
+    from scripts.evaluation.scoring import score_sharded
     from scripts.inference.predictor import Predictor
-    from scripts.inference.predictor import score_sharded
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         seed_everything(0)
         nets = build_networks(4)
         ds = AVDataset("SYNTHETIC", "test", root, image_size=(32, 32))
-        rows = score_sharded(Predictor(nets, "v2021", (32, 32)), ds, torch.device("cpu"), Context(rank, world),
-                            with_prob_auc=False)
+        rows = score_sharded(
+            Predictor(nets, "v2021", (32, 32)), ds, torch.device("cpu"), Context(rank, world), with_prob_auc=False
+        )
         if rank == 1:
             out["rows"] = rows
     finally:
@@ -142,8 +151,8 @@ def _validate_main(rank: int, world: int, port: int, root: str, out: dict) -> No
 
 def test_sharded_validation_gives_exactly_the_single_process_numbers(synthetic_root):
     from scripts.data.dataset import AVDataset
+    from scripts.evaluation.scoring import score_sharded
     from scripts.inference.predictor import Predictor
-    from scripts.inference.predictor import score_sharded
 
     seed_everything(0)
     nets = build_networks(4)
@@ -159,6 +168,7 @@ def test_sharded_validation_gives_exactly_the_single_process_numbers(synthetic_r
 
 # ---- the entry point under torchrun ----
 
+
 def _torchrun(args: list[str], nproc: int = 2, timeout: int = 300):
     import os
     import subprocess
@@ -166,17 +176,53 @@ def _torchrun(args: list[str], nproc: int = 2, timeout: int = 300):
 
     from tests.conftest import REPO
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-           str(_free_port()), str(REPO / "scripts" / "train.py"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        str(_free_port()),
+        str(REPO / "scripts" / "train.py"),
+        *args,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def _common(root, out, job, epochs=3):
-    return ["--dataset", "SYNTHETIC", "--data-root", str(root), "--epochs", str(epochs), "--n-filters", "4",
-            "--image-size", "32", "32", "--batch-size", "2", "--save-from", "2", "--save-every", "1",
-            "--val-every", "1", "--device", "cpu", "--out", str(out), "--runs-dir", str(out / "runs"),
-            "--job_name", job, "--workers", "0"]
+    return [
+        "--dataset",
+        "SYNTHETIC",
+        "--data-root",
+        str(root),
+        "--epochs",
+        str(epochs),
+        "--n-filters",
+        "4",
+        "--image-size",
+        "32",
+        "32",
+        "--batch-size",
+        "2",
+        "--save-from",
+        "2",
+        "--save-every",
+        "1",
+        "--val-every",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--runs-dir",
+        str(out / "runs"),
+        "--job_name",
+        job,
+        "--workers",
+        "0",
+    ]
 
 
 def _weights(path):
@@ -197,7 +243,10 @@ def test_torchrun_trains_with_one_set_of_checkpoints_and_resumes_exactly(synthet
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (2, 1, 4)
     rest = _torchrun([*_common(synthetic_root, tmp_path, "split"), "--resume"])
     assert rest.returncode == 0, rest.stderr[-3000:]
-    whole, split = _weights(tmp_path / "SYNTHETIC" / "whole" / "last.pt"), _weights(tmp_path / "SYNTHETIC" / "split" / "last.pt")
+    whole, split = (
+        _weights(tmp_path / "SYNTHETIC" / "whole" / "last.pt"),
+        _weights(tmp_path / "SYNTHETIC" / "split" / "last.pt"),
+    )
     assert whole.keys() == split.keys()
     for k in whole:
         assert torch.equal(whole[k], split[k]), k
@@ -227,23 +276,57 @@ def test_test_script_under_torchrun_writes_what_one_process_writes(synthetic_roo
 
     done = _torchrun([*_common(synthetic_root, tmp_path, "scored", epochs=2)])
     assert done.returncode == 0, done.stderr[-3000:]
-    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(tmp_path), "--job_name",
-              "scored", "--device", "cpu"]
-    one = [sys.executable, str(REPO / "scripts" / "test.py"), *common, "--results", str(tmp_path / "one"),
-           "--maps-dir", str(tmp_path / "maps_one")]
-    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           str(REPO / "scripts" / "test.py"), *common, "--results", str(tmp_path / "two"), "--maps-dir",
-           str(tmp_path / "maps_two")]
+    common = [
+        "--dataset",
+        "SYNTHETIC",
+        "--data-root",
+        str(synthetic_root),
+        "--out",
+        str(tmp_path),
+        "--job_name",
+        "scored",
+        "--device",
+        "cpu",
+    ]
+    one = [
+        sys.executable,
+        str(REPO / "scripts" / "test.py"),
+        *common,
+        "--results",
+        str(tmp_path / "one"),
+        "--maps-dir",
+        str(tmp_path / "maps_one"),
+    ]
+    two = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(REPO / "scripts" / "test.py"),
+        *common,
+        "--results",
+        str(tmp_path / "two"),
+        "--maps-dir",
+        str(tmp_path / "maps_two"),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for cmd in (one, two):
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert run.returncode == 0, run.stderr[-3000:]
     for name in ("per_image.csv", "summary.csv", "segments.csv", "biomarkers.csv", "paper_row.json"):
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text(), name
-    assert sorted(p.name for p in (tmp_path / "two" / "figures").iterdir()) == ["01_test.png", "02_test.png", "03_test.png"]
+    assert sorted(p.name for p in (tmp_path / "two" / "figures").iterdir()) == [
+        "01_test.png",
+        "02_test.png",
+        "03_test.png",
+    ]
     for sub in ("small_pre", "raw_pre"):
-        assert sorted(p.name for p in (tmp_path / "maps_two" / sub).iterdir()) == \
-            sorted(p.name for p in (tmp_path / "maps_one" / sub).iterdir())
+        assert sorted(p.name for p in (tmp_path / "maps_two" / sub).iterdir()) == sorted(
+            p.name for p in (tmp_path / "maps_one" / sub).iterdir()
+        )
 
 
 def _workers(parent: int) -> dict[int, int]:
@@ -275,10 +358,20 @@ def test_sigterm_to_one_rank_stops_all_after_the_step_with_one_last_pt(synthetic
 
     from tests.conftest import REPO
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           str(REPO / "scripts" / "train.py"), *_common(synthetic_root, tmp_path, "stop", epochs=1000)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(REPO / "scripts" / "train.py"),
+        *_common(synthetic_root, tmp_path, "stop", epochs=1000),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
     try:
         deadline = time.time() + 120
         while not (tmp_path / "SYNTHETIC" / "stop" / "epoch_0002.pt").exists():  # training is under way

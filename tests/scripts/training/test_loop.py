@@ -1,18 +1,20 @@
 """The training run's policies, called directly: snapshots, stopping, loss means, resume checks."""
+
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from scripts.core.distributed import Context
+from scripts.core.errors import UsageError
 from scripts.io.checkpoint import CheckpointError
-from scripts.io.resume import RESUME_LOCKED, load_resume
 from scripts.io.job import snapshot_kind, snapshot_path
-from scripts.training.loop import LossMeans, StopFlag, TrainingRun
+from scripts.io.resume import RESUME_LOCKED, load_resume
+from scripts.training.loop import LossMeans, StopFlag, TrainingRun, resolve
+from scripts.training.options import TrainOptions
 
 
 def _snapshots(total: int, save_from: int, save_every: int, stop_at: int | None = None) -> list[tuple[int, str]]:
@@ -51,11 +53,8 @@ def test_loss_means_are_interval_means_and_start_again_after_each_read():
 
 
 def _run(**overrides) -> TrainingRun:
-    args = argparse.Namespace(out=Path("/nonexistent"), dataset="X",
-                              job_name="j", epochs=10, time_limit=None, max_steps=None)
-    for k, v in overrides.items():
-        setattr(args, k, v)
-    return TrainingRun(args, Context(), torch.device("cpu"))
+    opts = TrainOptions(out=Path("/nonexistent"), dataset="X", job_name="j", epochs=10, **overrides)
+    return TrainingRun(opts, Context(), torch.device("cpu"))
 
 
 def test_the_last_epoch_is_the_schedules_or_the_first_past_the_time_limit(monkeypatch):
@@ -83,14 +82,48 @@ def test_max_steps_and_a_stop_request_stop_after_the_current_step():
 def test_resume_refuses_a_changed_locked_setting_naming_both_values(tmp_path):
     from scripts.io.checkpoint import FORMAT, save_atomic
 
-    saved = {"dataset": "X", "n_filters": 8, "seed": 3, "batch_size": 2, "image_size": [64, 64], "uniform": False,
-             "validation": 10.0, "learning_rate": 8e-4, "alpha": 0.5, "beta": 1.1, "gamma": 0.08,
-             "adv_double_sigmoid": False}
-    state = {"format": FORMAT, "config": saved, "nets": {k: {} for k in ("G_A", "G_V", "G", "D")},
-             "trainer": {"opts": {}, "scheds": {"G": {"lr": torch.tensor(1.0)}}}, "rng": {}, "epoch": 2}
+    saved = {
+        "dataset": "X",
+        "n_filters": 8,
+        "seed": 3,
+        "batch_size": 2,
+        "image_size": [64, 64],
+        "uniform": False,
+        "validation": 10.0,
+        "learning_rate": 8e-4,
+        "alpha": 0.5,
+        "beta": 1.1,
+        "gamma": 0.08,
+        "adv_double_sigmoid": False,
+    }
+    state = {
+        "format": FORMAT,
+        "config": saved,
+        "nets": {k: {} for k in ("G_A", "G_V", "G", "D")},
+        "trainer": {"opts": {}, "scheds": {"G": {"lr": torch.tensor(1.0)}}},
+        "rng": {},
+        "epoch": 2,
+    }
     save_atomic(state, tmp_path / "last.pt")
     asked = dict(saved, image_size=None)  # no --image-size: the saved one
     assert load_resume(tmp_path / "last.pt", asked, torch.device("cpu"))["epoch"] == 2
     assert set(asked) == set(RESUME_LOCKED)
     with pytest.raises(CheckpointError, match=r"seed=3, this command asks for 4"):
         load_resume(tmp_path / "last.pt", dict(asked, seed=4), torch.device("cpu"))
+
+
+def test_resolving_auto_settings_returns_new_options_and_leaves_the_given_ones_alone():
+    asked = TrainOptions(step_mode="auto", amp="off", n_filters=32)
+    resolved = resolve(asked, torch.device("cpu"))
+    assert (resolved.step_mode, resolved.amp) == ("reuse", None)  # the CPU's fastest exact step at n = 32
+    assert (asked.step_mode, asked.amp) == ("auto", "off")
+    assert resolve(TrainOptions(n_filters=8), torch.device("cpu")).step_mode == "batched"
+    with pytest.raises(UsageError, match="--cuda-graph on needs a CUDA device"):
+        resolve(TrainOptions(cuda_graph="on"), torch.device("cpu"))
+
+
+def test_the_parser_and_the_options_share_their_defaults():
+    from scripts.train import build_parser, options
+
+    assert options(build_parser().parse_args([])) == TrainOptions()
+    assert options(build_parser().parse_args(["--image-size", "64", "32"])).image_size == (64, 32)

@@ -1,4 +1,5 @@
 """The device-side plateau scheduler makes torch's ReduceLROnPlateau decisions, step for step."""
+
 from __future__ import annotations
 
 import math
@@ -22,20 +23,27 @@ def _loss_sequence(seed: int, n: int = 400) -> list[float]:
 def _pair(lr: float = 8e-4, **kwargs):
     p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
     ref_opt, dev_opt = torch.optim.Adam([p], lr=lr), torch.optim.Adam([q], lr=lr)
-    return (torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, **kwargs), ref_opt,
-            DevicePlateau(dev_opt, **kwargs), dev_opt)
+    return (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(ref_opt, **kwargs),
+        ref_opt,
+        DevicePlateau(dev_opt, **kwargs),
+        dev_opt,
+    )
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"mode": "min", "factor": 0.5, "patience": 50},  # the paper's setting
-    {"mode": "min", "factor": 0.5, "patience": 5, "threshold": 1e-2},
-    {"mode": "min", "factor": 0.3, "patience": 3, "threshold": 0.01, "threshold_mode": "abs"},
-    {"mode": "max", "factor": 0.5, "patience": 4},
-    {"mode": "max", "factor": 0.5, "patience": 2, "threshold": 0.02, "threshold_mode": "abs", "cooldown": 7},
-    {"mode": "min", "factor": 0.5, "patience": 1, "cooldown": 3, "min_lr": 1e-4},
-    {"mode": "min", "factor": 0.9, "patience": 1, "eps": 1e-4},  # eps: tiny reductions are skipped
-    {"mode": "min", "factor": 0.5, "patience": 0, "min_lr": 3e-4, "eps": 1e-5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mode": "min", "factor": 0.5, "patience": 50},  # the paper's setting
+        {"mode": "min", "factor": 0.5, "patience": 5, "threshold": 1e-2},
+        {"mode": "min", "factor": 0.3, "patience": 3, "threshold": 0.01, "threshold_mode": "abs"},
+        {"mode": "max", "factor": 0.5, "patience": 4},
+        {"mode": "max", "factor": 0.5, "patience": 2, "threshold": 0.02, "threshold_mode": "abs", "cooldown": 7},
+        {"mode": "min", "factor": 0.5, "patience": 1, "cooldown": 3, "min_lr": 1e-4},
+        {"mode": "min", "factor": 0.9, "patience": 1, "eps": 1e-4},  # eps: tiny reductions are skipped
+        {"mode": "min", "factor": 0.5, "patience": 0, "min_lr": 3e-4, "eps": 1e-5},
+    ],
+)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_same_learning_rate_as_torch_at_every_step(kwargs, seed):
     ref, ref_opt, dev, dev_opt = _pair(**kwargs)
@@ -78,8 +86,10 @@ def test_state_round_trip():
     assert float(other.best) == 2.0 and int(other.num_bad) == int(dev.num_bad)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"mode": "up"}, "mode"), ({"threshold_mode": "x"}, "threshold_mode"),
-                                             ({"factor": 1.0}, "factor")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"mode": "up"}, "mode"), ({"threshold_mode": "x"}, "threshold_mode"), ({"factor": 1.0}, "factor")],
+)
 def test_bad_settings_are_refused(kwargs, message):
     opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     with pytest.raises(ValueError, match=message):

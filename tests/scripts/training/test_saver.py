@@ -1,4 +1,5 @@
 """Background checkpoint writes: a snapshot of the state at hand-over, atomic, failures reported."""
+
 from __future__ import annotations
 
 import logging

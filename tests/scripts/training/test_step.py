@@ -1,4 +1,5 @@
 """The training step: forward reuse and batched D passes give the original's (literal) losses and gradients."""
+
 from __future__ import annotations
 
 import copy
@@ -144,6 +145,7 @@ def test_double_sigmoid_option_reproduces_the_original_bounded_loss():
 
 # --- batched D passes: exact in float64 -------------------------------------------------------
 
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach().double(), b.detach().double()
     return float((a - b).abs().max() / a.abs().max().clamp_min(1e-300))
@@ -216,6 +218,7 @@ def test_unknown_step_mode_is_refused():
 
 
 # --- the literal step's Adam is torch's Adam with the Python-float rate, to the last bit --------
+
 
 def _checked_against_python_float_adam(opt: torch.optim.Optimizer, lr: float, seen: list) -> None:
     """Wrap ``opt.step``: after each real update, redo it with a fresh ``torch.optim.Adam(lr=<float>)``

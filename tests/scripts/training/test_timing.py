@@ -1,4 +1,5 @@
 """The run timer: per-step time without warm-up, excluded validation time, one early prediction."""
+
 from __future__ import annotations
 
 import time

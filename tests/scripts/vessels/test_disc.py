@@ -1,4 +1,5 @@
 """The optic disc locator: a lesion brighter than the disc, and 75 real photographs annotated by eye."""
+
 from __future__ import annotations
 
 import csv

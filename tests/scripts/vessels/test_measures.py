@@ -1,4 +1,5 @@
 """Vascular biomarkers on synthetic maps whose answers are known by construction."""
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ ARTERY, VEIN = 0, 1  # rows of the decoded classes (artery, vein, uncertain)
 def band(shape, centre, angle_deg, width, length, cls=ARTERY):
     """A straight vessel of ``width`` px through ``centre`` at ``angle_deg``, ``length`` px long."""
     classes = np.zeros((3, *shape), bool)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
     a = math.radians(angle_deg)
     along = (xx - centre[0]) * math.cos(a) + (yy - centre[1]) * math.sin(a)
     across = -(xx - centre[0]) * math.sin(a) + (yy - centre[1]) * math.cos(a)
@@ -76,7 +77,8 @@ def test_crae_crve_and_avr_equal_the_formula_on_the_known_widths():
     assert m["avr"] == pytest.approx(crae / crve, abs=0.03)
     um = measure(classes, disc, pixel_um=12.5)
     assert um["crae_um"] == pytest.approx(12.5 * m["crae_px"]) and um["artery_calibre_um"] == pytest.approx(
-        12.5 * m["artery_calibre_px"])
+        12.5 * m["artery_calibre_px"]
+    )
     assert um["pixel_um"] == 12.5 and um["pixel_um_estimated"] == 0
     # unknown scale: the disc is taken as 1,800 um wide, and the numbers say they are estimated
     assert m["pixel_um_estimated"] == 1 and m["pixel_um"] == pytest.approx(1800 / (2 * disc.radius))
@@ -163,8 +165,11 @@ def test_tortuosity_of_sine_vessels_within_two_percent(amplitude, wavelength, wi
     classes = np.zeros((3, h, w), bool)
     if width == 1:
         t = np.linspace(20, 300, 40000)
-        classes[VEIN, np.round(60 + amplitude * np.sin(2 * np.pi * (t - 20) / wavelength)).astype(int),
-                np.round(t).astype(int)] = True
+        classes[
+            VEIN,
+            np.round(60 + amplitude * np.sin(2 * np.pi * (t - 20) / wavelength)).astype(int),
+            np.round(t).astype(int),
+        ] = True
     else:
         classes[VEIN] = (np.abs(yy - centre) <= width / 2) & (xx >= 20) & (xx <= 300)
     t = np.linspace(20, 300, 200001)
@@ -190,7 +195,9 @@ def test_curvature_grows_with_bending():
     values = []
     for amplitude in (0, 4, 10):
         classes = np.zeros((3, h, w), bool)
-        classes[VEIN] = (np.abs(yy - 60 - amplitude * np.sin(2 * np.pi * (xx - 20) / 60)) <= 2.5) & (xx >= 20) & (xx <= 300)
+        classes[VEIN] = (
+            (np.abs(yy - 60 - amplitude * np.sin(2 * np.pi * (xx - 20) / 60)) <= 2.5) & (xx >= 20) & (xx <= 300)
+        )
         graph = build_graph(channels_of(classes))
         values.append(tortuosity(graph)[1][graph.scored()][0])
     # analytic integrals of squared curvature: 0, 0.24, 1.05 /px; the smoothing leaves about 0.01 on a straight line
@@ -217,7 +224,7 @@ def test_density_per_zone():
 
 @pytest.mark.parametrize("seed", range(12))
 def test_disc_located_in_synthetic_photographs(seed):
-    from scripts.synthetic import disc_of, make_sample
+    from scripts.data.synthetic import disc_of, make_sample
 
     photo, _, fov = make_sample(seed, 256)
     x, y, radius = disc_of(seed, 256)

@@ -1,4 +1,5 @@
 """Segment-level evaluation on hand-made label/prediction pairs whose answers are known by construction."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ def classes_of(label: np.ndarray) -> np.ndarray:
 def straight(width: int = 1, length: int = 50, channel: int = A, shape=(40, 70)) -> np.ndarray:
     label = np.zeros((3, *shape), bool)
     top = shape[0] // 2 - width // 2
-    label[channel, top:top + width, 10:10 + length] = True
+    label[channel, top : top + width, 10 : 10 + length] = True
     return label
 
 
@@ -202,8 +203,12 @@ def test_ground_truth_against_itself_on_every_real_image(real_data):
                 graph = build_graph(label)
                 m = segment_metrics(segment_counts(graph, classes_of(label)))
                 assert m["segments"] > 20, item.label
-                assert (m["detection_rate"], m["av_accuracy"], m["mixed_rate_05"], m["switches_per_segment"]) == \
-                    (1.0, 1.0, 0.0, 0.0), item.label
+                assert (m["detection_rate"], m["av_accuracy"], m["mixed_rate_05"], m["switches_per_segment"]) == (
+                    1.0,
+                    1.0,
+                    0.0,
+                    0.0,
+                ), item.label
                 checked += 1
     assert checked >= 40
 
@@ -226,8 +231,9 @@ def test_corruptions_that_pixel_metrics_cannot_tell_apart_are_told_apart(real_da
         for mode in ("half_of_each", "every_other"):
             cls = corrupt_ground_truth(label, graph, mode)
             binary = np.stack([cls[PA], cls[PU], cls[PV]])
-            pixel = image_metrics(binary.astype(np.float32), label, mask, binary=torch.from_numpy(binary),
-                                  with_prob_auc=False)
+            pixel = image_metrics(
+                binary.astype(np.float32), label, mask, binary=torch.from_numpy(binary), with_prob_auc=False
+            )
             result[mode] = (pixel["average"]["f1"], segment_metrics(segment_counts(graph, cls)))
         (f1_half, half), (f1_other, other) = result["half_of_each"], result["every_other"]
         assert abs(f1_half - f1_other) < 0.08 and 0.4 < f1_half < 0.65

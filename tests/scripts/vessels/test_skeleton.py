@@ -1,4 +1,5 @@
 """The thinning equals scikit-image's skeletonize pixel for pixel (the centreline both protocols define)."""
+
 from __future__ import annotations
 
 import cv2

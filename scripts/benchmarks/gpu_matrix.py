@@ -1,4 +1,4 @@
-"""Where a training step's time goes on a GPU, variant by variant (``python -m scripts.benchmark --matrix``).
+"""Where a training step's time goes on a GPU, configuration by configuration (``python -m scripts.benchmark --matrix``).
 
 For each variant (step mode x precision x memory format x cudnn.benchmark x torch.compile) on one
 fixed set of batches: the first step's seconds (autotuning, compiling), eager wall ms per step over
@@ -9,8 +9,9 @@ the same weights, and the gradients after three graphed steps against three eage
 three eager steps against three eager steps again (the noise floor of non-deterministic kernels).
 Then a kernel profile (top kernels, time by category) of the baseline and of the fastest variant,
 and the hardware ceilings (copy bandwidth, GEMM rates). Every row is written to ``matrix.json`` as
-soon as it is measured; ``report`` prints the tables from it.
+soon as it is measured; ``format_matrix`` prints the tables from it.
 """
+
 from __future__ import annotations
 
 import collections
@@ -40,10 +41,24 @@ PHASES = {
         dict(name="batched bf16 NHWC bench", mode="batched", dtype="bf16", nhwc=True, bench=True),
     ],
     "compiled": [
-        dict(name="batched bf16 NHWC bench compile", mode="batched", dtype="bf16", nhwc=True, bench=True,
-             compile="default", need=150),
-        dict(name="batched fp32 NHWC bench compile", mode="batched", dtype="fp32", nhwc=True, bench=True,
-             compile="default", need=150),
+        dict(
+            name="batched bf16 NHWC bench compile",
+            mode="batched",
+            dtype="bf16",
+            nhwc=True,
+            bench=True,
+            compile="default",
+            need=150,
+        ),
+        dict(
+            name="batched fp32 NHWC bench compile",
+            mode="batched",
+            dtype="fp32",
+            nhwc=True,
+            bench=True,
+            compile="default",
+            need=150,
+        ),
     ],
     "more": [
         dict(name="reuse fp32 NHWC bench", mode="reuse", dtype="fp32", nhwc=True, bench=True),
@@ -53,19 +68,33 @@ PHASES = {
     ],
 }
 AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
-CATEGORIES = [("batchnorm", r"batch_norm|batchnorm|bn_fw|bn_bw|welford|BatchNorm"),
-              ("conv", r"conv|cudnn|xmma|implicit|sm90|sm80|wgrad|dgrad|fprop|gemm|cutlass|winograd"),
-              ("triton (fused)", r"triton"), ("cat", r"[Cc]at[A-Z_]|CatArray|cat_"),
-              ("pool/upsample", r"max_pool|upsample|pool"), ("adam", r"adam|Adam|multi_tensor"),
-              ("reduce", r"reduce|Reduce"), ("elementwise", r"elementwise|vectorized|unrolled|Elementwise"),
-              ("memcpy/memset", r"[Mm]emcpy|[Mm]emset")]
+CATEGORIES = [
+    ("batchnorm", r"batch_norm|batchnorm|bn_fw|bn_bw|welford|BatchNorm"),
+    ("conv", r"conv|cudnn|xmma|implicit|sm90|sm80|wgrad|dgrad|fprop|gemm|cutlass|winograd"),
+    ("triton (fused)", r"triton"),
+    ("cat", r"[Cc]at[A-Z_]|CatArray|cat_"),
+    ("pool/upsample", r"max_pool|upsample|pool"),
+    ("adam", r"adam|Adam|multi_tensor"),
+    ("reduce", r"reduce|Reduce"),
+    ("elementwise", r"elementwise|vectorized|unrolled|Elementwise"),
+    ("memcpy/memset", r"[Mm]emcpy|[Mm]emset"),
+]
 
 
 class Matrix:
     """One run of the variant matrix on ``device`` within ``budget_s`` seconds, results in ``out``."""
 
-    def __init__(self, device: torch.device, size: int, n_filters: int, out: Path, budget_s: float,
-                 steps: int = 6, replays: int = 15, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        size: int,
+        n_filters: int,
+        out: Path,
+        budget_s: float,
+        steps: int = 6,
+        replays: int = 15,
+        say: Callable[[str], None] = print,
+    ) -> None:
         self.device, self.size, self.nf, self.out = device, size, n_filters, out
         self.cuda = device.type == "cuda"
         self.start, self.budget, self.steps, self.replays, self.say = time.time(), budget_s, steps, replays, say
@@ -88,14 +117,20 @@ class Matrix:
     # -- building blocks -------------------------------------------------------------------------
     def batches(self, k: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(1)
-        return [(torch.randn(2, 3, self.size, self.size, generator=g).to(self.device),
-                 (torch.rand(2, 3, self.size, self.size, generator=g) > 0.88).float().to(self.device)) for _ in range(k)]
+        return [
+            (
+                torch.randn(2, 3, self.size, self.size, generator=g).to(self.device),
+                (torch.rand(2, 3, self.size, self.size, generator=g) > 0.88).float().to(self.device),
+            )
+            for _ in range(k)
+        ]
 
     def trainer(self, spec: dict) -> GANTrainer:
         torch.manual_seed(0)
         nets = {k: v.to(self.device) for k, v in build_networks(self.nf, with_discriminator=True).items()}
-        tr = GANTrainer(nets, mode=spec["mode"], amp_dtype=AMP.get(spec["dtype"]), channels_last=spec["nhwc"],
-                        fused_adam=True)
+        tr = GANTrainer(
+            nets, mode=spec["mode"], amp_dtype=AMP.get(spec["dtype"]), channels_last=spec["nhwc"], fused_adam=True
+        )
         if spec.get("compile"):
             tr.compile(spec["compile"])
         return tr
@@ -109,10 +144,14 @@ class Matrix:
         scale = 1024.0 if dtype == "fp16" else 1.0
         ctx = torch.autocast(self.device.type, dtype=AMP[dtype]) if dtype in AMP else contextlib.nullcontext()
         with ctx:
-            loss = seg_losses(nets["G_A"](xx).float(), yy, LossWeights()) + adversarial_loss(nets["D"](xx, yy).float(), True)
+            loss = seg_losses(nets["G_A"](xx).float(), yy, LossWeights()) + adversarial_loss(
+                nets["D"](xx, yy).float(), True
+            )
         (scale * loss).backward()
-        grads = {k: torch.cat([p.grad.detach().double().flatten() / scale for p in nets[k].parameters()]).cpu()
-                 for k in ("G_A", "D")}
+        grads = {
+            k: torch.cat([p.grad.detach().double().flatten() / scale for p in nets[k].parameters()]).cpu()
+            for k in ("G_A", "D")
+        }
         with torch.no_grad():
             for k in ("G_A", "D"):
                 for p in nets[k].parameters():
@@ -186,8 +225,10 @@ class Matrix:
                     t.copy_(v)
 
         def grads() -> dict[str, torch.Tensor]:
-            return {k: torch.cat([p.grad.detach().float().flatten() for p in n.parameters() if p.grad is not None]).cpu()
-                    for k, n in tr.nets.items()}
+            return {
+                k: torch.cat([p.grad.detach().float().flatten() for p in n.parameters() if p.grad is not None]).cpu()
+                for k, n in tr.nets.items()
+            }
 
         def three(fn) -> tuple[list, dict]:
             restore()
@@ -214,9 +255,11 @@ class Matrix:
     def run(self) -> dict:
         cuda = self.cuda
         name = torch.cuda.get_device_name() if cuda else "cpu"
-        self.state["header"] = (f"== torch {torch.__version__}, {name}, cudnn {torch.backends.cudnn.version() if cuda else '-'}"
-                                f"; {self.size} px, batch 2, n={self.nf}; TF32 convolutions "
-                                f"{'on' if cuda and torch.backends.cudnn.allow_tf32 else 'off'}")
+        self.state["header"] = (
+            f"== torch {torch.__version__}, {name}, cudnn {torch.backends.cudnn.version() if cuda else '-'}"
+            f"; {self.size} px, batch 2, n={self.nf}; TF32 convolutions "
+            f"{'on' if cuda and torch.backends.cudnn.allow_tf32 else 'off'}"
+        )
         self.say(self.state["header"])
         self.state["ceilings"] = ceilings() if cuda else {}
         self.save()
@@ -245,7 +288,10 @@ class Matrix:
         try:
             row, tr = self.run_variant(spec, data)
         except Exception as err:
-            row = {"name": spec["name"], "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"}
+            row = {
+                "name": spec["name"],
+                "error": f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}",
+            }
             with open(self.out / "errors.txt", "a") as f:
                 traceback.print_exc(file=f)
         self.state["rows"].append(row)
@@ -280,7 +326,7 @@ def best_ms(row: dict) -> float:
 def ceilings() -> dict[str, float]:
     """Measured copy bandwidth (TB/s) and dense GEMM rates (TFLOP/s, bf16 and TF32)."""
     out = {}
-    a = torch.empty(2 ** 30, dtype=torch.uint8, device="cuda").random_()
+    a = torch.empty(2**30, dtype=torch.uint8, device="cuda").random_()
     b = torch.empty_like(a)
     for _ in range(3):
         b.copy_(a)
@@ -289,7 +335,7 @@ def ceilings() -> dict[str, float]:
     for _ in range(20):
         b.copy_(a)
     torch.cuda.synchronize()
-    out["copy_TBps"] = 2 * 2 ** 30 * 20 / (time.perf_counter() - t) / 1e12
+    out["copy_TBps"] = 2 * 2**30 * 20 / (time.perf_counter() - t) / 1e12
     del a, b
     tf32 = torch.backends.cuda.matmul.allow_tf32
     for dt, label in ((torch.bfloat16, "bf16"), (torch.float32, "tf32")):
@@ -302,7 +348,7 @@ def ceilings() -> dict[str, float]:
         for _ in range(8):
             m @ m
         torch.cuda.synchronize()
-        out[f"{label}_gemm_TFLOPs"] = 8 * 2 * 8192 ** 3 / (time.perf_counter() - t) / 1e12
+        out[f"{label}_gemm_TFLOPs"] = 8 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12
     torch.backends.cuda.matmul.allow_tf32 = tf32
     return out
 
@@ -326,48 +372,66 @@ def kernel_table(tr: GANTrainer, batch: tuple, label: str, out: Path) -> tuple[s
         cat = next((k for k, rx in CATEGORIES if re.search(rx, name)), "other")
         cats[cat][0] += c
         cats[cat][1] += t
-    lines = [f"-- kernels of one step, {label}: {count} kernels, {total / 1e3:.1f} ms GPU busy",
-             f"{'category':<16}{'kernels':>8}{'ms':>8}{'%':>6}"]
-    lines += [f"{k:<16}{c:>8}{t / 1e3:>8.2f}{100 * t / max(total, 1):>6.1f}"
-              for k, (c, t) in sorted(cats.items(), key=lambda kv: -kv[1][1])]
+    lines = [
+        f"-- kernels of one step, {label}: {count} kernels, {total / 1e3:.1f} ms GPU busy",
+        f"{'category':<16}{'kernels':>8}{'ms':>8}{'%':>6}",
+    ]
+    lines += [
+        f"{k:<16}{c:>8}{t / 1e3:>8.2f}{100 * t / max(total, 1):>6.1f}"
+        for k, (c, t) in sorted(cats.items(), key=lambda kv: -kv[1][1])
+    ]
     lines.append(f"{'top-15 kernels':<70}{'calls':>6}{'ms':>8}")
-    lines += [f"{name[:69]:<70}{c:>6}{t / 1e3:>8.2f}" for name, (c, t) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:15]]
+    lines += [
+        f"{name[:69]:<70}{c:>6}{t / 1e3:>8.2f}"
+        for name, (c, t) in sorted(kernels.items(), key=lambda kv: -kv[1][1])[:15]
+    ]
     with contextlib.suppress(Exception):
         prof.export_chrome_trace(str(out / f"trace_{label.split(':')[0]}.json"))
-    return "\n".join(lines), {"kernels": count, "gpu_busy_ms": total / 1e3,
-                              "categories": {k: [c, t / 1e3] for k, (c, t) in cats.items()}}
+    return "\n".join(lines), {
+        "kernels": count,
+        "gpu_busy_ms": total / 1e3,
+        "categories": {k: [c, t / 1e3] for k, (c, t) in cats.items()},
+    }
 
 
 def _f(v, fmt: str = "{:.1f}") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
 
 
-def report(out: Path) -> str:
+def format_matrix(out: Path) -> str:
     """The tables of ``out/matrix.json``: ceilings, kernel profiles, then the variant table and the best."""
     st = json.loads((out / "matrix.json").read_text())
     lines = [st.get("header", "")]
     if st.get("ceilings"):
         lines.append("== ceilings: " + ", ".join(f"{k} {v:.1f}" for k, v in st["ceilings"].items()))
     lines += st.get("tables", [])
-    lines.append("== step variants, ms/step (eager wall, host enqueue, GPU by events, CUDA graph replay); peak GB; "
-                 "gradient error vs float64 (G_A, D); gradients after 3 graphed vs 3 eager steps, and eager vs eager")
-    lines.append(f"{'variant':<40}{'first s':>8}{'eager':>7}{'host':>7}{'GPU':>7}{'graph':>7}{'peakGB':>7}"
-                 f"{'errGA':>9}{'errD':>9}{'g-vs-e':>9}{'e-vs-e':>9}")
+    lines.append(
+        "== step variants, ms/step (eager wall, host enqueue, GPU by events, CUDA graph replay); peak GB; "
+        "gradient error vs float64 (G_A, D); gradients after 3 graphed vs 3 eager steps, and eager vs eager"
+    )
+    lines.append(
+        f"{'variant':<40}{'first s':>8}{'eager':>7}{'host':>7}{'GPU':>7}{'graph':>7}{'peakGB':>7}"
+        f"{'errGA':>9}{'errD':>9}{'g-vs-e':>9}{'e-vs-e':>9}"
+    )
     rows = st.get("rows", [])
     for r in rows:
         if "error" in r:
             lines.append(f"{r['name']:<40}  failed: {r['error']}")
             continue
-        lines.append(f"{r['name']:<40}{_f(r.get('first_step_s')):>8}{_f(r.get('eager_ms')):>7}{_f(r.get('host_ms')):>7}"
-                     f"{_f(r.get('gpu_ms')):>7}{_f(r.get('graph_ms')):>7}{_f(r.get('peak_gb_graph', r.get('peak_gb'))):>7}"
-                     f"{_f(r.get('grad_err_G_A'), '{:.1e}'):>9}{_f(r.get('grad_err_D'), '{:.1e}'):>9}"
-                     f"{_f(r.get('graph_vs_eager_grad'), '{:.1e}'):>9}{_f(r.get('eager_vs_eager_grad'), '{:.1e}'):>9}"
-                     + (f"  graph: {r['graph_error']}" if "graph_error" in r else ""))
+        lines.append(
+            f"{r['name']:<40}{_f(r.get('first_step_s')):>8}{_f(r.get('eager_ms')):>7}{_f(r.get('host_ms')):>7}"
+            f"{_f(r.get('gpu_ms')):>7}{_f(r.get('graph_ms')):>7}{_f(r.get('peak_gb_graph', r.get('peak_gb'))):>7}"
+            f"{_f(r.get('grad_err_G_A'), '{:.1e}'):>9}{_f(r.get('grad_err_D'), '{:.1e}'):>9}"
+            f"{_f(r.get('graph_vs_eager_grad'), '{:.1e}'):>9}{_f(r.get('eager_vs_eager_grad'), '{:.1e}'):>9}"
+            + (f"  graph: {r['graph_error']}" if "graph_error" in r else "")
+        )
     ok = [r for r in rows if "error" not in r]
     if ok:
         b = min(ok, key=best_ms)
-        lines.append(f"== best: {b['name']}{' + CUDA graph' if b.get('graph_ms') == best_ms(b) else ''} at "
-                     f"{best_ms(b):.1f} ms/step -> 13,500 steps (DRIVE_AV, 1500 epochs) in {13500 * best_ms(b) / 6e4:.1f} min")
+        lines.append(
+            f"== best: {b['name']}{' + CUDA graph' if b.get('graph_ms') == best_ms(b) else ''} at "
+            f"{best_ms(b):.1f} ms/step -> 13,500 steps (DRIVE_AV, 1500 epochs) in {13500 * best_ms(b) / 6e4:.1f} min"
+        )
     return "\n".join(lines)
 
 

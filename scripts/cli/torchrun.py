@@ -7,6 +7,7 @@ processes a folder for their messages (:func:`scripts.core.errors.report`), and 
 each distinct message once and exits with the code of the first failed process (2 for a user's
 mistake, 3 for lost contact). A crash (a bug) keeps its traceback, printed by the process itself.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,11 @@ def launch(argv: list[str]) -> int:
         for message in messages:
             print(f"error: {message}", file=sys.stderr)
         if not messages and first.exitcode != 2:  # not a message of ours: say which process ended how
-            how = (f"was stopped by signal {-first.exitcode} ({signal.Signals(-first.exitcode).name})"
-                   if first.exitcode < 0 else f"exited with code {first.exitcode}")
+            how = (
+                f"was stopped by signal {-first.exitcode} ({signal.Signals(-first.exitcode).name})"
+                if first.exitcode < 0
+                else f"exited with code {first.exitcode}"
+            )
             print(f"error: process rank {rank} {how}; its own output above says why", file=sys.stderr)
         return exit_code(first.exitcode)
     finally:

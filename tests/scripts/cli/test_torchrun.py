@@ -1,4 +1,5 @@
 """Several processes, one message: a user's mistake under NPROC=2 is printed once, with exit code 2."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from scripts.cli.torchrun import exit_code
 from scripts.core.errors import ERRORS_ENV, report
-from scripts.core.launch import exit_code
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -30,14 +31,23 @@ def test_report_goes_to_the_launchers_folder_or_is_printed_by_rank_0_alone(tmp_p
     assert (tmp_path / "rank3.txt").read_text() == "bad thing\n" and capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("extra, message", [
-    ([], "unknown dataset name 'NOPE'"),
-    (["--epochs", "0"], "argument --epochs/-e: must be at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "unknown dataset name 'NOPE'"),
+        (["--epochs", "0"], "argument --epochs/-e: must be at least 1, got 0"),
+    ],
+)
 def test_a_mistake_under_two_processes_is_printed_once_with_exit_code_2(tmp_path, extra, message):
     env = dict(os.environ, AVSEG_DATA=str(tmp_path), NPROC="2")
-    res = subprocess.run(["sh", str(REPO / "train.sh"), "NOPE", "--device", "cpu", *extra], cwd=tmp_path,
-                         capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        ["sh", str(REPO / "train.sh"), "NOPE", "--device", "cpu", *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 2, res.stderr
     assert res.stderr.count(message) == 1, res.stderr
     for noise in ("Traceback", "ChildFailedError", "exitcode", "OMP_NUM_THREADS"):
