@@ -82,7 +82,7 @@ def set_checkpointing(net: nn.Module, on: bool) -> int:
     units = stages(net)
     for unit in units:
         if on:
-            unit.forward = functools.partial(_checkpointed, unit, type(unit).forward.__get__(unit))  # type: ignore[method-assign]
+            unit.forward = functools.partial(_checkpointed, unit, type(unit).forward.__get__(unit))
         else:
             unit.__dict__.pop("forward", None)
     return len(units)

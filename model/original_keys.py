@@ -24,11 +24,11 @@ original                               this project
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
-_RULES: list[tuple[str, str]] = [
+_RULES: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
     (r"^module\.", ""),
     (r"^(inc|down[1-4])\.", r"encoder.\1."),
     (r"\.maxpool_conv\.1\.", ".conv."),
@@ -42,7 +42,7 @@ _RULES: list[tuple[str, str]] = [
     (r"^S([1-3])\.side_block_([1-3])\.block\.2\.", lambda m: f"side{m[1]}.blocks.{int(m[2]) - 1}.bn."),
     (r"^S([1-3])\.side_output\.", r"side\1.head."),
     (r"^outc\.conv\.", "head."),
-]  # type: ignore[list-item]
+]
 
 
 def map_original_key(key: str, generator: bool) -> str:

@@ -13,7 +13,7 @@ Modes (all exact but ``amp``; see scripts/training/step.py):
 ``amp`` ``batched`` under bf16 autocast; ``compile`` ``batched`` with torch.compile'd networks
 (compilation happens in the warm-up steps); ``auto`` the mode ``--step auto`` of train.py chooses
 (the table names it). ``--channels-last auto`` uses NHWC on CUDA only. ``--matrix``: the GPU variant
-matrix with CUDA-graph replay, kernel profiles and ceilings (``scripts/training/variants.py``).
+matrix with CUDA-graph replay, kernel profiles and ceilings (``scripts/benchmarks/gpu_matrix.py``).
 Every (mode, size) runs in a fresh process so its peak memory is its own (RSS on CPU, max
 allocated on CUDA). Times are medians after warm-up. FLOPs and the number of ATen operator calls
 (about one kernel launch each on a GPU) are counted during the first warm-up step.
@@ -22,6 +22,7 @@ allocated on CUDA). Times are medians after warm-up. FLOPs and the number of ATe
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,12 +33,15 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 
 from scripts.benchmarks.ddp import ddp_benchmark
 from scripts.benchmarks.gpu_matrix import Matrix, format_matrix
+from scripts.benchmarks.memory import MODES as MEMORY_MODES
+from scripts.benchmarks.memory import format_memory, format_verified, memory_rows, sizes_of, verify
 from scripts.benchmarks.segments import segments_benchmark
 from scripts.benchmarks.steps import MODES, benchmark_steps, table
 from scripts.cli.entry import run_command
 from scripts.cli.types import positive_float, positive_int
 from scripts.core.config import default_data_root
 from scripts.core.errors import UsageError
+from scripts.io.atomic import write_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +71,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--budget-s", type=positive_float, default=270, help="with --matrix: seconds it may take")
     p.add_argument("--report", type=Path, default=None, metavar="OUT", help="print the tables of OUT/matrix.json")
-    p.add_argument("--sizes", type=positive_int, nargs="+", default=[128, 256])
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="the memory plan instead (CUDA memory predicted on this CPU, docs/memory.md): planned peak per "
+        "--modes (literal, reuse, batched, amp) and size, with and without activation checkpointing, and what "
+        "the default picks on --cards",
+    )
+    p.add_argument("--dataset", nargs="+", default=None, metavar="NAME", help="with --memory: these datasets' sizes")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="with --memory on a GPU: also run every planned step for real and print measured against planned "
+        "peaks and ms per step (at most --budget-s)",
+    )
+    p.add_argument(
+        "--cards", type=positive_int, nargs="*", default=[16, 24, 40, 80], metavar="GB", help="with --memory"
+    )
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=None, help="square sizes (default: 128 256)")
     p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "reuse", "batched"])
+    p.add_argument(
+        "--activation-checkpointing",
+        choices=("off", "on", "both"),
+        default="off",
+        help="step timings: with activation checkpointing, or both ways (its cost per step)",
+    )
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format")
     p.add_argument("--n-filters", type=positive_int, default=32)
     p.add_argument("--batch-size", type=positive_int, default=2)
@@ -83,6 +110,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def benchmark(a: argparse.Namespace) -> int:
     """Run the measurement the options name and print its table."""
+    if a.memory:
+        if a.verify and (not a.device.startswith("cuda") or not torch.cuda.is_available()):
+            raise UsageError("--verify measures the plan against a CUDA GPU: give --device cuda on a GPU machine")
+        modes = [m for m in a.modes if m in MEMORY_MODES]
+        if not modes:
+            raise UsageError(f"--memory plans the modes {', '.join(MEMORY_MODES)}; got --modes {' '.join(a.modes)}")
+        rows = memory_rows(
+            modes, sizes_of(a.sizes, a.dataset) or sizes_of([592], None), a.n_filters, a.batch_size, a.cards
+        )
+        if a.json:
+            write_atomic(a.json, json.dumps({"memory_plan": rows}, indent=1) + "\n")
+        if a.verify:  # on the GPU: the measured peaks, each written as it comes
+            results: list[dict] = []
+
+            def keep(result: dict) -> None:
+                results.append(result)
+                print(
+                    f"  {result['size']} {result['mode']}{' + ckpt' if result['checkpointing'] else ''}: "
+                    f"measured {result['measured_mb']} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if a.json:
+                    write_atomic(a.json, json.dumps({"memory_plan": rows, "verified": results}, indent=1) + "\n")
+
+            verify(rows, a.n_filters, a.batch_size, a.device, a.budget_s, keep)
+        print(format_memory(rows, a.n_filters, a.batch_size))
+        if a.verify:
+            print(format_verified(results))
+        return 0
+    a.sizes = a.sizes or [128, 256]
     if a.report:
         print(format_matrix(a.report))
     elif a.matrix:
@@ -100,8 +158,9 @@ def benchmark(a: argparse.Namespace) -> int:
         if a.device.startswith("cuda") and not torch.cuda.is_available():
             raise UsageError(f"--device {a.device} asked for, but no CUDA GPU is visible")
         settings = dict(n_filters=a.n_filters, batch=a.batch_size, device_name=a.device, reps=a.reps, warmup=a.warmup)
+        checkpointing = {"off": [False], "on": [True], "both": [False, True]}[a.activation_checkpointing]
         rows, device = benchmark_steps(
-            a.sizes, a.modes, a.json, threads=a.threads, channels_last=a.channels_last, **settings
+            a.sizes, a.modes, a.json, checkpointing, threads=a.threads, channels_last=a.channels_last, **settings
         )
         print(
             f"training step (batch {a.batch_size}, n={a.n_filters}) and inference on {a.device} ({device}), "

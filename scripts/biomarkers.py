@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 
 from scripts.cli.entry import run_command
 from scripts.cli.types import positive_float
-from scripts.vessels.map_files import MapOptions, measure_maps
+from scripts.vessels.biomarker_files import MapOptions, measure_maps
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,9 @@
 # The paper protocol on one GPU machine in one or two commands of at most 10 minutes each.
 #   sh scripts/gpu_check.sh WORKDIR [DATA_ROOT]             # 1st: measure, then train DRIVE_AV for the time left
 #   sh scripts/gpu_check.sh --continue WORKDIR [DATA_ROOT]  # 2nd (same machine): resume, finish, test
-# 1st command: the variant matrix (python -m scripts.benchmark --matrix: ceilings, eager / host / GPU /
+# 1st command (CUDA): the memory plan checked against the GPU (python -m scripts.benchmark --memory --verify:
+# planned vs measured peak and ms per step, with and without activation checkpointing, at the three datasets'
+# paper sizes; at most MEMORY_S s), then the variant matrix (python -m scripts.benchmark --matrix: ceilings, eager / host / GPU /
 # CUDA-graph ms per step, peak memory, gradient error against float64, graph-vs-eager next to
 # eager-vs-eager, two kernel profiles; at most MATRIX_S s), then DRIVE_AV training with the paper settings
 # and the fastest exact flags the matrix found (float32/TF32 unless ALLOW_AMP=1) until TOTAL_S is spent
@@ -25,7 +27,8 @@ DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-592}
 NF=${NF:-32}
 TOTAL=${TOTAL_S:-540}
-MATRIX=${MATRIX_S:-200}
+MATRIX=${MATRIX_S:-150}
+MEMORY=${MEMORY_S:-150}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/_python.sh"
 mkdir -p "$WORK"
@@ -38,6 +41,12 @@ SHAPE="--device $DEVICE --n-filters $NF --image-size $SIZE $SIZE ${TRAIN_ARGS:-}
 if [ "$CONTINUE" = 0 ]; then
     { nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv 2>/dev/null
       $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; nproc; } > "$WORK/machine.txt" 2>&1
+    if [ "$DEVICE" = cuda ] && [ "$MEMORY" -gt 0 ]; then
+        echo "== memory plan against the GPU (at most $MEMORY s): $WORK/memory.txt"
+        timeout $((MEMORY + 120)) $PY -m scripts.benchmark --memory --verify --device cuda --budget-s "$MEMORY" \
+            --dataset DRIVE_AV LES-AV HRF-AV --modes batched reuse --n-filters "$NF" --json "$WORK/memory.json" \
+            > "$WORK/memory.txt" 2>&1 || echo "memory check ended early (exit $?)"
+    fi
     echo "== variant matrix ($SIZE px, n=$NF, at most $MATRIX s): $WORK/matrix/"
     timeout $((MATRIX + 90)) $PY -m scripts.benchmark --matrix "$WORK/matrix" --device "$DEVICE" --sizes "$SIZE" \
         --n-filters "$NF" --budget-s "$MATRIX" > "$WORK/matrix.txt" 2>&1 || echo "matrix ended early (exit $?)"
@@ -77,11 +86,12 @@ else
     STATE="incomplete"
 fi
 [ -n "${COPY_TO:-}" ] && mkdir -p "$COPY_TO" && (cd "$WORK" && cp -r ./*.txt ./*.log matrix "$COPY_TO"/ 2>/dev/null; \
-    cp "$JOBDIR"/timing.json "$JOBDIR"/config.json "$COPY_TO"/ 2>/dev/null; cp -r results "$COPY_TO"/ 2>/dev/null; true)
+    cp "$JOBDIR"/timing.json "$JOBDIR"/config.json memory.json "$COPY_TO"/ 2>/dev/null; cp -r results "$COPY_TO"/ 2>/dev/null; true)
 # the tables last, so that the end of the output holds every answer
-[ -f "$WORK/matrix/matrix.json" ] && $PY -m scripts.benchmark --report "$WORK/matrix" | cut -c1-150 | tail -60
+[ -f "$WORK/memory.txt" ] && grep -A40 "^memory plan against the GPU" "$WORK/memory.txt" | cut -c1-110
+[ -f "$WORK/matrix/matrix.json" ] && $PY -m scripts.benchmark --report "$WORK/matrix" | cut -c1-150 | tail -50
 echo "== training (flags: $FLAGS)"
-grep -hE "step auto|CUDA graph|timing:|time limit|resumed|done in|rror" "$WORK"/train*.log | cut -c1-200 | tail -10
+grep -hE "step auto|memory plan|out of device memory|CUDA graph|timing:|time limit|resumed|done in|rror" "$WORK"/train*.log | cut -c1-220 | tail -12
 echo "== validation F1 curve (last points of $(wc -l < "$WORK/validation_curve.txt") in $WORK/validation_curve.txt)"
 tail -4 "$WORK/validation_curve.txt" | cut -c1-130
 if [ "$STATE" = complete ]; then

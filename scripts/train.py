@@ -115,7 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", *STEP_MODES),
         help="how a training step runs; all three are exact (docs/training_step.md): literal = the "
         "original's calls, reuse = one forward per generator, batched = reuse + batched D calls; "
-        "auto (default) = the fastest measured for the device: reuse on CPUs, batched on GPUs",
+        "auto (default) = on CPUs the fastest measured (reuse from n = 16, batched below: the demo's n = 8); on "
+        "CUDA the fastest that fits the GPU's free memory by the memory plan (batched where it fits)",
+    )
+    p.add_argument(
+        "--activation-checkpointing",
+        choices=AUTO_ON_OFF,
+        help="recompute the networks' activations in the backward pass instead of keeping them: the same "
+        "numbers (bit for bit on the CPU), a fraction of the memory (DRIVE_AV's batched step: 15.1 -> 4.8 GiB), "
+        "one more forward pass per step. auto (default): on CUDA, with --step auto, the fastest exact "
+        "configuration that the memory plan fits in the GPU's free memory (docs/memory.md); off on CPUs",
     )
     p.add_argument(
         "--cuda-graph",

@@ -49,6 +49,8 @@ def _measure(
     warmup: int,
     threads: int | None,
     channels_last: str = "auto",
+    checkpointing: bool = False,
+    height: int | None = None,
 ) -> dict:
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils.flop_counter import FlopCounterMode
@@ -77,9 +79,11 @@ def _measure(
         amp_dtype=torch.bfloat16 if mode == "amp" else None,
         channels_last=nhwc,
         fused_adam=mode != "literal",
+        checkpointing=checkpointing,
     )
-    x = torch.randn(batch, 3, size, size, device=device)
-    y = (torch.rand(batch, 3, size, size, device=device) > 0.9).float()
+    h = height or size  # size is the width
+    x = torch.randn(batch, 3, h, size, device=device)
+    y = (torch.rand(batch, 3, h, size, device=device) > 0.9).float()
     with FlopCounterMode(display=False) as counter, OpCounter():  # the first warm-up step also counts
         trainer.step(x, y)
     flops, ops = counter.get_total_flops(), OpCounter.calls
@@ -122,7 +126,8 @@ def _measure(
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return {
-        "mode": mode if mode != "auto" else f"auto={step_mode}",
+        "mode": (mode if mode != "auto" else f"auto={step_mode}") + (" + ckpt" if checkpointing else ""),
+        "checkpointing": checkpointing,
         "size": size,
         "n_filters": n_filters,
         "batch": batch,
@@ -161,17 +166,17 @@ def measure(**kwargs) -> dict:
 def table(rows: list[dict]) -> str:
     literal = {r["size"]: r["ms_per_step"] for r in rows if r.get("mode") == "literal" and "error" not in r}
     head = (
-        f"{'mode':<13}{'size':>6}{'ms/step':>10}{'img/s':>8}{'literal/this':>13}{'infer ms/img':>13}"
+        f"{'mode':<17}{'size':>6}{'ms/step':>10}{'img/s':>8}{'literal/this':>13}{'infer ms/img':>13}"
         f"{'peak MB':>9}{'GFLOP/step':>11}{'GFLOP/s':>9}{'ops/step':>9}{'syncs':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
-            lines.append(f"{r['mode']:<13}{r['size']:>6}  failed: {r['error']}")
+            lines.append(f"{r['mode']:<17}{r['size']:>6}  failed: {r['error']}")
             continue
         ratio = literal.get(r["size"], float("nan")) / r["ms_per_step"]
         lines.append(
-            f"{r['mode']:<13}{r['size']:>6}{r['ms_per_step']:>10.0f}{r['train_images_per_s']:>8.2f}"
+            f"{r['mode']:<17}{r['size']:>6}{r['ms_per_step']:>10.0f}{r['train_images_per_s']:>8.2f}"
             f"{ratio:>13.2f}{r['ms_per_image_inference']:>13.0f}{r['peak_mb']:>9.0f}"
             f"{r['gflop_per_step']:>11.1f}{r['achieved_gflop_s']:>9.1f}{r['aten_ops_per_step']:>9}"
             f"{'-' if r.get('host_syncs_per_step') is None else r['host_syncs_per_step']:>6}"
@@ -180,7 +185,11 @@ def table(rows: list[dict]) -> str:
 
 
 def benchmark_steps(
-    sizes: list[int], modes: list[str], json_path: Path | None = None, **settings
+    sizes: list[int],
+    modes: list[str],
+    json_path: Path | None = None,
+    checkpointing: list[bool] | None = None,
+    **settings,
 ) -> tuple[list[dict], str]:
     """:func:`measure` for every size and mode (progress on stderr); with ``json_path`` the rows so far
     are written after each, so a run cut short keeps what it measured. Returns the rows and the device."""
@@ -193,8 +202,10 @@ def benchmark_steps(
     rows: list[dict] = []
     for size in sizes:
         for mode in modes:
-            rows.append(measure(mode=mode, size=size, **settings))
-            print(f"  {mode} {size}: {rows[-1].get('ms_per_step', float('nan')):.0f} ms/step", file=sys.stderr)
+            for ckpt in checkpointing or [False]:
+                rows.append(measure(mode=mode, size=size, checkpointing=ckpt, **settings))
+                label = f"{mode}{' + checkpointing' if ckpt else ''} {size}"
+                print(f"  {label}: {rows[-1].get('ms_per_step', float('nan')):.0f} ms/step", file=sys.stderr)
             if json_path:
                 write_atomic(
                     json_path,

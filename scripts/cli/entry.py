@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from scripts.core.distributed import lost_contact_message
-from scripts.core.errors import ERRORS_ENV, UserError, is_quiet_rank, report
+from scripts.core.errors import ERRORS_ENV, UserError, is_quiet_rank, report_error
 
 
 def run_command(body: Callable[[], int]) -> int:
@@ -22,23 +22,23 @@ def run_command(body: Callable[[], int]) -> int:
     try:
         return body()
     except UserError as err:
-        report(str(err))
+        report_error(str(err))
         return 2
     except RuntimeError as err:
         message = lost_contact_message(err)
         if message is None:
             raise
-        report(message)
+        report_error(message)
         return 3
 
 
 def quiet_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Under torchrun, an argparse mistake goes through :func:`report` too (exit code 2): to the
+    """Under torchrun, an argparse mistake goes through :func:`report_error` too (exit code 2): to the
     launcher, or printed by rank 0 alone."""
     if os.environ.get(ERRORS_ENV) or is_quiet_rank():
 
         def error(message: str):
-            report(f"{parser.prog}: {message} (see {parser.prog} --help)")
+            report_error(f"{parser.prog}: {message} (see {parser.prog} --help)")
             sys.exit(2)
 
         parser.error = error  # type: ignore[method-assign]

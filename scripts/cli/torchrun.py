@@ -3,7 +3,7 @@
 PyTorch's launcher answers any failed process with a ``ChildFailedError`` traceback and exit code
 1, which buries the one line that says what to fix. :func:`launch` runs the same launcher
 (``torch.distributed.run``, same options) in this process with its failure logs silenced, gives the
-processes a folder for their messages (:func:`scripts.core.errors.report`), and when they fail prints
+processes a folder for their messages (:func:`scripts.core.errors.report_error`), and when they fail prints
 each distinct message once and exits with the code of the first failed process (2 for a user's
 mistake, 3 for lost contact). A crash (a bug) keeps its traceback, printed by the process itself.
 """

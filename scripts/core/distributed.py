@@ -15,6 +15,7 @@ import datetime
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -31,7 +32,7 @@ class Context:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    control: object | None = None  # a gloo group for host-side agreement (stop requests)
+    control: Any = None  # a gloo group for host-side agreement (stop requests)
 
     @property
     def active(self) -> bool:

@@ -6,7 +6,7 @@ class: they print its message and exit with code 2. Any other exception is a bug
 (or in a library it calls) and is left to show its traceback (exit code 1), so that it gets reported
 instead of passing for a user's mistake.
 
-Under torchrun every process meets the same mistake; :func:`report` makes it appear once: every
+Under torchrun every process meets the same mistake; :func:`report_error` makes it appear once: every
 process sends it to the project's launcher (``scripts/launch.py``, which prints each distinct
 message once after the processes end) when it started them, else rank 0 alone prints it. (Printing
 from a process would race with torchrun, which stops the others as soon as one exits.)
@@ -33,7 +33,7 @@ def is_quiet_rank() -> bool:
     return os.environ.get("RANK", "0") != "0"
 
 
-def report(message: str) -> None:
+def report_error(message: str) -> None:
     """Show ``message`` (an error) once per run, whatever the number of processes (module docstring)."""
     folder = os.environ.get(ERRORS_ENV)
     if folder and os.path.isdir(folder):

@@ -32,7 +32,7 @@ def open_image(path: Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         pixels = next((w for w in str(err).replace("(", " ").split() if w.isdigit()), "?")
         raise DataError(
-            f"{path}: {pixels} pixels, more than the {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels an image "
+            f"{path}: {pixels} pixels, more than the {(Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels an image "
             "may have here (Pillow's guard against decompression bombs); no fundus photograph is that "
             "large: check the file, or resize it"
         ) from None

@@ -21,8 +21,8 @@ from scripts.data.dataset import find_items
 from scripts.data.images import DataError, decode_image, load_label, load_mask
 from scripts.data.labels import decode_classes
 from scripts.evaluation import rrwnet
+from scripts.evaluation.metric_tables import format_table, metrics_csv, summary_json
 from scripts.evaluation.metrics import PROB_METRICS, image_metrics, mean_metrics
-from scripts.evaluation.report import format_table, metrics_csv, summary_json
 from scripts.inference.predictor import resize_prob
 from scripts.io.tables import write_csv
 from scripts.vessels import segments as seg

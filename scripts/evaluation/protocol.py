@@ -34,9 +34,9 @@ from scripts.data.dataset import AVDataset
 from scripts.data.images import load_photo
 from scripts.data.labels import decode_classes
 from scripts.evaluation import rrwnet
+from scripts.evaluation.metric_tables import format_table, metrics_csv, nan_to_null
 from scripts.evaluation.metrics import PROB_METRICS, mean_metrics
 from scripts.evaluation.options import TestOptions
-from scripts.evaluation.report import format_table, metrics_csv, nan_to_null
 from scripts.evaluation.scoring import score_prediction
 from scripts.figures.pages import results_page
 from scripts.figures.visualise import comparison_row
@@ -44,7 +44,7 @@ from scripts.inference.predictor import Predictor, gather_in_order, iterate_shar
 from scripts.inference.weights import load_predictor
 from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import write_atomic
-from scripts.io.job import find_snapshots, snapshot_epoch
+from scripts.io.job import find_snapshots, job_folder, runs_folder, snapshot_epoch
 from scripts.io.staging import StagedFolder
 from scripts.io.tables import write_csv
 from scripts.vessels import segments as seg
@@ -145,7 +145,7 @@ class TestRun:
             return [("release" if opts.release else "original", None)]
         if not self.from_job():
             return [(p.stem, p) for p in opts.checkpoint]
-        return [(p.stem, p) for p in find_snapshots(opts.out / opts.dataset / opts.job_name, opts.snapshots)]
+        return [(p.stem, p) for p in find_snapshots(job_folder(opts.out, opts.dataset, opts.job_name), opts.snapshots)]
 
     def run(self) -> dict:
         """Stage the output folders (rank 0 locks and checks them), score, then publish them."""
@@ -184,7 +184,7 @@ class TestRun:
         return load_predictor(self.device, path, opts.release, opts.original, opts.dataset, opts.image_size)
 
     def score_all(self, sources: list[tuple[str, Path | None]], first: Predictor) -> dict:
-        """Score every source into the staged folders; rank 0 writes the tables and prints the report."""
+        """Score every source into the staged folders; rank 0 writes the tables and prints the tables."""
         opts = self.opts
         dataset, scored, files = None, [], []
         last = f", the last of {len(sources)} checkpoints" if len(sources) > 1 else ""
@@ -214,19 +214,19 @@ class TestRun:
             return {}
         row = paper_row([s.score for s in scored])
         self.write_tables(scored, row, predictor, dataset, files)
-        self.write_report(len(dataset))
+        self.write_report_page(len(dataset))
         mean = mean_metrics([s.score for s in scored])
-        self.report(scored, row, mean, predictor, dataset)
+        self.print_tables(scored, row, mean, predictor, dataset)
         return {"row": row, "mean": mean, "results_dir": self.results_dir}
 
     def from_job(self) -> bool:
         """Whether the checkpoints are the job folder's snapshots (so its config and curves apply)."""
         return not (self.opts.release or self.opts.original or self.opts.checkpoint)
 
-    def write_report(self, n_images: int) -> None:
+    def write_report_page(self, n_images: int) -> None:
         """report.html of the staged results (scripts/figures/pages.py), from the files just written."""
         opts = self.opts
-        job_dir = opts.out / opts.dataset / opts.job_name
+        job_dir = job_folder(opts.out, opts.dataset, opts.job_name)
         config = None
         if self.from_job():
             try:
@@ -245,7 +245,7 @@ class TestRun:
             "versions": ckpt.versions(),
             "config": config,
         }
-        runs = opts.runs_dir / opts.job_name if self.from_job() else None
+        runs = runs_folder(opts.runs_dir, opts.job_name) if self.from_job() else None
         write_atomic(self.out / "report.html", results_page(self.out, info, runs))
 
     def rrwnet_summary(self, scored: list[Scored]) -> dict:
@@ -421,7 +421,9 @@ class TestRun:
         if biomarker_rows:
             write_csv(out / "biomarkers.csv", biomarker_rows)
 
-    def report(self, scored: list[Scored], row: dict, mean: dict, predictor: Predictor, dataset: AVDataset) -> None:
+    def print_tables(
+        self, scored: list[Scored], row: dict, mean: dict, predictor: Predictor, dataset: AVDataset
+    ) -> None:
         opts = self.opts
         chosen = self.selection(scored)
         epochs = [e for e in chosen["epochs"] if e is not None]

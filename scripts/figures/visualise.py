@@ -104,7 +104,9 @@ def comparison_panels(
     if h != height:
         size = (round(w * height / h), height)
         panels = [
-            np.asarray(Image.fromarray(p).resize(size, Image.BILINEAR if i in (0, 4) else Image.NEAREST))
+            np.asarray(
+                Image.fromarray(p).resize(size, Image.Resampling.BILINEAR if i in (0, 4) else Image.Resampling.NEAREST)
+            )
             for i, p in enumerate(panels)
         ]
     return list(zip(PANEL_TITLES, panels))
@@ -113,7 +115,7 @@ def comparison_panels(
 def _handles(legend: dict[str, tuple[int, int, int]]) -> list:
     from matplotlib.patches import Patch
 
-    return [Patch(facecolor=np.array(rgb) / 255, edgecolor="0.5", label=name) for name, rgb in legend.items()]
+    return [Patch(facecolor=tuple(c / 255 for c in rgb), edgecolor="0.5", label=name) for name, rgb in legend.items()]
 
 
 def comparison_figure(
@@ -181,7 +183,7 @@ def comparison_figure(
             columnspacing=1.2,
         )
     fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # type: ignore[attr-defined]
 
 
 def comparison_row(

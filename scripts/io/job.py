@@ -25,6 +25,26 @@ class JobFolderError(UserError):
     """A job folder that holds another run, or no usable snapshot; the message says the ways on."""
 
 
+def _one_name(name: str, what: str) -> str:
+    """A name that becomes one folder: not empty, not '.' or '..', no path separator."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise JobFolderError(
+            f"{what} {name!r} must be a plain folder name (no '/', not '.' or '..'): it names a folder "
+            "inside the output folder, and nothing outside it may be written or deleted"
+        )
+    return name
+
+
+def job_folder(out: Path, dataset: str, job: str) -> Path:
+    """``<out>/<DATASET>/<job>/``: the folder of one training run (the one place this path is made)."""
+    return Path(out) / _one_name(dataset, "the dataset name") / _one_name(job, "the job name")
+
+
+def runs_folder(runs_dir: Path, job: str) -> Path:
+    """``<runs-dir>/<job>/``: the run's TensorBoard events (the one place this path is made)."""
+    return Path(runs_dir) / _one_name(job, "the job name")
+
+
 def snapshot_kind(epoch: int, save_from: int, save_every: int, last_epoch: bool) -> str | None:
     """Which snapshot epoch ``epoch`` gets: ``"protocol"`` on the grid (every ``save_every`` epochs
     from ``save_from``; the paper: every 10 from 1300), ``"stop"`` for the last epoch of a run that

@@ -20,6 +20,12 @@ resume and compilation, from the first call on: state loaded later must be copie
 tensors (``GANTrainer.load_state_dict`` does that for the schedulers; optimiser state loaded after
 capture would not be seen, so the trainer loads it before).
 
+Before the replays are relied on, the graph proves itself on the batch it was captured with
+(:meth:`GraphedStep._verify`): two eager steps and one replay from the same state, every state tensor
+and loss compared, the tolerance being the eager-vs-eager difference on that device. A replay that
+differs turns the graph off with a warning naming the largest difference; the numbers are kept in
+``check`` (``timing.json``).
+
 ``mode="auto"`` measures: a few eager steps, then a few replays, and keeps the faster (every one of
 them is a real training step on a real batch).
 """
@@ -53,6 +59,27 @@ def graph_unsupported(
     return None
 
 
+NOISE_LIMIT = 1e-3  # largest relative difference of two eager steps from one state that is still noise
+
+
+def _largest_difference(
+    trainer, got: list[torch.Tensor], expected: list[torch.Tensor], got_losses: dict, expected_losses: dict
+) -> tuple[float, str]:
+    """The largest relative difference (max |a - b| / max |b|) over every state tensor and loss, and where."""
+    names = [n for n, _ in trainer.named_state_tensors()]
+    pairs = [*zip(names, got, expected)]
+    pairs += [(f"loss {k}", got_losses[k].detach().cpu(), v) for k, v in expected_losses.items()]
+    worst, where = 0.0, "-"
+    for name, a, b in pairs:
+        a64, b64 = a.detach().double(), b.detach().double()
+        d = float((a64 - b64).abs().max()) if a64.numel() else 0.0
+        if d > 0:
+            d /= max(float(b64.abs().max()), 1e-30)
+        if d > worst or d != d:
+            worst, where = d, name
+    return worst, where
+
+
 class GraphedStep:
     """``step(x, y) -> losses`` like :meth:`GANTrainer.step`, replayed from a CUDA graph (module docstring)."""
 
@@ -69,6 +96,7 @@ class GraphedStep:
         self.eager_ms: list[float] = []
         self.graph_ms: list[float] = []
         self.decision: str | None = None
+        self.check: dict | None = None  # the self-check after capture (timing.json)
         self._told_shape = False
 
     @property
@@ -78,6 +106,8 @@ class GraphedStep:
             return "graph"
         if self.decision == "eager":
             return "eager (auto: measured faster)"
+        if self.check is not None and not self.check["passed"]:
+            return "eager (the replay differed from the eager step)"
         return "eager (capture failed)" if self.eager_only else "not captured yet"
 
     # the device-specific parts (overridden by the CPU tests, which cannot capture)
@@ -118,6 +148,7 @@ class GraphedStep:
                 return self._timed(lambda: self.trainer.step(x, y), self.eager_ms)
             if not self._try_capture(x, y):
                 return self.trainer.step(x, y)
+            return self._verify(x, y)  # trains this batch (once), by the graph if it proves itself
         if self.static is None or x.shape != self.static[0].shape or y.shape != self.static[1].shape:
             if not self._told_shape:
                 log.info(
@@ -137,6 +168,61 @@ class GraphedStep:
             return out
         self.replay()
         return self.out
+
+    def _verify(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Prove the captured graph before relying on it: from the same state and batch, two eager steps
+        (their difference is this device's run-to-run noise) and one replay. The replay must match the
+        eager step within twice that noise (two noisy runs may differ by up to twice one run's noise),
+        and the two eager steps must agree to NOISE_LIMIT (a step whose result is not a function of its
+        state tensors, e.g. one that reads a Python value changing between steps, cannot be replayed).
+        Otherwise the graph is dropped with a warning naming the largest difference, and the eager
+        result is kept. Either way this batch is trained exactly once; the numbers go to ``self.check``."""
+        trainer = self.trainer
+        start = trainer.snapshot()
+        eager_out = trainer.step(x, y)
+        self._sync()
+        eager = trainer.snapshot()
+        eager_losses = {k: v.detach().to("cpu", copy=True) for k, v in eager_out.items()}
+        trainer.restore(start)
+        again_out = trainer.step(x, y)
+        self._sync()
+        again = trainer.snapshot()
+        noise = _largest_difference(trainer, again.tensors, eager.tensors, again_out, eager_losses)
+        trainer.restore(start)
+        assert self.static is not None and self.replay is not None and self.out is not None
+        self.static[0].copy_(x)
+        self.static[1].copy_(y)
+        self.replay()
+        self._sync()
+        graph = trainer.snapshot()
+        diff = _largest_difference(trainer, graph.tensors, eager.tensors, self.out, eager_losses)
+        passed = noise[0] <= NOISE_LIMIT and diff[0] <= 2 * noise[0]
+        self.check = {
+            "passed": passed,
+            "replay_vs_eager": diff[0],
+            "replay_vs_eager_at": diff[1],
+            "eager_vs_eager": noise[0],
+            "eager_vs_eager_at": noise[1],
+            "tolerance": 2 * noise[0],
+        }
+        if passed:
+            log.info(
+                "CUDA graph self-check passed: replay vs eager %.3g (largest relative difference), eager vs eager %.3g",
+                diff[0],
+                noise[0],
+            )
+            return {k: v.clone() for k, v in self.out.items()}
+        why = (
+            f"two eager steps from the same state differ by {noise[0]:.3g} (in {noise[1]}): the step's result is "
+            "not a function of its state tensors"
+            if noise[0] > NOISE_LIMIT
+            else f"the replay differs from the eager step by {diff[0]:.3g} in {diff[1]}, beyond the eager-vs-eager "
+            f"noise {noise[0]:.3g}"
+        )
+        log.warning("CUDA graph self-check failed: %s; training goes on eagerly", why)
+        trainer.restore(eager)
+        self.replay, self.static, self.out, self.eager_only = None, None, None, True
+        return {k: v.to(x.device) for k, v in eager_losses.items()}
 
     def _try_capture(self, x: torch.Tensor, y: torch.Tensor) -> bool:
         fmt = self.trainer.memory_format

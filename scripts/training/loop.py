@@ -2,9 +2,9 @@
 
 ``TrainingRun(opts, ctx, device).run()`` prepares the data, the networks, the step and the output
 folder, then trains epoch by epoch; its policies are small methods and functions that tests call
-directly: which epochs get a snapshot (:func:`scripts.io.job.snapshot_kind`), when a run stops (time limit,
-``--max-steps``, Ctrl-C: :class:`StopFlag`), what ``last.pt`` holds and where a resumed run starts
-(:mod:`scripts.io.resume`). A job folder holds one run: a new run refuses a folder that holds
+directly: what is saved when and under which name (:class:`~scripts.training.checkpoints.CheckpointSaver`),
+when a run stops (time limit, ``--max-steps``, Ctrl-C: :class:`StopFlag`), what ``last.pt`` holds and
+where a resumed run starts (:mod:`scripts.io.resume`). A job folder holds one run: a new run refuses a folder that holds
 another (unless ``--overwrite``), and the live run holds a lock on it (:mod:`scripts.io.job`,
 :mod:`scripts.io.lock`). Under torchrun, rank 0 writes every file, log line and TensorBoard
 point; the others train their share and agree on stopping after the same step.
@@ -40,12 +40,14 @@ from scripts.figures.visualise import comparison_row
 from scripts.inference.predictor import Predictor, iterate_predictions
 from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import remove_stale_temporaries, write_atomic
-from scripts.io.job import LOCK_NAME, check_free, snapshot_kind, snapshot_path
+from scripts.io.job import LOCK_NAME, check_free, job_folder, runs_folder
 from scripts.io.lock import FolderLock
 from scripts.io.resume import RESUME_LOCKED, last_state, load_resume
+from scripts.training.checkpoints import CheckpointSaver
 from scripts.training.cuda_graph import GraphedStep, graph_unsupported
+from scripts.training.memory import Choice, StepConfig, candidates, choose, leaner
+from scripts.training.oom import RecoveringStep
 from scripts.training.options import TrainOptions
-from scripts.training.saver import BackgroundSaver
 from scripts.training.step import GANTrainer, LossWeights, auto_step_mode
 from scripts.training.timing import RunTimer
 
@@ -68,6 +70,7 @@ CONFIG_KEYS = (
     "save_every",
     "val_every",
     "step_mode",
+    "activation_checkpointing",
     "amp",
     "compile",
     "channels_last",
@@ -133,14 +136,18 @@ class _NoWriter:
 
 
 def resolve(opts: TrainOptions, device: torch.device) -> TrainOptions:
-    """``opts`` with the device-dependent choices made (precision, step mode); refuses a CUDA graph
-    asked for off CUDA. Returns new options: ``opts`` itself is not changed."""
+    """``opts`` with the device-dependent choices made (precision; off CUDA the step mode and activation
+    checkpointing, on CUDA :meth:`TrainingRun.fit_memory` makes those); refuses a CUDA graph asked for
+    off CUDA. Returns new options: ``opts`` itself is not changed."""
     if opts.cuda_graph == "on" and device.type != "cuda":
         raise UsageError(
             f"--cuda-graph on needs a CUDA device (this run is on {device}); leave it out or use --cuda-graph off"
         )
-    step_mode = auto_step_mode(device, opts.n_filters) if opts.step_mode == "auto" else opts.step_mode
-    return replace(opts, amp=resolve_amp(opts.amp, device), step_mode=step_mode)
+    step_mode, checkpointing = opts.step_mode, opts.activation_checkpointing
+    if device.type != "cuda":  # on CUDA the memory plan decides both, once the model size is known
+        step_mode = auto_step_mode(device, opts.n_filters) if step_mode == "auto" else step_mode
+        checkpointing = "off" if checkpointing == "auto" else checkpointing
+    return replace(opts, amp=resolve_amp(opts.amp, device), step_mode=step_mode, activation_checkpointing=checkpointing)
 
 
 class TrainingRun:
@@ -148,11 +155,13 @@ class TrainingRun:
 
     def __init__(self, opts: TrainOptions, ctx: Context, device: torch.device) -> None:
         self.opts, self.ctx, self.device = opts, ctx, device
-        self.job_dir = opts.out / opts.dataset / opts.job_name
+        self.job_dir = job_folder(opts.out, opts.dataset, opts.job_name)
+        self.runs_dir = runs_folder(opts.runs_dir, opts.job_name)
         self.last_path = self.job_dir / "last.pt"
         self.history: list[dict] = []
         self.best, self.global_step, self.n_validations = -1.0, 0, 0
         self.overwritten: list[Path] = []
+        self.memory: Choice | None = None  # the memory plan's choice (CUDA)
         self.cleanup = contextlib.ExitStack()  # the job folder's lock, held until the run ends
 
     # -- settings ---------------------------------------------------------------------------------
@@ -249,14 +258,9 @@ class TrainingRun:
                 else "float32"
             )
         )
-        log.info(
-            "train %d / validation %d images at %dx%d on %s; step: %s, %s",
-            len(self.train_ds),
-            len(val_idx),
-            *full.model_size,
-            self.device,
-            opts.step_mode,
-            precision,
+        self.describe = (
+            f"train {len(self.train_ds)} / validation {len(val_idx)} images at {full.model_size[0]}x"
+            f"{full.model_size[1]} on {self.device}; {precision}"
         )
         if self.ctx.active:
             log.info(
@@ -272,12 +276,77 @@ class TrainingRun:
         """Synchronised batch statistics: with several processes unless --sync-bn off."""
         return self.ctx.active and self.opts.sync_bn != "off"
 
+    @property
+    def channels_last(self) -> bool:
+        return self.opts.channels_last == "on" or (self.opts.channels_last == "auto" and self.device.type == "cuda")
+
+    @property
+    def step_config(self) -> StepConfig:
+        """What decides the step's memory, as the options now say."""
+        opts = self.opts
+        return StepConfig(
+            mode=opts.step_mode if opts.step_mode != "auto" else "batched",
+            checkpointing=opts.activation_checkpointing == "on",
+            amp=opts.amp,
+            channels_last=self.channels_last,
+            n_filters=opts.n_filters,
+            batch_size=self.per_rank,
+            width=self.model_size[0],
+            height=self.model_size[1],
+        )
+
+    @property
+    def configuration(self) -> str:
+        return self.step_config.label
+
+    def fit_memory(self) -> None:
+        """On CUDA: ``--step auto`` and ``--activation-checkpointing auto`` become the fastest exact
+        configuration whose planned peak, with the margin, fits the GPU's free memory (under torchrun:
+        the least free on any process); the choice is logged with its numbers. Nothing that fits stops
+        the run here, before training, with what to change."""
+        opts, device = self.opts, self.device
+        self.memory = None
+        if device.type != "cuda":
+            return
+        free, total = torch.cuda.mem_get_info(device)
+        free = min(self.ctx.gather([free]))
+        self.memory = choose(self.step_config, opts.step_mode, opts.activation_checkpointing, free)
+        self.memory.total = total
+        explicit = len(candidates(opts.step_mode, opts.activation_checkpointing)) == 1
+        if self.memory.plan is None and not explicit:
+            leanest = min(self.memory.tried, key=lambda p: p.needed)
+            raise UsageError(
+                f"{opts.dataset} at {self.model_size[0]}x{self.model_size[1]}, batch {self.per_rank}"
+                f"{' per process' if self.ctx.active else ''}, n = {opts.n_filters} does not fit this GPU: even the "
+                f"leanest exact step ({leanest.config.label}) needs {leanest.needed / 2**30:.1f} GiB (planned peak "
+                f"{leanest.peak / 2**30:.1f} GiB + margin, docs/memory.md), and {free / 2**30:.1f} GiB of "
+                f"{total / 2**30:.1f} GiB are free on {device}. Free the memory another process holds (nvidia-smi), "
+                "or make the step smaller: --image-size W H (multiples of 16), --batch-size 1, or --amp bf16 "
+                "(about 40 %% less memory, but not exact: docs/training_step.md#precision)".replace("%%", "%")
+            )
+        if self.memory.plan is None:
+            plan = self.memory.tried[-1]
+            log.warning(
+                "memory plan: the %s step asked for needs %.1f GiB with the margin, %.1f GiB are free; going on as "
+                "asked (an out-of-memory error would stop the run)",
+                plan.config.label,
+                plan.needed / 2**30,
+                free / 2**30,
+            )
+            self.memory.plan = plan
+        else:
+            log.info(self.memory.describe())
+        chosen = self.memory.plan.config
+        self.opts = replace(
+            opts, step_mode=chosen.mode, activation_checkpointing="on" if chosen.checkpointing else "off"
+        )
+
     def build_trainer(self, resume: dict | None) -> None:
         """Networks, optimisers and schedulers (resumed if asked), then DDP, compile and the CUDA graph,
         in that order: each works on the state the previous one left."""
         opts, device = self.opts, self.device
         self.nets = {k: v.to(device) for k, v in build_networks(opts.n_filters, with_discriminator=True).items()}
-        channels_last = opts.channels_last == "on" or (opts.channels_last == "auto" and device.type == "cuda")
+        channels_last = self.channels_last
         self.trainer = GANTrainer(
             self.nets,
             opts.learning_rate,
@@ -286,6 +355,7 @@ class TrainingRun:
             amp_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(opts.amp),
             channels_last=channels_last,
             fused_adam=opts.step_mode != "literal",
+            checkpointing=opts.activation_checkpointing == "on",
         )
         self.start_epoch, self.skip = 1, 0
         if resume is not None:
@@ -308,13 +378,23 @@ class TrainingRun:
             )
             log.info("compiling the networks (torch.compile, mode %s): the first steps take longer", opts.compile)
             self.trainer.compile(opts.compile, example)
-        self.step = self.trainer.step
-        if opts.cuda_graph != "off":  # after resume and compile: the graph captures the state they left
-            why_not = graph_unsupported(self.trainer, device, self.ctx.active, opts.compile)
-            if why_not and opts.cuda_graph == "on":
-                log.warning("--cuda-graph on: %s; training runs eagerly", why_not)
-            elif not why_not:
-                self.step = GraphedStep(self.trainer, opts.cuda_graph)
+        why_not = graph_unsupported(self.trainer, device, self.ctx.active, opts.compile)
+        if opts.cuda_graph == "on" and why_not:
+            log.warning("--cuda-graph on: %s; training runs eagerly", why_not)
+
+        def make_step():  # after resume and compile: the graph captures the state they left
+            if opts.cuda_graph != "off" and not why_not:
+                return GraphedStep(self.trainer, opts.cuda_graph)
+            return self.trainer.step
+
+        self.step = make_step()
+        if device.type == "cuda":  # the first steps recover from running out of memory
+            self.step = RecoveringStep(
+                self.trainer,
+                make_step,
+                self.step_config,
+                leaner(self.step_config, self.memory_asked[0], self.memory_asked[1]),
+            )
 
     def prepare_outputs(self) -> None:
         """Rank 0 creates the job folder and locks it for this run, deletes the old run's files if
@@ -324,7 +404,7 @@ class TrainingRun:
         if self.ctx.main:
             try:
                 ensure_folder(self.job_dir, "--out")
-                ensure_folder(opts.runs_dir / opts.job_name, "--runs-dir")
+                ensure_folder(self.runs_dir, "--runs-dir")
                 self.cleanup.enter_context(FolderLock(self.job_dir / LOCK_NAME, f"the job folder {self.job_dir}"))
                 self.overwritten = check_free(
                     self.job_dir, bool(opts.resume), opts.overwrite
@@ -344,7 +424,7 @@ class TrainingRun:
     # -- the run ----------------------------------------------------------------------------------
     def remove_old_run(self) -> None:
         """--overwrite: the old run's files and TensorBoard events (nothing else in those folders)."""
-        events = sorted((self.opts.runs_dir / self.opts.job_name).glob("events.out.tfevents.*"))
+        events = sorted(self.runs_dir.glob("events.out.tfevents.*"))
         for path in [*self.overwritten, *events]:
             path.unlink()
         log.warning(
@@ -360,6 +440,7 @@ class TrainingRun:
             return self._run()
 
     def _run(self) -> dict:
+        self.memory_asked = (self.opts.step_mode, self.opts.activation_checkpointing)  # before resolving
         self.resolve_settings()
         resume = self.load_resume()
         opts = self.opts  # resolved for the device and the resumed run
@@ -372,6 +453,14 @@ class TrainingRun:
             return {"stopped": False, "history": [], "job_dir": self.job_dir, "trained": False}
         seed_everything(opts.seed, deterministic=opts.deterministic)
         self.build_data(resume)
+        self.fit_memory()
+        opts = self.opts
+        self.cfg.update(
+            step_mode=opts.step_mode,
+            activation_checkpointing=opts.activation_checkpointing,
+            forward_reuse=opts.step_mode != "literal",
+        )
+        log.info("%s; step: %s", self.describe, self.configuration)
         self.build_trainer(resume)
         self.prepare_outputs()
         self.steps_per_epoch = -(-len(self.train_ds) // opts.batch_size)
@@ -391,16 +480,26 @@ class TrainingRun:
         )
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(opts.runs_dir / opts.job_name)) if self.ctx.main else _NoWriter()
-        self.saver = BackgroundSaver()
+        self.writer = SummaryWriter(str(self.runs_dir)) if self.ctx.main else _NoWriter()
         self.timer = RunTimer(
             opts.epochs * self.steps_per_epoch,
             self.global_step,
             validations_left=0 if self.val_ds is None else opts.epochs // opts.val_every,
         )
+        self.saver = CheckpointSaver(
+            self.job_dir,
+            self.nets,
+            lambda: self.cfg,
+            self.last_state,
+            opts.save_from,
+            opts.save_every,
+            opts.last_every_minutes,
+            writes=self.ctx.main,
+            timer=self.timer,
+        )
+        self.saver.best = self.best  # a resumed run's best validation F1
         self.losses = LossMeans()
         self.started = time.perf_counter()
-        self.last_written = time.monotonic()
         with StopFlag() as stop:
             for epoch in range(self.start_epoch, opts.epochs + 1):
                 if self.train_epoch(epoch, stop):
@@ -413,9 +512,7 @@ class TrainingRun:
                     )
                     break
         self.writer.close()
-        if self.val_ds is None:  # no validation split: the final weights are the "best"
-            self.checkpoint(ckpt.generators_state(self.nets, self.cfg, opts.epochs), self.job_dir / "best.pt")
-        self.saver.wait(strict=True)
+        self.saver.finished(opts.epochs, validated=self.val_ds is not None)
         self.ctx.barrier()  # no rank leaves before rank 0's files are written
         self.write_timing()
         return {"stopped": False, "history": self.history, "job_dir": self.job_dir}
@@ -457,19 +554,17 @@ class TrainingRun:
                 self.log_losses(bar)
             message = self.timer.step_done()
             if message:
-                log.info(message)
+                self.first_report(message)
             position = (epoch + 1, 0) if step_in_epoch >= self.steps_per_epoch else (epoch, step_in_epoch)
             if self.should_stop(stop):
-                self.checkpoint(self.last_state(*position), self.last_path, wait=True)
+                self.saver.stopped(position)
                 self.writer.close()
                 self.write_timing()
                 log.warning(
                     "saved %s at epoch %d step %d; continue with --resume", self.last_path, epoch, step_in_epoch
                 )
                 return True
-            if time.monotonic() - self.last_written > 60 * opts.last_every_minutes:
-                self.checkpoint(self.last_state(*position), self.last_path)
-                self.last_written = time.monotonic()
+            self.saver.step_done(position)
             waited = time.perf_counter()
         return False
 
@@ -482,27 +577,12 @@ class TrainingRun:
         bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()})
 
     def end_epoch(self, epoch: int, last_epoch: bool) -> None:
-        """Validation (every --val-every epochs and at the end), best.pt, the snapshot, last.pt at the end."""
+        """Validation (every --val-every epochs and at the end), then the checkpoints the policy asks for
+        (:class:`~scripts.training.checkpoints.CheckpointSaver`)."""
         opts = self.opts
         if self.val_ds is not None and (epoch % opts.val_every == 0 or last_epoch):
             self.validate(epoch)
-        kind = snapshot_kind(epoch, opts.save_from, opts.save_every, last_epoch)
-        if kind == "stop":
-            log.info(
-                "epoch %d ends the run off the snapshot epochs (from %d every %d): saving it as %s, which the "
-                "paper row leaves out unless test.sh gets --snapshots all",
-                epoch,
-                opts.save_from,
-                opts.save_every,
-                snapshot_path(self.job_dir, epoch, kind).name,
-            )
-        if kind:
-            self.checkpoint(
-                ckpt.generators_state(self.nets, self.cfg, epoch, {"snapshot": kind}),
-                snapshot_path(self.job_dir, epoch, kind),
-            )
-        if last_epoch:
-            self.checkpoint(self.last_state(epoch + 1, 0), self.last_path)
+        self.saver.epoch_done(epoch, last_epoch)
 
     def validate(self, epoch: int) -> None:
         started = time.perf_counter()
@@ -538,21 +618,64 @@ class TrainingRun:
             )
         self.timer.validation += time.perf_counter() - started
         self.timer.validations += 1
-        if f1 > self.best:
+        if self.saver.validated(epoch, f1):
             self.best = f1
-            self.checkpoint(ckpt.generators_state(self.nets, self.cfg, epoch, {"val_f1": f1}), self.job_dir / "best.pt")
 
     # -- files ------------------------------------------------------------------------------------
     def last_state(self, epoch: int, step_in_epoch: int) -> dict:
         return last_state(self.nets, self.trainer, self.cfg, epoch, step_in_epoch, self.global_step, self.best)
 
-    def checkpoint(self, obj: dict, path: Path, wait: bool = False) -> None:
-        """Hand a checkpoint to the background writer (rank 0 only)."""
-        if not self.ctx.main:
-            return
-        t = time.perf_counter()
-        self.saver.submit(obj, path, wait=wait)
-        self.timer.checkpoint += time.perf_counter() - t
+    def peak_memory(self) -> tuple[float, float, str]:
+        """(peak MiB used, MiB the device has, what was measured) so far."""
+        if self.device.type == "cuda":
+            total = torch.cuda.get_device_properties(self.device).total_memory
+            return torch.cuda.max_memory_allocated(self.device) / 2**20, total / 2**20, "device memory (max allocated)"
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+        return rss, total, "process memory (peak RSS)"
+
+    def first_report(self, timing_message: str) -> None:
+        """Within the first minute: what the run costs, in the log, timing.json and TensorBoard."""
+        peak, total, what = self.peak_memory()
+        self.first = {
+            "configuration": self.live_configuration(),
+            "ms_per_step": 1000 * self.timer.per_step(),
+            "data_wait_share": self.timer.data_wait_share(),
+            "peak_mb": peak,
+            "device_total_mb": total,
+            "memory_measured": what,
+            "projected_total_min": (self.timer.predicted_total or 0) / 60,
+            "after_steps": self.timer.predicted_at,
+        }
+        log.info(
+            "%s; %s step; peak %s %.0f of %.0f MiB", timing_message, self.first["configuration"], what, peak, total
+        )
+        self.writer.add_scalar("memory/peak_mb", peak, self.global_step)
+        self.write_timing()
+
+    def live_configuration(self) -> str:
+        """The step as it runs now (an out-of-memory recovery may have changed it)."""
+        t = self.trainer
+        label = t.mode + (" + checkpointing" if t.checkpointing else "")
+        return label + (f" ({self.opts.amp})" if self.opts.amp else "")
+
+    def memory_summary(self) -> dict | None:
+        """The memory plan's choice and any out-of-memory recovery, for timing.json."""
+        if self.memory is None:
+            return None
+        mib = 2**20
+        plan = self.memory.plan
+        return {
+            "chosen": plan.config.label if plan else None,
+            "planned_peak_mb": plan.peak / mib if plan else None,
+            "needed_mb": plan.needed / mib if plan else None,
+            "free_mb": self.memory.free / mib,
+            "device_total_mb": self.memory.total / mib,
+            "left_out": {p.config.label: p.needed / mib for p in self.memory.left_out},
+            "recoveries": getattr(self.step, "changes", []),
+        }
 
     def write_timing(self) -> None:
         if not self.ctx.main:
@@ -563,8 +686,12 @@ class TrainingRun:
             json.dumps(
                 {
                     "device": str(self.device),
-                    "step_mode": opts.step_mode,
-                    "cuda_graph": self.step.status if isinstance(self.step, GraphedStep) else "off",
+                    "step_mode": self.trainer.mode,
+                    "activation_checkpointing": self.trainer.checkpointing,
+                    "cuda_graph": getattr(self.step, "status", "off"),
+                    "cuda_graph_check": getattr(self.step, "check", None),
+                    "memory_plan": self.memory_summary(),
+                    "first_minute": getattr(self, "first", None),
                     "amp": opts.amp,
                     "compile": opts.compile,
                     "workers": self.workers,

@@ -27,6 +27,7 @@ plan was 0.5-0.9 % (82-89 MiB) low every time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import weakref
 from collections.abc import Callable, Iterator
@@ -161,7 +162,7 @@ def _cuda_autocast() -> Iterator[None]:
     the low precision on the CPU. The networks call them through these two helpers, also when
     activation checkpointing recomputes a stage."""
     saved = blocks._upsample2, blocks._pair_sum
-    blocks._upsample2, blocks._pair_sum = _in_float32(saved[0]), _in_float32(saved[1])
+    blocks._upsample2, blocks._pair_sum = _in_float32(saved[0]), _in_float32(saved[1])  # type: ignore[assignment]
     try:
         yield
     finally:
@@ -249,11 +250,14 @@ def _roles(trainer: GANTrainer, batch: tuple[torch.Tensor, ...]) -> dict[int, st
     return roles
 
 
-def plan_step(config: StepConfig) -> StepPlan:
-    """The memory plan of one training step of ``config`` (module docstring)."""
+def plan_step(config: StepConfig, breakdown: bool = True) -> StepPlan:
+    """The memory plan of one training step of ``config`` (module docstring); ``breakdown``: also what
+    is live at the peak, by category (a second run of the step)."""
     if config.mode not in STEP_MODES:
         raise ValueError(f"step mode must be one of {STEP_MODES}, got {config.mode!r}")
     tracker, updates, between = _run_step(config)
+    if not breakdown:
+        return StepPlan(config, tracker.peak, {}, updates, between)
     # the same step again, looking at what is live at the peak's operator
     again, _, _ = _run_step(config, snapshot_at=tracker.peak_op)
     if sum(again.snapshot.values()) != tracker.peak:
@@ -298,6 +302,7 @@ class Choice:
 
     plan: StepPlan | None
     free: int
+    total: int = 0  # the device's memory
     left_out: list[StepPlan] = field(default_factory=list)  # faster configurations that do not fit
     tried: list[StepPlan] = field(default_factory=list)
 
@@ -326,9 +331,15 @@ def candidates(step_mode: str, checkpointing: str) -> list[tuple[str, bool]]:
 
 
 def choose(
-    base: StepConfig, step_mode: str, checkpointing: str, free: int, plan: Callable[[StepConfig], StepPlan] = plan_step
+    base: StepConfig,
+    step_mode: str,
+    checkpointing: str,
+    free: int,
+    plan: Callable[[StepConfig], StepPlan] | None = None,
 ) -> Choice:
-    """The fastest allowed exact configuration whose planned peak with the margin fits in ``free`` bytes."""
+    """The fastest allowed exact configuration whose planned peak with the margin fits in ``free`` bytes
+    (``plan``: how a configuration is planned; default :func:`plan_step` without the breakdown)."""
+    plan = plan or functools.partial(plan_step, breakdown=False)
     choice = Choice(None, free)
     for mode, ckpt in candidates(step_mode, checkpointing):
         p = plan(replace(base, mode=mode, checkpointing=ckpt))

@@ -59,6 +59,7 @@ class TrainOptions:
     device: str = "auto"
     workers: str = "auto"
     step_mode: str = "auto"
+    activation_checkpointing: str = "auto"
     cuda_graph: str = "auto"
     deterministic: bool = False
     channels_last: str = "auto"

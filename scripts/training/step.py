@@ -102,6 +102,15 @@ def _frozen(net: nn.Module, enabled: bool = True):
             p.requires_grad_(True)
 
 
+@dataclass
+class TrainerSnapshot:
+    """:meth:`GANTrainer.snapshot`: host copies of the state tensors, and which parameters had Adam state."""
+
+    tensors: list[torch.Tensor]
+    adam_states: dict[str, set[int]]
+    scaler: dict
+
+
 class GANTrainer:
     """Holds the four networks, their Adam optimisers and the G/D plateau schedulers."""
 
@@ -219,17 +228,64 @@ class GANTrainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.amp_dtype, cache_enabled=self.autocast_cache)
 
-    def state_tensors(self) -> list[torch.Tensor]:
-        """Every tensor a step reads and changes: weights, buffers, Adam's moments and step counts,
-        learning rates and scheduler states. A step updates each in place (a captured CUDA graph of the
-        step replays into exactly these; tests check that none is rebound)."""
-        out = [t for net in self.nets.values() for t in (*net.parameters(), *net.buffers())]
-        for opt in self.opts.values():
-            out.append(opt.param_groups[0]["lr"])
-            out += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
-        for sched in self.scheds.values():
-            out += sched.state_tensors()
+    def named_state_tensors(self) -> list[tuple[str, torch.Tensor]]:
+        """Every tensor a step reads and changes, with a name: weights, buffers, Adam's moments and step
+        counts, learning rates and scheduler states. A step updates each in place (a captured CUDA graph
+        of the step replays into exactly these; tests check that none is rebound)."""
+        out = [
+            (f"{k}.{n}", t) for k, net in self.nets.items() for n, t in (*net.named_parameters(), *net.named_buffers())
+        ]
+        for k, opt in self.opts.items():
+            out.append((f"Adam {k} lr", opt.param_groups[0]["lr"]))
+            names = {id(p): n for n, p in self.nets[k].named_parameters()}
+            out += [
+                (f"Adam {k} {key} of {names.get(id(p), '?')}", v)
+                for p, state in opt.state.items()
+                for key, v in state.items()
+                if isinstance(v, torch.Tensor)
+            ]
+        for k, sched in self.scheds.items():
+            out += [(f"plateau {k} [{i}]", t) for i, t in enumerate(sched.state_tensors())]
         return out
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """The tensors of :meth:`named_state_tensors`."""
+        return [t for _, t in self.named_state_tensors()]
+
+    def snapshot(self) -> TrainerSnapshot:
+        """A copy of every state tensor in host memory (and which Adam states exist), to undo a step."""
+        return TrainerSnapshot(
+            [t.detach().to("cpu", copy=True) for t in self.state_tensors()],
+            {k: set(map(id, o.state)) for k, o in self.opts.items()},
+            self.scaler.state_dict(),
+        )
+
+    @torch.no_grad()
+    def restore(self, snap: TrainerSnapshot) -> None:
+        """Put the state back as :meth:`snapshot` saw it, in place (a captured graph still holds the same
+        tensors); Adam states created since are dropped, gradients set to None."""
+        for k, opt in self.opts.items():
+            for p in [p for p in opt.state if id(p) not in snap.adam_states[k]]:
+                del opt.state[p]
+        for net in self.nets.values():
+            for p in net.parameters():
+                p.grad = None
+        state = self.state_tensors()
+        if len(state) != len(snap.tensors):
+            raise RuntimeError(f"trainer state changed shape since the snapshot: {len(state)} vs {len(snap.tensors)}")
+        for t, v in zip(state, snap.tensors):
+            t.copy_(v)
+        if snap.scaler:
+            self.scaler.load_state_dict(snap.scaler)
+
+    def reconfigure(self, mode: str, checkpointing: bool) -> None:
+        """Run the next steps as ``mode`` with or without activation checkpointing (same weights and
+        optimisers; every mode computes the same losses and gradients)."""
+        if mode not in STEP_MODES:
+            raise ValueError(f"step mode must be one of {', '.join(STEP_MODES)}, got {mode!r}")
+        self.mode, self.checkpointing = mode, checkpointing
+        for net in self.nets.values():
+            set_checkpointing(net, checkpointing)
 
     def state_dict(self) -> dict:
         return {

@@ -1,4 +1,5 @@
-"""Where the time of a training run goes, and an early prediction of its total.
+"""Where the time of a training run goes, and an early prediction of its total (within the first
+minute: after ``predict_at`` steps, or sooner once ``within_s`` seconds have passed).
 
 Steps do not synchronise with the device, so a step's cost is measured over many steps of wall
 time (the host is held back by the device whenever it runs ahead); validation and checkpoint
@@ -14,27 +15,36 @@ class RunTimer:
     """Counts steps, data-wait, validation and checkpoint seconds; predicts the run's total."""
 
     def __init__(
-        self, total_steps: int, done_steps: int = 0, validations_left: int = 0, skip: int = 10, predict_at: int = 200
+        self,
+        total_steps: int,
+        done_steps: int = 0,
+        validations_left: int = 0,
+        skip: int = 10,
+        predict_at: int = 200,
+        within_s: float = 50.0,
     ) -> None:
         self.total_steps, self.start_steps, self.validations_left = total_steps, done_steps, validations_left
-        self.skip, self.predict_at = skip, predict_at
+        self.skip, self.predict_at, self.within_s = skip, predict_at, within_s
         self.started = time.perf_counter()
         self.steps = 0  # steps in this process
         self.data_wait = self.validation = self.checkpoint = 0.0
         self.validations = 0
         self._mark: tuple[float, float] | None = None  # (time, excluded seconds) after the skipped steps
         self.predicted_total: float | None = None
+        self.predicted_at: int | None = None
 
     def _excluded(self) -> float:
         return self.validation + self.checkpoint
 
     def step_done(self) -> str | None:
-        """Call after each step; returns the prediction message once, after ``predict_at`` steps."""
+        """Call after each step; returns the prediction message once (module docstring)."""
         self.steps += 1
         now = time.perf_counter()
         if self.steps == self.skip:
             self._mark = (now, self._excluded())
-        if self.steps == self.predict_at and self._mark is not None:
+        due = self.steps >= self.predict_at or (self.steps >= self.skip + 10 and now - self.started >= self.within_s)
+        if due and self.predicted_total is None and self._mark is not None:
+            self.predicted_at = self.steps
             per_step = self.per_step(now)
             remaining = self.total_steps - self.start_steps - self.steps
             val = self.validation / self.validations if self.validations else 0.0
@@ -71,5 +81,5 @@ class RunTimer:
             "checkpoint_s": self.checkpoint,
             "total_s": time.perf_counter() - self.started,
             "predicted_total_s": self.predicted_total,
-            "predicted_after_steps": self.predict_at,
+            "predicted_after_steps": self.predicted_at,
         }

@@ -78,3 +78,21 @@ def test_variant_matrix_runs_on_the_cpu_and_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.rstrip().splitlines()[-1].startswith("== best: ")
     assert main(["--report", str(tmp_path)]) == 0 and "step variants" in capsys.readouterr().out
+
+
+def test_memory_plan_table_and_json(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    args = ["--memory", "--sizes", "64", "--modes", "batched", "amp", "--n-filters", "4", "--cards", "1", "16"]
+    assert main([*args, "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "memory plan of one training step" in text and "64 x 64" in text and "16 GB card: batched" in text
+    rows = json.loads(out.read_text())["memory_plan"]
+    modes = [r for r in rows if "mode" in r]
+    assert [r["mode"] for r in modes] == ["batched", "amp"]
+    assert all(r["checkpointing_peak_mb"] < r["peak_mb"] for r in modes)
+    assert modes[1]["peak_mb"] < modes[0]["peak_mb"]  # bf16 activations are half the size
+
+
+def test_memory_verify_needs_a_gpu(capsys):
+    assert main(["--memory", "--verify", "--sizes", "32", "--modes", "batched", "--n-filters", "4", "--cards"]) == 2
+    assert "--verify measures the plan against a CUDA GPU" in capsys.readouterr().err

@@ -759,3 +759,17 @@ def test_report_page_shows_the_results_in_a_browser(trained, synthetic_root, tmp
     up = [float(v) for v in sort_by(copy / "report.html", chromium, "per_image.csv", "f1", 1)]
     down = [float(v) for v in sort_by(copy / "report.html", chromium, "per_image.csv", "f1", 2)]
     assert up == sorted(up) and down == sorted(up, reverse=True) and len(up) == 2 * 3 * 5
+
+
+def test_activation_checkpointing_trains_to_the_same_checkpoint(synthetic_root, tmp_path):
+    """--activation-checkpointing on: the same run, bit for bit (the CPU is deterministic), recorded in
+    config.json and timing.json."""
+    for name, extra in (("plain", "off"), ("ckpt", "on")):
+        assert _train(tmp_path, synthetic_root, name, "--epochs", "1", "--activation-checkpointing", extra) == 0
+    a, b = (torch.load(tmp_path / "SYNTHETIC" / j / "last.pt", weights_only=True) for j in ("plain", "ckpt"))
+    for net in a["nets"]:
+        assert all(torch.equal(a["nets"][net][k], b["nets"][net][k]) for k in a["nets"][net]), net
+    config = json.loads((tmp_path / "SYNTHETIC" / "ckpt" / "config.json").read_text())
+    timing = json.loads((tmp_path / "SYNTHETIC" / "ckpt" / "timing.json").read_text())
+    assert config["activation_checkpointing"] == "on" and timing["activation_checkpointing"] is True
+    assert timing["memory_plan"] is None  # planned on CUDA only

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scripts.cli.torchrun import exit_code
-from scripts.core.errors import ERRORS_ENV, report
+from scripts.core.errors import ERRORS_ENV, report_error
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -20,14 +20,14 @@ def test_exit_codes_read_as_a_shell_reports_them():
 
 def test_report_goes_to_the_launchers_folder_or_is_printed_by_rank_0_alone(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RANK", "1")
-    report("bad thing")
+    report_error("bad thing")
     assert capsys.readouterr().err == ""
     monkeypatch.setenv("RANK", "0")
-    report("bad thing")
+    report_error("bad thing")
     assert capsys.readouterr().err == "error: bad thing\n"
     monkeypatch.setenv(ERRORS_ENV, str(tmp_path))
     monkeypatch.setenv("RANK", "3")
-    report("bad thing")
+    report_error("bad thing")
     assert (tmp_path / "rank3.txt").read_text() == "bad thing\n" and capsys.readouterr().err == ""
 
 

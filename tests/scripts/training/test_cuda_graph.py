@@ -1,12 +1,14 @@
-"""GraphedStep's policy (warm-up, static buffers, eager fallbacks, auto choice), on the CPU.
+"""GraphedStep's policy (warm-up, static buffers, eager fallbacks, auto choice, self-check), on the CPU.
 
-A CPU cannot capture CUDA graphs, so these tests replace the three device calls: "capture" records
-the step without running it and hands back output tensors, "replay" runs the recorded step on the
-static buffers and writes into those outputs, as a graph replay does. What they prove: every batch
-is trained exactly once, in order, with the same result as eager steps, whatever mixes of warm-up,
-replays, partial batches, failed captures and auto decisions happen. That a real capture holds the
-whole step is what ``GANTrainer.state_tensors`` and its in-place test guarantee, and the GPU check
-(``scripts/gpu_check.sh``) measures.
+A CPU cannot capture CUDA graphs, so these tests replace the three device calls. ``FakeGraph``:
+"capture" hands back output tensors without running the step, "replay" runs the Python step again on
+the static buffers; it proves the policy: every batch is trained exactly once, in order, with the
+same result as eager steps, whatever mixes of warm-up, replays, partial batches, failed captures and
+auto decisions happen. ``RecordedGraph`` is closer to a real graph: "capture" records the step's
+tensor operations (ATen calls, backward and optimiser included) and "replay" runs only those on the
+same tensors, so every Python-side value the step reads is frozen at capture, as in a CUDA graph. It
+proves that the real step has no such value (replays equal eager steps bit for bit), and that a step
+which has one is caught.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import logging
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map
 
 from model import build_networks
 from scripts.core.seeding import seed_everything
-from scripts.training import GANTrainer
+from scripts.training import GANTrainer, LossWeights
 from scripts.training.cuda_graph import GraphedStep, graph_unsupported
 
 
@@ -55,6 +59,49 @@ class FakeGraph(GraphedStep):
             self.replays += 1
             for k, v in fn().items():
                 out[k].copy_(v)
+
+        return replay, out
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self.ops.append((func, args, kwargs, out))
+        return out
+
+
+class RecordedGraph(FakeGraph):
+    """GraphedStep whose replay runs the recorded tensor operations only (module docstring)."""
+
+    def _capture(self, fn):
+        self.captures += 1
+        start = self.trainer.snapshot()
+        recorder = _Recorder()
+        with recorder:
+            recorded = fn()
+        self.trainer.restore(start)  # a capture records, it does not train
+        out = {k: v.detach().clone() for k, v in recorded.items()}
+
+        def replay() -> None:
+            self.replays += 1
+            env: dict[int, torch.Tensor] = {}
+
+            def now(t):
+                return env.get(id(t), t) if isinstance(t, torch.Tensor) else t
+
+            with torch.no_grad():  # kernels only, as a graph replays them
+                for func, args, kwargs, result in recorder.ops:
+                    new = func(*tree_map(now, args), **tree_map(now, kwargs))
+                    for old, fresh in zip(tree_flatten(result)[0], tree_flatten(new)[0]):
+                        if isinstance(old, torch.Tensor):
+                            env[id(old)] = fresh
+                for k, v in recorded.items():
+                    out[k].copy_(env.get(id(v), v))
 
         return replay, out
 
@@ -116,7 +163,8 @@ def test_auto_times_both_and_keeps_the_faster(costs_ms, decision, caplog):
         got = _run(step, batches)
     assert got == expected and _same_state(eager, graphed)  # every timed step was a real step, once
     assert step.decision == decision and len(step.eager_ms) == 3 and len(step.graph_ms) == 3
-    assert step.replays == (3 if decision == "eager" else len(batches) - 1 - 3)
+    # the capture batch is trained by the self-check's replay, then three timed replays
+    assert step.replays == (1 + 3 if decision == "eager" else len(batches) - 1 - 3)
     assert any(
         f"eager {costs_ms[0]:.1f} ms/step, graph replay {costs_ms[1]:.1f} ms/step" in r.message for r in caplog.records
     )
@@ -144,3 +192,107 @@ def test_what_cannot_be_captured_is_named():
     assert "CUDA device" in graph_unsupported(cpu, torch.device("cpu"))
     with pytest.raises(ValueError, match="auto"):
         GraphedStep(cpu, "off")
+
+
+class HostScheduled(GANTrainer):
+    """A step that reads a Python value changing between steps: the adversarial weight follows a
+    host-side schedule from ``change_at`` on (a CUDA graph freezes the value it had at capture)."""
+
+    def __init__(self, *args, change_at: int = 1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls, self.change_at = 0, change_at
+
+    def step(self, x, y):
+        self.calls += 1
+        self.w = LossWeights(gamma=0.08 * max(1, self.calls - self.change_at + 1))
+        return super().step(x, y)
+
+
+def _host_scheduled(change_at: int) -> HostScheduled:
+    seed_everything(0)
+    return HostScheduled(build_networks(4, with_discriminator=True), mode="reuse", change_at=change_at)
+
+
+def _replays_match_eager(make, batches, **graph) -> tuple[bool, GraphedStep]:
+    eager, graphed = make(), make()
+    expected = _run(eager.step, batches)
+    step = RecordedGraph(graphed, "on", warmup=2, **graph)
+    got = _run(step, batches)
+    return got == expected and _same_state(eager, graphed), step
+
+
+@pytest.mark.parametrize("mode", ["literal", "reuse", "batched"])
+def test_replaying_the_recorded_operations_of_the_real_step_equals_eager_steps(mode):
+    """No Python-side value of the step changes between steps: replays of one recording, with nothing
+    re-run in Python, give the eager steps' losses and states bit for bit. (Fused Adam stands in for
+    the capturable Adam that CUDA runs in every mode: neither reads its step count on the host.)"""
+
+    def make():
+        seed_everything(0)
+        return GANTrainer(build_networks(4, with_discriminator=True), mode=mode, fused_adam=True)
+
+    same, step = _replays_match_eager(make, _batches(5))
+    assert same and step.replays == 3 and step.status == "graph"
+    assert step.check["passed"] and step.check["replay_vs_eager"] == 0.0 and step.check["eager_vs_eager"] == 0.0
+
+
+def test_plain_adam_on_the_cpu_is_caught_reading_its_step_count_on_the_host():
+    """Why CUDA runs capturable Adam: plain Adam on the CPU reads its step count on the host for the
+    bias correction, a value a graph freezes at capture; the double shows the replays drifting."""
+
+    def make():
+        seed_everything(0)
+        return GANTrainer(build_networks(4, with_discriminator=True), mode="literal", fused_adam=False)
+
+    same, step = _replays_match_eager(make, _batches(5))
+    assert step.check["passed"] and not same  # the capture batch matches; the step counts then move on
+
+
+def test_a_value_frozen_at_capture_makes_replays_differ():
+    """The double sees what a CUDA graph would do to a step with host-side state: the schedule changes
+    after the capture (step 5), the self-check at capture cannot know, the replays keep the old value."""
+    same, step = _replays_match_eager(lambda: _host_scheduled(change_at=5), _batches(7))
+    assert step.check["passed"]  # at capture (step 3) nothing had changed yet
+    assert not same
+
+
+def test_the_self_check_turns_off_a_graph_whose_replay_differs(caplog):
+    """A step whose result is not a function of its state tensors (here: a value changing every step)
+    fails the self-check at capture: the graph is dropped with a warning naming the largest difference
+    and training goes on eagerly (no replay after the check's own)."""
+    batches = _batches(6)
+    with caplog.at_level(logging.WARNING, logger="avseg"):
+        _, step = _replays_match_eager(lambda: _host_scheduled(change_at=1), batches)
+    assert step.replays == 1 and step.replay is None
+    assert not step.check["passed"] and step.status == "eager (the replay differed from the eager step)"
+    assert step.check["eager_vs_eager"] > 1e-3
+    message = next(r.message for r in caplog.records if "self-check failed" in r.message)
+    assert step.check["eager_vs_eager_at"] in message and "not a function of its state tensors" in message
+
+
+def test_the_self_check_names_a_replay_that_differs(caplog):
+    """A replay that writes a wrong value (a tensor rebound after capture would do this) is caught, and
+    the warning names the state tensor and the size of the difference."""
+
+    class Corrupted(RecordedGraph):
+        def _capture(self, fn):
+            replay, out = super()._capture(fn)
+            weight = self.trainer.nets["G"].head.weight
+
+            def corrupt() -> None:
+                replay()
+                with torch.no_grad():
+                    weight.mul_(1.01)
+
+            return corrupt, out
+
+    batches = _batches(5)
+    eager, graphed = _trainer(), _trainer()
+    expected = _run(eager.step, batches)
+    step = Corrupted(graphed, "on", warmup=2)
+    with caplog.at_level(logging.WARNING, logger="avseg"):
+        got = _run(step, batches)
+    assert got == expected and _same_state(eager, graphed)
+    assert not step.check["passed"] and step.check["replay_vs_eager_at"] == "G.head.weight"
+    assert step.check["replay_vs_eager"] == pytest.approx(0.01, rel=0.05)
+    assert any("G.head.weight" in r.message for r in caplog.records)

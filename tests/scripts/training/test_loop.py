@@ -127,3 +127,101 @@ def test_the_parser_and_the_options_share_their_defaults():
 
     assert options(build_parser().parse_args([])) == TrainOptions()
     assert options(build_parser().parse_args(["--image-size", "64", "32"])).image_size == (64, 32)
+
+
+def _gpu_run(monkeypatch, free_gib: float, **opts) -> TrainingRun:
+    """A run on a (pretended) 16 GiB CUDA device with ``free_gib`` free, whose memory plan is made up:
+    batched 15, reuse 11, with checkpointing 4.8 / 2.6, literal 12.5 / 2.7 GiB of planned peak."""
+    from scripts.training import memory
+
+    needed = {
+        ("batched", False): 15.0,
+        ("reuse", False): 11.0,
+        ("batched", True): 4.8,
+        ("reuse", True): 2.6,
+        ("literal", False): 12.5,
+        ("literal", True): 2.7,
+    }
+
+    def plan(config, breakdown=True):
+        return memory.StepPlan(config, int(needed[(config.mode, config.checkpointing)] * 2**30), {}, {}, 0)
+
+    monkeypatch.setattr(memory, "plan_step", plan)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(free_gib * 2**30), 16 * 2**30))
+    run = TrainingRun(TrainOptions(dataset="DRIVE_AV", **opts), Context(), torch.device("cuda"))
+    run.model_size, run.per_rank = (592, 592), 2
+    return run
+
+
+def test_on_cuda_the_default_is_the_fastest_exact_step_that_fits_and_the_log_says_why(monkeypatch, caplog):
+    import logging
+
+    run = _gpu_run(monkeypatch, free_gib=15.0)
+    with caplog.at_level(logging.INFO, logger="avseg"):
+        run.fit_memory()
+    assert (run.opts.step_mode, run.opts.activation_checkpointing) == ("reuse", "off")
+    said = next(r.message for r in caplog.records if "memory plan" in r.message)
+    assert "reuse step, planned peak 11.0 GiB" in said and "15.0 GiB free" in said and "batched (17.0 GiB)" in said
+    run = _gpu_run(monkeypatch, free_gib=6.0)
+    run.fit_memory()
+    assert (run.opts.step_mode, run.opts.activation_checkpointing) == ("batched", "on")
+
+
+def test_on_cuda_a_batch_that_fits_in_no_way_stops_before_training_with_what_to_change(monkeypatch):
+    run = _gpu_run(monkeypatch, free_gib=2.0)
+    with pytest.raises(UsageError) as err:
+        run.fit_memory()
+    message = str(err.value)
+    for part in (
+        "does not fit this GPU",
+        "reuse + checkpointing",
+        "3.4 GiB",
+        "2.0 GiB of 16.0 GiB are free",
+        "--image-size",
+        "--batch-size 1",
+        "--amp bf16",
+        "not exact",
+    ):
+        assert part in message, part
+
+
+def test_on_cuda_explicit_settings_that_may_not_fit_are_kept_with_a_warning(monkeypatch, caplog):
+    import logging
+
+    run = _gpu_run(monkeypatch, free_gib=2.0, step_mode="batched", activation_checkpointing="off")
+    with caplog.at_level(logging.WARNING, logger="avseg"):
+        run.fit_memory()
+    assert (run.opts.step_mode, run.opts.activation_checkpointing) == ("batched", "off")
+    assert any("going on as asked" in r.message for r in caplog.records)
+
+
+def test_within_the_first_minute_the_log_timing_json_and_tensorboard_say_what_the_run_costs(tmp_path, caplog):
+    import json
+    import logging
+
+    from model import build_networks
+    from scripts.core.seeding import seed_everything
+    from scripts.training import GANTrainer
+    from scripts.training.timing import RunTimer
+
+    seed_everything(0)
+
+    run = TrainingRun(TrainOptions(out=tmp_path, dataset="X", job_name="j"), Context(), torch.device("cpu"))
+    run.job_dir.mkdir(parents=True)
+    run.trainer = GANTrainer(build_networks(4, with_discriminator=True), mode="reuse", checkpointing=True)
+    run.step, run.workers, run.steps_per_epoch = run.trainer.step, 0, 5
+    run.timer = RunTimer(total_steps=100, skip=1, predict_at=3)
+    scalars = []
+    run.writer = type("W", (), {"add_scalar": lambda self, *a: scalars.append(a)})()
+    message = None
+    while message is None:
+        message = run.timer.step_done()
+    with caplog.at_level(logging.INFO, logger="avseg"):
+        run.first_report(message)
+    first = json.loads((run.job_dir / "timing.json").read_text())["first_minute"]
+    assert first["configuration"] == "reuse + checkpointing" and first["after_steps"] == 3
+    assert first["peak_mb"] > 0 and first["device_total_mb"] > first["peak_mb"]
+    assert set(first) >= {"ms_per_step", "data_wait_share", "projected_total_min", "memory_measured"}
+    assert scalars and scalars[0][0] == "memory/peak_mb"
+    said = next(r.message for r in caplog.records if r.message.startswith("timing:"))
+    assert "reuse + checkpointing step; peak process memory" in said

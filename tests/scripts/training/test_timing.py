@@ -26,3 +26,18 @@ def test_prediction_once_after_the_given_steps_and_validation_excluded(monkeypat
     assert timer.predicted_total == 44.0 + 94.0 + 30.0
     summary = timer.summary()
     assert summary["steps"] == 10 and summary["validation_s"] == 30.0 and summary["ms_per_step"] == 1000.0
+
+
+def test_a_slow_run_gets_its_prediction_within_the_first_minute(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    timer = RunTimer(total_steps=1000, skip=10, predict_at=200, within_s=50.0)
+    said = []
+    for step in range(1, 40):
+        clock[0] += 3.0  # 3 s per step: 200 steps would take 10 minutes
+        message = timer.step_done()
+        if message:
+            said.append((step, message))
+    assert len(said) == 1 and said[0][0] == 20  # the first step at least 10 past the warm-up, after 50 s
+    assert timer.predicted_at == 20 and timer.summary()["predicted_after_steps"] == 20
+    assert timer.predicted_total == 60.0 + 3.0 * 980

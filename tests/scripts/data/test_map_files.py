@@ -1,4 +1,4 @@
-"""scripts/data/maps.py: what kind a map file is, its image id, and its decoded classes."""
+"""scripts/data/map_files.py: what kind a map file is, its image id, and its decoded classes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from scripts.data.images import DataError
-from scripts.data.maps import Skipped, classify, image_id, read_map
+from scripts.data.map_files import Skipped, classify, image_id, read_map
 from scripts.data.synthetic import make_sample
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)

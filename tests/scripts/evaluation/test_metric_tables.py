@@ -1,11 +1,11 @@
-"""scripts/evaluation/report.py: undefined rates (NaN) become JSON null wherever they sit."""
+"""scripts/evaluation/metric_tables.py: undefined rates (NaN) become JSON null wherever they sit."""
 
 from __future__ import annotations
 
 import json
 import math
 
-from scripts.evaluation.report import nan_to_null, summary_json
+from scripts.evaluation.metric_tables import nan_to_null, summary_json
 
 
 def test_nan_becomes_null_inside_dicts_and_lists_and_nothing_else_changes():

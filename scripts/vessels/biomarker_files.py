@@ -22,7 +22,7 @@ from scripts.data.images import (
     load_mask,
     load_photo,
 )
-from scripts.data.maps import NOT_MAPS, Skipped, image_id, read_map
+from scripts.data.map_files import NOT_MAPS, Skipped, image_id, read_map
 from scripts.io.tables import write_csv
 from scripts.vessels.disc import Disc, locate_disc, read_disc_csv
 from scripts.vessels.measures import measure
