@@ -12,7 +12,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
+from scripts.cli.entry import run_command
 from scripts.cli.types import non_negative_int, positive_int
+from scripts.core.errors import UsageError
 from scripts.data.synthetic import write_dataset
 
 
@@ -25,15 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=positive_int, default=256)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
+    return run_command(lambda: write(a.out, a.name, a.train, a.test, a.size, a.seed))
+
+
+def write(out: str, name: str, train: int, test: int, size: int, seed: int) -> int:
     try:
-        root = write_dataset(a.out, a.name, a.train, a.test, a.size, a.seed)
-    except OSError as err:
-        print(
-            f"error: cannot write the synthetic set under {a.out}: {err.strerror or err} ({err.filename or a.out})",
-            file=sys.stderr,
-        )
-        return 2
-    print(f"wrote {a.train} training and {a.test} test images to {root}")
+        root = write_dataset(out, name, train, test, size, seed)
+    except OSError as err:  # a folder that cannot be written is the user's to fix
+        raise UsageError(
+            f"cannot write the synthetic set under {out}: {err.strerror or err} ({err.filename or out})"
+        ) from None
+    print(f"wrote {train} training and {test} test images to {root}")
     return 0
 
 
