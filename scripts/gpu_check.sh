@@ -31,6 +31,11 @@ MATRIX=${MATRIX_S:-150}
 MEMORY=${MEMORY_S:-150}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/_python.sh"
+if [ "$DEVICE" = cuda ] && ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "error: DEVICE=cuda, but PyTorch sees no CUDA GPU here ($PY); on a machine without one rehearse with" >&2
+    echo "       DEVICE=cpu SIZE=32 NF=4 MATRIX_S=40 TOTAL_S=75 (the header of scripts/gpu_check.sh)" >&2
+    exit 2
+fi
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 START=$(date +%s)

@@ -144,7 +144,7 @@ class TestRun:
         if opts.release or opts.original:
             return [("release" if opts.release else "original", None)]
         if not self.from_job():
-            return [(p.stem, p) for p in opts.checkpoint]
+            return given_checkpoints(opts.checkpoint or (), opts.snapshots)
         return [(p.stem, p) for p in find_snapshots(job_folder(opts.out, opts.dataset, opts.job_name), opts.snapshots)]
 
     def run(self) -> dict:
@@ -152,6 +152,7 @@ class TestRun:
         opts = self.opts
         self.started, self.started_at = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %z")
         sources = self.sources()
+        self.source_paths = dict(sources)
         first = self.load(sources[0][1])  # a checkpoint that cannot be used stops the run before any folder is touched
         token = self.ctx.broadcast(f"{os.getpid()}-{time.time_ns()}")
         staged = [
@@ -270,7 +271,15 @@ class TestRun:
             if opts.checkpoint
             else opts.snapshots
         )
-        return {"rule": rule, "epochs": [snapshot_epoch(Path(s.name)) for s in scored]}
+        return {"rule": rule, "epochs": [self.epoch_of(s.name) for s in scored]}
+
+    def epoch_of(self, name: str) -> int | None:
+        """A checkpoint's epoch: from a snapshot's name, else as the file records it (best.pt)."""
+        epoch = snapshot_epoch(Path(name))
+        path = self.source_paths.get(name)
+        if epoch is None and path is not None and path.suffix == ".pt":
+            epoch = ckpt.load(path).get("epoch")
+        return epoch
 
     def score(self, name: str, predictor: Predictor, dataset: AVDataset, last: bool) -> Scored:
         """Score one checkpoint (this process's share of the images, then gathered); the last checkpoint
@@ -463,6 +472,27 @@ class TestRun:
                 f"image and class, seed {opts.seed}; docs/protocols.md):"
             )
             print(rrwnet.format_rrwnet(rrwnet.mean_over([s.rrwnet for s in scored])))
+
+
+def given_checkpoints(paths, snapshots: str) -> list[tuple[str, Path]]:
+    """``--checkpoint`` files as (name, path): each file once (the same file twice would count twice in
+    the mean and make the std 0); ``--snapshots`` chooses among a job's files, so it cannot go with them."""
+    if snapshots != "protocol":
+        raise UsageError(
+            f"--snapshots {snapshots} chooses among the job's snapshots; with --checkpoint exactly the files given are "
+            "scored: leave out one of the two"
+        )
+    seen: dict[str, Path] = {}
+    for path in paths:
+        key = ckpt.file_sha256(path) if Path(path).is_file() else str(Path(path).resolve())
+        if key in seen:
+            raise UsageError(
+                f"--checkpoint {path} is the same file as --checkpoint {seen[key]}: give each checkpoint once "
+                "(the row is a mean over different checkpoints)"
+            )
+        seen[key] = Path(path)
+    names = [p.stem for p in seen.values()]
+    return [(p.stem if names.count(p.stem) == 1 else str(p), p) for p in seen.values()]
 
 
 def segment_summary(segment_scores: list[dict]) -> tuple[dict, dict]:

@@ -76,8 +76,8 @@ def number(value: object) -> float | None:
 
 
 def cell_text(value: object, digits: int | None = 4) -> str:
-    """How a table shows a value: whole numbers as written, other numbers rounded to ``digits``
-    decimals (``None``: as written), "n/a" for NaN, text as it is."""
+    """How a table shows a value: whole numbers as written (also a count stored as a float, 169.0),
+    other numbers rounded to ``digits`` decimals (``None``: as written), "n/a" for NaN, text as it is."""
     n = number(value)
     if n is None or digits is None:
         return "" if value is None else str(value)
@@ -85,6 +85,8 @@ def cell_text(value: object, digits: int | None = 4) -> str:
         return "n/a"
     if isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit()):
         return str(value)
+    if n.is_integer() and abs(n) >= 2:  # a count that went through a float (169.0), never a fraction
+        return str(int(n))
     return f"{n:.{digits}f}"
 
 

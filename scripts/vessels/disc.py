@@ -31,6 +31,17 @@ class Disc:
     source: str = "given"
     confidence: float = 1.0
 
+    def check_fits(self, shape: tuple[int, int], where: str) -> None:
+        """A given disc must make sense for the image it is given for: its centre inside the image, its
+        radius > 0 and at most the image's larger side (an optic disc is a small part of a photograph)."""
+        h, w = shape
+        if not (0 <= self.x < w and 0 <= self.y < h) or not (0 < self.radius <= max(h, w)):
+            raise UsageError(
+                f"{where}: the disc given (x {self.x:g}, y {self.y:g}, radius {self.radius:g} px) does not fit the "
+                f"{w} x {h} image: the centre must lie inside it and the radius be at most {max(h, w)} px (an optic "
+                "disc's radius is about a fifteenth of the field of view's width); check the disc's row or numbers"
+            )
+
     def distance(self, shape: tuple[int, int]) -> np.ndarray:
         """(H, W) distance of every pixel from the disc centre."""
         yy, xx = np.mgrid[: shape[0], : shape[1]]

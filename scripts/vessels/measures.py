@@ -266,6 +266,8 @@ def measure(
     ``DISC_DIAMETER_UM`` wide: then ``pixel_um_estimated`` is 1 (0 when given)."""
     classes = np.asarray(classes, bool)
     shape = classes.shape[1:]
+    if disc is not None and disc.source == "given":
+        disc.check_fits(shape, source)
     fov = np.ones(shape, bool) if fov is None else np.asarray(fov, bool)
     vessel = classes.any(axis=0)
     graph = graph if graph is not None else build_graph(channels_of(classes), fov=fov)

@@ -72,3 +72,14 @@ def test_continue_without_a_first_command_is_refused(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     res = _run(["--continue", str(tmp_path / "w")], env)
     assert res.returncode == 2 and "run without --continue first" in res.stderr
+
+
+def test_cuda_asked_for_on_a_machine_without_one_is_a_message_and_exit_2(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    env = {k: v for k, v in os.environ.items() if k != "DEVICE"}
+    done = _run([str(tmp_path / "work")], env)
+    assert done.returncode == 2 and "PyTorch sees no CUDA GPU here" in done.stderr and "DEVICE=cpu" in done.stderr
+    assert not (tmp_path / "work").exists()  # nothing measured, nothing written

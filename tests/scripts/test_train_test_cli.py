@@ -773,3 +773,29 @@ def test_activation_checkpointing_trains_to_the_same_checkpoint(synthetic_root, 
     timing = json.loads((tmp_path / "SYNTHETIC" / "ckpt" / "timing.json").read_text())
     assert config["activation_checkpointing"] == "on" and timing["activation_checkpointing"] is True
     assert timing["memory_plan"] is None  # planned on CUDA only
+
+
+def test_given_checkpoints_are_scored_once_each_and_best_records_its_epoch(trained, synthetic_root, tmp_path, capsys):
+    job = trained / "SYNTHETIC" / "e2e"
+    common = [
+        "--dataset",
+        "SYNTHETIC",
+        "--data-root",
+        str(synthetic_root),
+        "--maps-dir",
+        str(tmp_path / "m"),
+        "--no-biomarkers",
+    ]
+    twice = ["--checkpoint", str(job / "epoch_0001.pt"), "--checkpoint", str(job / "epoch_0001.pt")]
+    assert test_cli.main([*common, *twice, "--results", str(tmp_path / "r1")]) == 2
+    assert "is the same file as --checkpoint" in capsys.readouterr().err
+    one = ["--checkpoint", str(job / "epoch_0001.pt")]
+    assert test_cli.main([*common, *one, "--snapshots", "all", "--results", str(tmp_path / "r2")]) == 2
+    assert "--snapshots all chooses among the job's snapshots" in capsys.readouterr().err
+    best = ["--out", str(trained), "--job_name", "e2e", "--snapshots", "best", "--results", str(tmp_path / "r3")]
+    assert test_cli.main([*common, *best]) == 0
+    saved = torch.load(job / "best.pt", weights_only=True)["epoch"]
+    assert json.loads((tmp_path / "r3" / "paper_row.json").read_text())["snapshots"] == {
+        "rule": "best",
+        "epochs": [saved],
+    }

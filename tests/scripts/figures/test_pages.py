@@ -27,6 +27,8 @@ def test_cells_round_numbers_and_keep_whole_numbers_and_text():
         "0.0000",
     ]
     assert cell_text("0.000012", digits=None) == "0.000012"
+    # a segment count that went through a float is a count, not 169.0000; a ratio of 1.0 stays a ratio
+    assert [cell_text(v) for v in (169.0, "169.0", -3.0, 1.0, 2.5)] == ["169", "169", "-3", "1.0000", "2.5000"]
     html = table(("id", "f1"), [("01_test", "0.912345")])
     assert '<td class="text">01_test</td>' in html and '<td data-value="0.912345">0.9123</td>' in html
 

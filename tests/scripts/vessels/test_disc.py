@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.vessels.disc import LOW_CONFIDENCE, locate_disc
+from scripts.core.errors import UsageError
+from scripts.vessels.disc import LOW_CONFIDENCE, Disc, locate_disc
 
 CENTRES = Path(__file__).resolve().parents[2] / "data" / "disc_centres.csv"
 # Misses by more than half a disc radius, looked at on the pictures: the centre found is on the disc
@@ -92,3 +93,13 @@ def test_the_disc_of_every_annotated_photograph(real_data):
             misses[r["id"]] = round(off, 2)
     assert set(misses) <= KNOWN_MISSES, misses
     assert all(off < 1 for off in misses.values()), misses  # still on or at the disc
+
+
+@pytest.mark.parametrize("disc", [Disc(10, 10, 1e9), Disc(-5, 10, 8), Disc(10, 500, 8), Disc(10, 10, 0)])
+def test_a_given_disc_that_cannot_fit_the_image_is_a_message_not_a_memory_error(disc):
+    from scripts.vessels.measures import measure
+
+    classes = np.zeros((3, 64, 80), bool)
+    classes[0, 30, 10:70] = True
+    with pytest.raises(UsageError, match="does not fit the 80 x 64 image"):
+        measure(classes, disc, source="image 07")
