@@ -31,11 +31,14 @@ MATRIX=${MATRIX_S:-150}
 MEMORY=${MEMORY_S:-150}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/_python.sh"
-if [ "$DEVICE" = cuda ] && ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
-    echo "error: DEVICE=cuda, but PyTorch sees no CUDA GPU here ($PY); on a machine without one rehearse with" >&2
-    echo "       DEVICE=cpu SIZE=32 NF=4 MATRIX_S=40 TOTAL_S=75 (the header of scripts/gpu_check.sh)" >&2
-    exit 2
-fi
+need_cuda() {
+    if [ "$DEVICE" = cuda ] && ! $PY -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+        echo "error: DEVICE=cuda, but PyTorch sees no CUDA GPU here ($PY); on a machine without one rehearse with" >&2
+        echo "       DEVICE=cpu SIZE=32 NF=4 MATRIX_S=40 TOTAL_S=75 (the header of scripts/gpu_check.sh)" >&2
+        exit 2
+    fi
+}
+if [ "$CONTINUE" = 0 ]; then need_cuda; fi
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 START=$(date +%s)
@@ -62,6 +65,7 @@ print(' '.join(train_flags(Path(sys.argv[1]), sys.argv[2] == '1')))" "$WORK/matr
     RESUME=""
 else
     [ -f "$JOBDIR/last.pt" ] || { echo "error: no $JOBDIR/last.pt to continue; run without --continue first" >&2; exit 2; }
+    need_cuda
     FLAGS=$(cat "$WORK/train_flags.txt" 2>/dev/null || true)
     RESUME="--resume"
 fi
