@@ -55,7 +55,6 @@ class CheckpointSaver:
         self.writes, self.timer = writes, timer  # timer: a RunTimer whose per-step time leaves the hand-over out
         self.writer = BackgroundSaver()
         self.best = -1.0
-        self.seconds = 0.0  # spent handing checkpoints over (excluded from the per-step time)
         self.last_written = time.monotonic()
 
     @property
@@ -71,10 +70,8 @@ class CheckpointSaver:
             return
         t = time.perf_counter()
         self.writer.submit(obj, path, wait=wait)
-        spent = time.perf_counter() - t
-        self.seconds += spent
-        if self.timer is not None:
-            self.timer.checkpoint += spent
+        if self.timer is not None:  # the hand-over is left out of the per-step time
+            self.timer.checkpoint += time.perf_counter() - t
 
     def _generators(self, epoch: int, extra: dict | None = None) -> dict:
         return ckpt.generators_state(self.nets, self.config(), epoch, extra)
