@@ -20,7 +20,6 @@ map), a row of ``--disc-csv`` (columns id, x, y, radius), or located in the phot
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -54,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = MapOptions(
         args.photos, args.masks, tuple(args.disc) if args.disc else None, args.disc_csv, args.pixel_um, args.kind
     )

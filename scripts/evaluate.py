@@ -3,7 +3,7 @@
 The prediction folder holds one RGB PNG per image id: channels artery / uncertain / vein
 probability x 255, at the raw image size or at the model size (resized bicubic to the raw size).
 
-    python -m scripts.evaluate --pred Final_pre/raw_pre --dataset DRIVE_AV --split test --data-root data
+    python -m scripts.evaluate --pred Final_pre/DRIVE_AV/paper/raw_pre --dataset DRIVE_AV --split test --data-root data
     python -m scripts.evaluate --pred rrwnet_maps --pred-convention rrwnet --protocol rrwnet --dataset DRIVE_AV
 
 ``--protocol rrwnet`` scores the same maps under RRWNet's protocol (``scripts/evaluation/rrwnet.py``),
@@ -71,7 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     values = vars(args)
     if values["image_size"] is not None:
         values = {**values, "image_size": tuple(values["image_size"])}

@@ -22,7 +22,6 @@ are derived from the photograph.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -35,10 +34,10 @@ from scripts.cli.groups import add_weight_options
 from scripts.cli.types import positive_float, positive_int
 from scripts.core.runtime import resolve_device
 from scripts.data.images import collect_inputs
-from scripts.inference.batch import PredictOptions, is_output, predict_all
+from scripts.inference.batch import PredictOptions, is_output, output_names, predict_all
 from scripts.inference.weights import load_predictor
 from scripts.io.staging import StagedFolder
-from scripts.vessels.disc import read_disc_csv
+from scripts.vessels.disc import read_disc_csv, warn_unmatched_rows
 
 
 def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
@@ -47,6 +46,8 @@ def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
     files = collect_inputs(args.inputs)
     predictor = load_predictor(device, args.checkpoint, args.release, args.original, args.dataset, args.image_size)
     discs = read_disc_csv(args.disc_csv) if args.disc_csv else {}
+    if discs:
+        warn_unmatched_rows(discs, [*output_names(files), *(p.stem for p in files)], args.disc_csv)
     staged = StagedFolder(args.out, "--out", is_output, str(os.getpid()))
     with staged as stage:
         options = PredictOptions(args.out, args.masks, args.batch_size, args.tta, not args.no_biomarkers, args.pixel_um)
@@ -97,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return run_command(lambda: predict(args))
 
 

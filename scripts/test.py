@@ -10,7 +10,8 @@ std; the binary "ROC"/"PR" columns are section 6's reading of the argmax maps.
 Evaluates the run's protocol snapshots ``epoch_XXXX.pt`` (``--snapshots`` for others, or the files
 given with ``--checkpoint``), prints their epochs, the paper table row as mean +- std over
 checkpoints and the per-class tables, and writes
-``Final_pre/small_pre/<id>.png`` and ``Final_pre/raw_pre/<id>.png`` (maps of the last checkpoint),
+``<maps>/small_pre/<id>.png`` and ``<maps>/raw_pre/<id>.png`` (maps of the last checkpoint; ``<maps>`` is
+``Final_pre/<DATASET>/<job>`` unless ``--maps-dir`` says otherwise),
 ``<results>/per_image.csv``, ``<results>/summary.csv``, ``<results>/paper_row.json``,
 ``<results>/segments.csv`` (segment-level evaluation), ``<results>/biomarkers.csv`` (vascular
 biomarkers of the ground truth and of the last checkpoint's maps, side by side), one
@@ -80,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="model size (default: the checkpoint's; 720 720 for the 2023 release)",
     )
     p.add_argument("--device")
-    p.add_argument("--maps-dir", type=Path)
+    p.add_argument(
+        "--maps-dir",
+        type=Path,
+        help="probability maps (small_pre/, raw_pre/); default: Final_pre/<DATASET>/<job> (one folder per run)",
+    )
     p.add_argument(
         "--runs-dir",
         type=Path,
@@ -113,7 +118,6 @@ def options(args: argparse.Namespace) -> TestOptions:
 
 def main(argv: list[str] | None = None) -> int:
     args = quiet_parser(build_parser()).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return run_command(lambda: score(options(args)))
 
 

@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="minutes between writes of the resumable last.pt (also written at the end and on Ctrl-C)",
     )
     p.add_argument("--log-every", type=positive_int, help="steps between TensorBoard loss/lr points (interval means)")
+    p.add_argument(
+        "--progress-every",
+        type=positive_float,
+        metavar="SECONDS",
+        help="when the output is not a terminal (a log file, a cluster job): seconds between progress lines "
+        "(step, epoch, losses, speed, time left); on a terminal a progress bar shows them",
+    )
     p.add_argument("--image-every", type=positive_int, help="validations between TensorBoard image grids")
     p.add_argument("--out", type=Path, help="checkpoints go to OUT/<DATASET>/<job>")
     p.add_argument("--runs-dir", type=Path, help="TensorBoard folder")
@@ -208,7 +215,6 @@ def run(opts: TrainOptions) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = quiet_parser(build_parser()).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     return run_command(lambda: train(options(args)))
 
 

@@ -31,7 +31,7 @@ class TestOptions:
     image_size: tuple[int, int] | None = None
     device: str = "auto"
     # outputs
-    maps_dir: Path = Path("Final_pre")
+    maps_dir: Path | None = None  # default: Final_pre/<DATASET>/<job>
     runs_dir: Path = Path("runs")
     results: Path | None = None
     no_biomarkers: bool = False

@@ -44,7 +44,7 @@ from scripts.inference.predictor import Predictor, gather_in_order, iterate_shar
 from scripts.inference.weights import load_predictor
 from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import write_atomic
-from scripts.io.job import find_snapshots, job_folder, runs_folder, snapshot_epoch
+from scripts.io.job import find_snapshots, job_folder, maps_folder, results_folder, runs_folder, snapshot_epoch
 from scripts.io.staging import StagedFolder
 from scripts.io.tables import write_csv
 from scripts.vessels import segments as seg
@@ -136,7 +136,8 @@ class TestRun:
         run_name = "release" if opts.release else "original" if opts.original else opts.job_name
         self.centrelines: dict[int, list[np.ndarray]] = {}  # RRWNet protocol: ground-truth centrelines by image
         self.graphs: dict[int, VesselGraph] = {}  # segment metrics: ground-truth vessel graphs by image
-        self.results_dir = opts.results or Path("results") / opts.dataset / run_name
+        self.results_dir = opts.results or results_folder(opts.dataset, run_name)
+        self.maps_dir = opts.maps_dir or maps_folder(opts.dataset, run_name)
 
     def sources(self) -> list[tuple[str, Path | None]]:
         """(name, checkpoint) of what enters the row (module docstring)."""
@@ -149,7 +150,6 @@ class TestRun:
 
     def run(self) -> dict:
         """Stage the output folders (rank 0 locks and checks them), score, then publish them."""
-        opts = self.opts
         self.started, self.started_at = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M:%S %z")
         sources = self.sources()
         self.source_paths = dict(sources)
@@ -157,7 +157,7 @@ class TestRun:
         token = self.ctx.broadcast(f"{os.getpid()}-{time.time_ns()}")
         staged = [
             StagedFolder(self.results_dir, "--results", lambda p: p.name in RESULT_NAMES, token),
-            StagedFolder(opts.maps_dir, "--maps-dir", lambda p: p.name in MAP_FOLDERS, token),
+            StagedFolder(self.maps_dir, "--maps-dir", lambda p: p.name in MAP_FOLDERS, token),
         ]
         with contextlib.ExitStack() as stack:
             problem = None
@@ -177,7 +177,7 @@ class TestRun:
                 for folder in staged:
                     folder.publish()
         if self.ctx.main:
-            print(f"\nmaps: {opts.maps_dir}/{{small_pre,raw_pre}}  tables and figures: {self.results_dir}")
+            print(f"\nmaps: {self.maps_dir}/{{small_pre,raw_pre}}  tables and figures: {self.results_dir}")
         return result
 
     def load(self, path: Path | None) -> Predictor:

@@ -162,7 +162,7 @@ def predict_all(
                         photo, fov, str(path), hint="give its disc in a --disc-csv row", vessels=classes.any(axis=0)
                     )
                 )
-                stats.update(measure(classes, disc, fov, options.pixel_um, source=str(path)))
+                stats.update(disc_source=disc.source, **measure(classes, disc, fov, options.pixel_um, source=str(path)))
             rows.append(
                 {
                     "id": names[path],

@@ -32,6 +32,16 @@ class WriteError(UserError, OSError):
     """A file could not be written; the message says which, why, and that the old version is intact."""
 
 
+DISK_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the disk, not the file: whatever was being written
+
+
+def disk_failure(err: BaseException) -> str | None:
+    """What a write error says about the disk (full, over quota, read-only), or None for other errors."""
+    if isinstance(err, OSError) and not isinstance(err, UserError) and err.errno in DISK_FAILURES:
+        return _CAUSES[err.errno]
+    return None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

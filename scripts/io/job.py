@@ -8,11 +8,15 @@ or an ``--epochs`` shorter than ``--save-from``). Training holds ``.train.lock``
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
 
+import torch
+
 from scripts.core.errors import UserError
+from scripts.io.checkpoint import FORMAT
 
 log = logging.getLogger("avseg")
 LOCK_NAME = ".train.lock"
@@ -45,6 +49,17 @@ def runs_folder(runs_dir: Path, job: str) -> Path:
     return Path(runs_dir) / _one_name(job, "the job name")
 
 
+def results_folder(dataset: str, run: str) -> Path:
+    """``results/<DATASET>/<run>/``: test.py's default tables and figures of a run."""
+    return Path("results") / _one_name(dataset, "the dataset name") / _one_name(run, "the job name")
+
+
+def maps_folder(dataset: str, run: str) -> Path:
+    """``Final_pre/<DATASET>/<run>/``: test.py's default probability maps of a run (one folder per run, so
+    testing one job never replaces another's maps)."""
+    return Path("Final_pre") / _one_name(dataset, "the dataset name") / _one_name(run, "the job name")
+
+
 def snapshot_kind(epoch: int, save_from: int, save_every: int, last_epoch: bool) -> str | None:
     """Which snapshot epoch ``epoch`` gets: ``"protocol"`` on the grid (every ``save_every`` epochs
     from ``save_from``; the paper: every 10 from 1300), ``"stop"`` for the last epoch of a run that
@@ -64,21 +79,60 @@ def snapshot_epoch(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _names(names: list[str], limit: int = 6) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def run_files(job_dir: Path) -> list[Path]:
     """The files of a training run in ``job_dir`` (empty for a new or empty folder)."""
     return sorted({p for pattern in RUN_FILES for p in Path(job_dir).glob(pattern) if p.is_file()})
 
 
-def check_free(job_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
-    """Refuse to start a new run in a folder that holds one; returns the files ``--overwrite`` removes."""
+def written_by_a_run(path: Path) -> bool:
+    """Whether ``path`` is provably a file a training run of this project wrote: a checkpoint with this
+    project's format tag, a ``config.json`` naming it in its versions, or a ``timing.json`` with the run's
+    keys. ``--overwrite`` deletes nothing else."""
+    try:
+        if path.suffix == ".pt":
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return isinstance(state, dict) and state.get("format") == FORMAT
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except Exception:  # not a zip checkpoint, not JSON, unreadable: not provably ours
+        return False
+    if not isinstance(content, dict):
+        return False
+    if path.name == "config.json":
+        return isinstance(content.get("versions"), dict) and content["versions"].get("format") == FORMAT
+    return {"step_mode", "steps_per_epoch", "ms_per_step"} <= content.keys()
+
+
+def unsaved_run(job_dir: Path) -> list[Path]:
+    """The files of a run that stopped before it saved any checkpoint (killed in its first epoch: only
+    ``config.json``/``timing.json``, provably ours); nothing of it is lost by starting again. Else []."""
     found = run_files(job_dir)
-    if not found or resume:
+    if found and all(p.suffix == ".json" and written_by_a_run(p) for p in found):
+        return found
+    return []
+
+
+def check_free(job_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
+    """Refuse to start a new run in a folder that holds one; returns the files ``--overwrite`` removes
+    (only files :func:`written_by_a_run`: a folder holding anything else under those names is refused).
+    A run that saved no checkpoint (:func:`unsaved_run`) does not hold the folder."""
+    found = run_files(job_dir)
+    if not found or resume or unsaved_run(job_dir):
         return []
     if overwrite:
+        foreign = [p.name for p in found if not written_by_a_run(p)]
+        if foreign:
+            raise JobFolderError(
+                f"--overwrite deletes only files that a training run of this project wrote, and {job_dir} holds "
+                f"{_names(foreign)}, which are not (not this project's checkpoints, config or timing). Nothing "
+                "was deleted. Move them away, or train under another --job_name."
+            )
         return found
-    names = ", ".join(p.name for p in found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
     raise JobFolderError(
-        f"{job_dir} already holds a training run ({names}). Continue it with --resume, train a new run under "
+        f"{job_dir} already holds a training run ({_names([p.name for p in found])}). Continue it with --resume, train a new run under "
         "another --job_name, or give --overwrite to delete that run's files (and its TensorBoard logs) first."
     )
 

@@ -8,7 +8,8 @@ never survive next to the new ones. A folder that holds anything other than this
 outputs is refused instead of replaced. ``with StagedFolder(...) as stage:`` holds a
 :class:`scripts.io.lock.FolderLock` (``.<name>.lock`` beside the folder) until the end, so two runs
 never write the same folder and any stage or old folder found at the start is a leftover of a
-killed run, which is removed; leaving the block without ``publish()`` deletes the stage.
+killed run, which is removed; leaving the block without ``publish()`` deletes the stage. A full (or
+read-only, or over-quota) disk while writing the stage is reported as a message naming the folder.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from scripts.core.errors import UserError
 from scripts.core.runtime import ensure_folder
+from scripts.io.atomic import disk_failure
 from scripts.io.lock import FolderLock
 
 log = logging.getLogger("avseg")
@@ -57,6 +59,13 @@ class StagedFolder:
                 self.discard()
         finally:
             self._lock.__exit__(*exc)
+        cause = disk_failure(exc[1])
+        if cause:
+            kept = "the previous outputs there are unchanged" if self.final.is_dir() else "nothing was written there"
+            raise OutputFolderError(
+                f"could not write the outputs of {self.option} {self.final}: {cause} ({kept}). Free some space "
+                "(or give a folder on another disk) and run the command again."
+            ) from None
 
     def prepare(self) -> Path:
         """Check that ``final`` may be replaced, remove leftovers of killed runs, create the stage."""

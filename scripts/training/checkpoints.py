@@ -8,8 +8,9 @@ In the job folder (``scripts.io.job``: its path, the snapshot names, which files
   limit, an ``--epochs`` shorter than ``--save-from``); the row takes it only with ``--snapshots all``.
 - ``best.pt``: the generators with the best validation F1 so far (without a validation split: the
   final weights).
-- ``last.pt``: everything ``--resume`` needs (``scripts.io.resume.last_state``), every
-  ``last_every_minutes``, at the end of the schedule and when the run is stopped.
+- ``last.pt``: everything ``--resume`` needs (``scripts.io.resume.last_state``), after the first epoch
+  (so a run killed early loses at most an epoch), every ``last_every_minutes``, at the end of the
+  schedule and when the run is stopped.
 
 Every write goes through :class:`~scripts.training.saver.BackgroundSaver` (host copy now, atomic write
 on a thread); under torchrun only rank 0 writes.
@@ -56,6 +57,7 @@ class CheckpointSaver:
         self.writer = BackgroundSaver()
         self.best = -1.0
         self.last_written = time.monotonic()
+        self.wrote_last = False
 
     @property
     def last_path(self) -> Path:
@@ -79,8 +81,11 @@ class CheckpointSaver:
     def step_done(self, position: tuple[int, int]) -> None:
         """After a step: ``last.pt`` when ``last_every_minutes`` have passed since the last one."""
         if time.monotonic() - self.last_written > self.last_every_s:
-            self._write(self.resume_state(*position), self.last_path)
-            self.last_written = time.monotonic()
+            self._write_last(position)
+
+    def _write_last(self, position: tuple[int, int]) -> None:
+        self._write(self.resume_state(*position), self.last_path)
+        self.last_written, self.wrote_last = time.monotonic(), True
 
     def stopped(self, position: tuple[int, int]) -> None:
         """The run was stopped (Ctrl-C, SIGTERM, --max-steps): ``last.pt`` now, waited for."""
@@ -96,7 +101,7 @@ class CheckpointSaver:
 
     def epoch_done(self, epoch: int, last_epoch: bool) -> None:
         """The epoch's snapshot (on the protocol's grid, or ``stop_`` for a last epoch off it), and
-        ``last.pt`` after the run's last epoch."""
+        ``last.pt`` after the run's last epoch and after this process's first."""
         kind = snapshot_kind(epoch, self.save_from, self.save_every, last_epoch)
         path = snapshot_path(self.job_dir, epoch, kind) if kind else None
         if kind == "stop" and path is not None:
@@ -110,8 +115,8 @@ class CheckpointSaver:
             )
         if path is not None:
             self._write(self._generators(epoch, {"snapshot": kind}), path)
-        if last_epoch:
-            self._write(self.resume_state(epoch + 1, 0), self.last_path)
+        if last_epoch or not self.wrote_last:
+            self._write_last((epoch + 1, 0))
 
     def finished(self, epochs: int, validated: bool) -> None:
         """The schedule is done: without a validation split the final weights are ``best.pt``; every

@@ -40,7 +40,7 @@ from scripts.figures.visualise import comparison_row
 from scripts.inference.predictor import Predictor, iterate_predictions
 from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import remove_stale_temporaries, write_atomic
-from scripts.io.job import LOCK_NAME, check_free, job_folder, runs_folder
+from scripts.io.job import LOCK_NAME, check_free, job_folder, runs_folder, unsaved_run
 from scripts.io.lock import FolderLock
 from scripts.io.resume import RESUME_LOCKED, last_state, load_resume
 from scripts.training.checkpoints import CheckpointSaver
@@ -194,6 +194,13 @@ class TrainingRun:
         if self.ctx.main:
             try:
                 check_free(self.job_dir, bool(opts.resume), opts.overwrite)  # before any data is read
+                if opts.resume == "auto" and not self.last_path.exists() and unsaved_run(self.job_dir):
+                    log.warning(
+                        "--resume: the run in %s stopped before it saved its first last.pt (written after the first "
+                        "epoch): nothing to resume, so it starts from the beginning",
+                        self.job_dir,
+                    )
+                    self.opts = opts = replace(opts, resume=None)
                 if opts.resume:
                     path = self.last_path if opts.resume == "auto" else Path(opts.resume)
                     resume = load_resume(path, {k: getattr(opts, k) for k in RESUME_LOCKED}, self.device)
@@ -411,6 +418,10 @@ class TrainingRun:
                 )  # a run started meanwhile
                 if self.overwritten:
                     self.remove_old_run()
+                elif not opts.resume and (unsaved := unsaved_run(self.job_dir)):
+                    for path in unsaved:
+                        path.unlink()
+                    log.info("%s: the previous run stopped before it saved a checkpoint; starting again", self.job_dir)
                 remove_stale_temporaries(self.job_dir)
                 write_atomic(
                     self.job_dir / "config.json",
@@ -499,7 +510,7 @@ class TrainingRun:
         )
         self.saver.best = self.best  # a resumed run's best validation F1
         self.losses = LossMeans()
-        self.started = time.perf_counter()
+        self.started = self.progress_shown = time.perf_counter()
         with StopFlag() as stop:
             for epoch in range(self.start_epoch, opts.epochs + 1):
                 if self.train_epoch(epoch, stop):
@@ -555,6 +566,9 @@ class TrainingRun:
             message = self.timer.step_done()
             if message:
                 self.first_report(message)
+            if bar.disable and self.ctx.main and time.perf_counter() - self.progress_shown >= opts.progress_every:
+                self.progress_shown = time.perf_counter()
+                log.info(self.progress_line(epoch))
             position = (epoch + 1, 0) if step_in_epoch >= self.steps_per_epoch else (epoch, step_in_epoch)
             if self.should_stop(stop):
                 self.saver.stopped(position)
@@ -567,6 +581,17 @@ class TrainingRun:
             self.saver.step_done(position)
             waited = time.perf_counter()
         return False
+
+    def progress_line(self, epoch: int) -> str:
+        """What a progress bar would show, as one log line (output to a file: no bar)."""
+        total = self.timer.total_steps
+        per_step = self.timer.per_step()
+        losses = " ".join(f"{k} {v:.3f}" for k, v in self.losses.shown.items())
+        return (
+            f"step {self.global_step}/{total} (epoch {epoch}/{self.opts.epochs})"
+            + (f"  losses {losses}" if losses else "")
+            + f"  {1 / per_step:.2f} steps/s  {self.timer.seconds_left() / 60:.1f} min left"
+        )
 
     def log_losses(self, bar) -> None:
         shown, rates = self.losses.read(self.trainer.lrs())

@@ -52,6 +52,7 @@ class TrainOptions:
     val_every: int = 10
     last_every_minutes: float = 10.0
     log_every: int = 10
+    progress_every: float = 60.0  # seconds between progress lines when the output is not a terminal
     image_every: int = 5
     max_steps: int | None = None
     time_limit: float | None = None  # minutes

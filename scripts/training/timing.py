@@ -66,6 +66,12 @@ class RunTimer:
         t0, excl0 = self._mark
         return (now - t0 - (self._excluded() - excl0)) / (self.steps - self.skip)
 
+    def seconds_left(self, now: float | None = None) -> float:
+        """The rest of the run at the measured step and validation costs."""
+        remaining = self.total_steps - self.start_steps - self.steps
+        val = self.validation / self.validations if self.validations else 0.0
+        return self.per_step(now) * remaining + val * max(0, self.validations_left - self.validations)
+
     def data_wait_share(self) -> float:
         busy = time.perf_counter() - self.started - self._excluded()
         return self.data_wait / busy if busy > 0 else 0.0

@@ -24,7 +24,7 @@ from scripts.data.images import (
 )
 from scripts.data.map_files import NOT_MAPS, Skipped, image_id, read_map
 from scripts.io.tables import write_csv
-from scripts.vessels.disc import Disc, locate_disc, read_disc_csv
+from scripts.vessels.disc import Disc, locate_disc, read_disc_csv, warn_unmatched_rows
 from scripts.vessels.measures import measure
 
 
@@ -111,6 +111,8 @@ def measure_maps(inputs: list[str], options: MapOptions, csv_path: Path) -> tupl
     if options.disc is not None and (options.disc[2] <= 0 or not all(math.isfinite(v) for v in options.disc)):
         raise UsageError(f"--disc {' '.join(f'{v:g}' for v in options.disc)}: X and Y must be finite and R > 0 pixels")
     discs = read_disc_csv(options.disc_csv) if options.disc_csv else {}
+    if discs:
+        warn_unmatched_rows(discs, [image_id(p) for p in files], options.disc_csv)
     for folder, option in ((options.photos, "--photos"), (options.masks, "--masks")):
         if folder is not None and not folder.is_dir():
             raise UsageError(f"{option} {folder}: folder not found")

@@ -88,6 +88,24 @@ def read_disc_csv(path: Path) -> dict[str, Disc]:
     return discs
 
 
+def warn_unmatched_rows(discs: dict[str, Disc], ids: list[str], path: Path) -> None:
+    """Warn about ``--disc-csv`` rows whose id is none of the images' ``ids`` (they would be ignored
+    silently, and those images' discs located instead), with the likely reason when one is seen."""
+    unmatched = sorted(set(discs) - set(ids))
+    if not unmatched:
+        return
+    lower = {i.lower(): i for i in ids}
+    near = [f"'{u}' (the image is '{lower[Path(u).stem.lower()]}')" for u in unmatched if Path(u).stem.lower() in lower]
+    shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+    warnings.warn(
+        f"--disc-csv {path}: {len(unmatched)} of its {len(discs)} row(s) match no image and are not used ({shown}). "
+        "A row's id is the image's file name without its extension, exactly (case included)"
+        + (f"; close: {', '.join(near[:3])}" if near else "")
+        + f". This run's ids: {', '.join(sorted(ids)[:5])}{' ...' if len(ids) > 5 else ''}.",
+        stacklevel=2,
+    )
+
+
 LOW_CONFIDENCE = 0.3  # below this the warning says the disc is probably wrong
 MIN_VESSEL_SHARE = 0.02  # a vessel map covering less of the FOV (ground truth: 6-14 %) cannot show where vessels meet
 WORK_SIZE = 512  # the disc is large: it is located on a copy at most this many pixels wide or high

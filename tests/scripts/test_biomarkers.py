@@ -169,3 +169,13 @@ def test_predicts_own_folder_measures_the_maps_and_skips_the_rest(maps, tmp_path
 def test_missing_folder_and_non_map_are_named(maps, tmp_path, capsys):
     assert main([str(maps / "maps"), "--photos", str(tmp_path / "nope"), "--csv", str(tmp_path / "o.csv")]) == 2
     assert "--photos" in capsys.readouterr().err
+
+
+def test_disc_rows_that_match_no_map_are_named_not_ignored(maps, tmp_path):
+    discs = tmp_path / "discs.csv"
+    discs.write_text("id,x,y,radius\n00,70,120,14\n01,60,128,15\n01.png,60,128,15\nimage_99,5,5,4\n")
+    with pytest.warns(UserWarning) as caught:
+        assert main([str(maps / "maps"), "--disc-csv", str(discs), "--csv", str(tmp_path / "o.csv")]) == 0
+    (message,) = [str(w.message) for w in caught if "match no image" in str(w.message)]
+    assert "2 of its 4 row(s) match no image and are not used (01.png, image_99)" in message
+    assert "close: '01.png' (the image is '01')" in message

@@ -248,6 +248,8 @@ def test_known_discs_are_read_and_the_warning_names_predicts_own_option(photos, 
         )
     rows = {r["id"]: r for r in _rows(out)}
     assert (rows["odd"]["disc_x"], rows["odd"]["disc_radius"]) == ("400", "60")
+    assert (rows["odd"]["disc_source"], rows["grey"]["disc_source"]) == ("given", "located")
+    assert not [w for w in caught if "match no image" in str(w.message)]
     located = [str(w.message) for w in caught if "located automatically" in str(w.message)]
     assert len(located) == 1 and "grey.png" in located[0] and "give its disc in a --disc-csv row" in located[0]
     assert "--disc X Y R" not in located[0]
@@ -268,3 +270,47 @@ def test_predictions_page_shows_every_photograph_in_a_browser(photos, checkpoint
     [shown] = found["tables"]
     assert shown["file"] == "predictions.csv" and len(shown["rows"]) == len(names) == 4
     assert "broken.png" in found["text"] and "Failed inputs" in found["text"]
+
+
+def test_a_full_disk_is_a_message_and_the_earlier_outputs_stay(photos, checkpoint, tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    out = tmp_path / "out"
+    assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 2
+    err = capsys.readouterr().err
+    assert f"could not write the outputs of --out {out}: no space left on the disk" in err
+    assert "the previous outputs there are unchanged" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if ".partial-" in p.name] == []
+
+
+def test_disc_rows_that_match_no_photograph_are_named(photos, checkpoint, tmp_path):
+    discs = tmp_path / "discs.csv"
+    discs.write_text("id,x,y,radius\nodd,400,300,60\nODD.jpg,400,300,60\n")
+    with pytest.warns(UserWarning) as caught:
+        assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")]) == 0
+        assert (
+            main(
+                [
+                    str(photos / "odd.jpg"),
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--out",
+                    str(tmp_path / "o"),
+                    "--disc-csv",
+                    str(discs),
+                ]
+            )
+            == 0
+        )
+    (message,) = [str(w.message) for w in caught if "match no image" in str(w.message)]
+    assert "1 of its 2 row(s) match no image and are not used (ODD.jpg)" in message and "the image is 'odd'" in message

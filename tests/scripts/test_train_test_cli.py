@@ -799,3 +799,58 @@ def test_given_checkpoints_are_scored_once_each_and_best_records_its_epoch(train
         "rule": "best",
         "epochs": [saved],
     }
+
+
+def test_output_to_a_file_gets_progress_lines_with_step_losses_speed_and_time_left(synthetic_root, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="avseg"):
+        assert (
+            _train(tmp_path, synthetic_root, "quiet", "--epochs", "2", "--log-every", "2", "--progress-every", "1e-6")
+            == 0
+        )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split()[1] for line in lines] == [f"{i}/6" for i in range(1, 7)]  # 3 steps per epoch
+    assert "(epoch 2/2)" in lines[-1] and "steps/s" in lines[-1] and "min left" in lines[-1]
+    assert "losses D_A " not in lines[0] and "losses D_A " in lines[1]  # means read every --log-every steps
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_starts_again_with_or_without_resume(synthetic_root, tmp_path, caplog):
+    assert _train(tmp_path, synthetic_root, "killed", "--epochs", "1") == 0
+    job = tmp_path / "SYNTHETIC" / "killed"
+    for path in job.glob("*.pt"):  # what a kill -9 in the first epoch leaves: config.json and timing.json
+        path.unlink()
+    with caplog.at_level("INFO", logger="avseg"):
+        assert _train(tmp_path, synthetic_root, "killed", "--epochs", "1", "--resume") == 0
+    assert "stopped before it saved its first last.pt" in caplog.text and (job / "last.pt").is_file()
+    for path in job.glob("*.pt"):
+        path.unlink()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="avseg"):
+        assert _train(tmp_path, synthetic_root, "killed", "--epochs", "1") == 0
+    assert "stopped before it saved a checkpoint; starting again" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_testing_is_a_message_and_maps_default_to_a_folder_per_job(
+    trained, synthetic_root, tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    from scripts.evaluation import protocol
+
+    monkeypatch.chdir(tmp_path)
+    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(trained)]
+    assert test_cli.main([*common, "--job_name", "e2e", "--no-biomarkers"]) == 0
+    maps = tmp_path / "Final_pre" / "SYNTHETIC" / "e2e"
+    before = _digest(maps / "raw_pre")
+    assert len(before) == 3 and (tmp_path / "results" / "SYNTHETIC" / "e2e" / "paper_row.json").is_file()
+    capsys.readouterr()
+
+    def full(path, prob):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(protocol, "save_prob_png", full)
+    assert test_cli.main([*common, "--job_name", "e2e", "--no-biomarkers"]) == 2
+    err = capsys.readouterr().err
+    assert f"could not write the outputs of --maps-dir {maps.resolve()}: no space left on the disk" in err
+    assert "Traceback" not in err and _digest(maps / "raw_pre") == before

@@ -73,3 +73,19 @@ def test_a_folder_with_other_files_or_a_file_in_the_way_is_refused(tmp_path, mon
     with pytest.raises(OutputFolderError, match="this is the current folder"):
         with _staged(final):
             pass
+
+
+@pytest.mark.parametrize("code, cause", [(28, "no space left on the disk"), (30, "the file system is read-only")])
+def test_a_full_or_read_only_disk_is_a_message_naming_the_folder(tmp_path, code, cause):
+    final = tmp_path / "res"
+    with pytest.raises(OutputFolderError, match=f"--results {final}: {cause} \\(nothing was written there\\)"):
+        with _staged(final) as stage:
+            _write(stage, ["a.csv"])
+            raise OSError(code, os.strerror(code))
+    assert not final.exists() and [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_other_errors_inside_the_stage_keep_their_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        with _staged(tmp_path / "res"):
+            open(tmp_path / "missing")

@@ -30,7 +30,7 @@ def test_snapshots_on_the_grid_a_stop_snapshot_off_it_and_last_pt_at_the_end(tmp
         saver.epoch_done(epoch, last_epoch=epoch == 7)
     saver.finished(7, validated=True)
     assert _names(tmp_path) == ["epoch_0004.pt", "epoch_0006.pt", "last.pt", "stop_epoch_0007.pt"]
-    assert resumes == [(8, 0)]  # last.pt: resume at the start of the next epoch
+    assert resumes == [(2, 0), (8, 0)]  # last.pt after the first epoch and the last: resume at the next epoch
     snap = torch.load(tmp_path / "epoch_0006.pt", weights_only=True)
     assert snap["epoch"] == 6 and snap["snapshot"] == "protocol" and set(snap["nets"]) == {"G_A", "G_V", "G"}
 
@@ -63,3 +63,12 @@ def test_last_pt_by_the_clock_and_when_stopped_and_nothing_on_other_ranks(tmp_pa
     quiet.epoch_done(4, last_epoch=True)
     quiet.finished(4, validated=False)
     assert _names(other) == []
+
+
+def test_a_first_last_pt_after_the_first_epoch_so_an_early_kill_loses_at_most_one_epoch(tmp_path):
+    saver, resumes = _saver(tmp_path)  # last.pt every 10 minutes
+    saver.epoch_done(1, last_epoch=False)
+    saver.writer.wait(strict=True)
+    assert _names(tmp_path) == ["last.pt"] and resumes == [(2, 0)]
+    saver.epoch_done(2, last_epoch=False)
+    assert resumes == [(2, 0)]  # then by the clock
