@@ -38,7 +38,7 @@ from scripts.benchmarks.memory import format_memory, format_verified, memory_row
 from scripts.benchmarks.segments import segments_benchmark
 from scripts.benchmarks.steps import MODES, benchmark_steps, table
 from scripts.cli.entry import run_command
-from scripts.cli.types import positive_float, positive_int
+from scripts.cli.types import int_between, n_filters, positive_float, positive_int
 from scripts.core.config import default_data_root
 from scripts.core.errors import UsageError
 from scripts.io.atomic import write_atomic
@@ -88,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cards", type=positive_int, nargs="*", default=[16, 24, 40, 80], metavar="GB", help="with --memory"
     )
-    p.add_argument("--sizes", type=positive_int, nargs="+", default=None, help="square sizes (default: 128 256)")
+    p.add_argument(
+        "--sizes",
+        type=int_between(16, 4096, "a square model input side in pixels"),
+        nargs="+",
+        default=None,
+        help="square sizes (default: 128 256)",
+    )
     p.add_argument("--modes", nargs="+", choices=MODES, default=["literal", "reuse", "batched"])
     p.add_argument(
         "--activation-checkpointing",
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         help="step timings: with activation checkpointing, or both ways (its cost per step)",
     )
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format")
-    p.add_argument("--n-filters", type=positive_int, default=32)
+    p.add_argument("--n-filters", type=n_filters, default=32)
     p.add_argument("--batch-size", type=positive_int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=positive_int, default=5)

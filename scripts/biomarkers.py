@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
 from scripts.cli.entry import run_command
-from scripts.cli.types import positive_float
+from scripts.cli.types import pixel_um
 from scripts.vessels.biomarker_files import MapOptions, measure_maps
 
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--disc-csv", type=Path, help="CSV with columns id, x, y, radius (px)")
     p.add_argument(
         "--pixel-um",
-        type=positive_float,
+        type=pixel_um,
         default=None,
         metavar="U",
         help="micrometres per pixel: calibres and CRAE/CRVE also in micrometres",

@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 
 from scripts.cli.entry import run_command
 from scripts.cli.groups import add_weight_options
-from scripts.cli.types import positive_float, positive_int
+from scripts.cli.types import pixel_um, positive_int
 from scripts.core.runtime import resolve_device
 from scripts.data.images import collect_inputs
 from scripts.inference.batch import PredictOptions, is_output, output_names, predict_all
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--pixel-um",
-        type=positive_float,
+        type=pixel_um,
         default=None,
         metavar="U",
         help="micrometres per pixel of the photographs: calibres and CRAE/CRVE also in micrometres",

@@ -13,7 +13,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
 from scripts.cli.entry import run_command
-from scripts.cli.types import non_negative_int, positive_int
+from scripts.cli.types import int_between, seed
 from scripts.core.errors import UsageError
 from scripts.data.synthetic import write_dataset
 
@@ -22,10 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="data", help="data root to write into (default: ./data)")
     p.add_argument("--name", default="SYNTHETIC")
-    p.add_argument("--train", type=positive_int, default=12)
-    p.add_argument("--test", type=non_negative_int, default=6)
-    p.add_argument("--size", type=positive_int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=int_between(1, 10_000, "training images to draw"), default=12)
+    p.add_argument("--test", type=int_between(0, 10_000, "test images to draw"), default=6)
+    p.add_argument("--size", type=int_between(32, 4096, "the images' side in pixels"), default=256)
+    p.add_argument("--seed", type=seed, default=0)
     a = p.parse_args(argv)
     return run_command(lambda: write(a.out, a.name, a.train, a.test, a.size, a.seed))
 

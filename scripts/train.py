@@ -31,7 +31,17 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
 from scripts.cli.entry import quiet_parser, run_command
-from scripts.cli.types import boolean, non_negative_float, non_negative_int, percent, positive_float, positive_int
+from scripts.cli.types import (
+    boolean,
+    learning_rate,
+    n_filters,
+    non_negative_float,
+    non_negative_int,
+    percent,
+    positive_float,
+    positive_int,
+    seed,
+)
 from scripts.core.config import DATASETS
 from scripts.core.distributed import init_from_env
 from scripts.core.runtime import resolve_device
@@ -53,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", "-e", type=positive_int)
     p.add_argument("--batch-size", "-b", type=positive_int)
-    p.add_argument("--learning-rate", "-l", type=positive_float)
+    p.add_argument("--learning-rate", "-l", type=learning_rate)
     p.add_argument("--alpha", type=non_negative_float, help="weight of the MSE loss")
     p.add_argument("--beta", type=non_negative_float, help="weight of the BCE segmentation loss")
     p.add_argument(
@@ -65,12 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", help=f"{', '.join(DATASETS)} or a folder name under --data-root")
     p.add_argument("--job_name", "--job-name", dest="job_name")
-    p.add_argument("--seed_num", "--seed", dest="seed", type=int)
+    p.add_argument("--seed_num", "--seed", dest="seed", type=seed)
     p.add_argument("--validation", "-v", type=percent, help="validation percent")
     p.add_argument("--uniform", type=boolean, nargs="?", const=True, help="all datasets at 912x912")
     p.add_argument("--discriminator", choices=["unet"], help="discriminator type (U-Net)")
     p.add_argument("--data-root", type=Path, help="default: $AVSEG_DATA or ./data")
-    p.add_argument("--n-filters", type=positive_int, help="base width n (32 in the paper)")
+    p.add_argument("--n-filters", type=n_filters, help="base width n (32 in the paper)")
     p.add_argument(
         "--image-size",
         type=positive_int,

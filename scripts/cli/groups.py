@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scripts.cli.types import non_negative_float, positive_int
+from scripts.cli.types import int_between, non_negative_float, positive_int, seed
 from scripts.evaluation.rrwnet import DEFAULT_PATHS, PROTOCOLS
 from scripts.vessels.segments import MIN_LENGTH, MIXED_SHARES
 
@@ -70,13 +70,13 @@ def add_protocol_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=seed,
         default=0,
         help="RRWNet protocol: seeds its random draws (artery/vein ties, the topology's paths)",
     )
     p.add_argument(
         "--topo-paths",
-        type=positive_int,
+        type=int_between(1, 100_000, "paths per image and class; RRWNet's code uses 100"),
         default=DEFAULT_PATHS,
         metavar="N",
         help=f"RRWNet protocol: random centreline paths per image and class (default {DEFAULT_PATHS}; "

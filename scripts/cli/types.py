@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def _whole(text: str, least: int) -> int:
@@ -65,3 +66,35 @@ def percent(text: str) -> float:
     if value >= 100:
         raise argparse.ArgumentTypeError(f"must be below 100 (a percentage of the images), got {text}")
     return value
+
+
+def int_between(least: int, most: int, meaning: str) -> Callable[[str], int]:
+    """argparse type: a whole number in [least, most]; ``meaning`` says why the bounds are what they are."""
+
+    def parse(text: str) -> int:
+        value = _whole(text, least)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most} ({meaning}), got {value}")
+        return value
+
+    return parse
+
+
+def float_between(least: float, most: float, meaning: str) -> Callable[[str], float]:
+    """argparse type: a number in (least, most] when least is 0, else [least, most]."""
+
+    def parse(text: str) -> float:
+        value = positive_float(text) if least == 0 else non_negative_float(text)
+        if not least <= value <= most:
+            raise argparse.ArgumentTypeError(f"must be between {least:g} and {most:g} ({meaning}), got {text}")
+        return value
+
+    return parse
+
+
+MAX_FILTERS = 256  # 8 times the paper's 32: a generator of that width is ~64 times the paper's size
+MAX_SEED = 2**63 - 1  # what torch.manual_seed accepts
+n_filters = int_between(1, MAX_FILTERS, "the networks' base width; the paper's is 32")
+seed = int_between(0, MAX_SEED, "a seed for the random generators")
+learning_rate = float_between(0, 1, "Adam's learning rate; the paper's is 8e-4")
+pixel_um = float_between(0.1, 100, "micrometres per pixel; fundus photographs have about 2-30")

@@ -63,10 +63,18 @@ def default_data_root() -> Path:
 RELEASE_SIZE = (720, 720)  # (W, H): the authors' README's --uniform=True runs, at which the release was trained
 
 
+MAX_MODEL_SIDE = 4096  # about 4.7 times HRF-AV's 880: one such image already needs several GB per network
+
+
 def check_model_size(size: Sequence[int], what: str = "--image-size") -> tuple[int, int]:
-    """Validate a (W, H) model size: two positive multiples of 16."""
+    """Validate a (W, H) model size: two positive multiples of 16, at most ``MAX_MODEL_SIDE``."""
     if len(size) != 2 or any(int(s) <= 0 or int(s) % 16 for s in size):
         raise UsageError(f"{what} must be two positive multiples of 16 (width height), got {list(size)}")
+    if max(int(s) for s in size) > MAX_MODEL_SIDE:
+        raise UsageError(
+            f"{what} {' '.join(str(int(s)) for s in size)}: a model input side is at most {MAX_MODEL_SIDE} px (the "
+            "paper's largest is HRF-AV's 880 x 592; photographs are resized to it, so a larger size adds no detail)"
+        )
     return int(size[0]), int(size[1])
 
 

@@ -51,6 +51,12 @@ def resolve_workers(value: str, device: torch.device) -> int:
             n = -1
         if n < 0:
             raise UsageError(f"--workers must be a number >= 0 or 'auto', got {value!r}")
+        most = max(64, 4 * cpu_count())
+        if n > most:
+            raise UsageError(
+                f"--workers {n}: at most {most} data-loading processes on this machine ({cpu_count()} cores); "
+                "'auto' sizes them to the machine"
+            )
         return n
     return 0 if device.type == "cpu" else max(1, min(8, cpu_count() - 1))
 

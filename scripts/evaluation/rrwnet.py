@@ -103,8 +103,29 @@ def curve_areas(values: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[f
     return roc, pr
 
 
-def _rates(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
+POOLS = {
+    "av_all": "A/V All (ground-truth artery and vein pixels)",
+    "av_intersection": "A/V Intersection (ground-truth artery and vein pixels predicted as vessel)",
+    "tree": "vessel tree (FOV pixels)",
+}
+
+
+def _rates(tp: float, fp: float, fn: float, tn: float, pool: str = "") -> dict[str, float]:
     if (tp + fn == 0) or (tn + fp == 0):  # one class only: their code's fallback counts as (1, 0, 0, 1)
+        if pool:
+            total = tp + fp + fn + tn
+            warnings.warn(
+                f"RRWNet protocol, {POOLS[pool]}: the pool "
+                + ("is empty" if total == 0 else f"holds one class only ({total} pixels)")
+                + "; as RRWNet's code does, its sensitivity, specificity, accuracy and F1 are reported as 100 %, "
+                "which says nothing about the prediction"
+                + (
+                    " (no ground-truth artery or vein pixel was predicted as vessel)"
+                    if pool == "av_intersection"
+                    else ""
+                ),
+                stacklevel=3,
+            )
         tp, fp, fn, tn = 1, 0, 0, 1
     return {
         "sensitivity": tp / (tp + fn),
@@ -371,8 +392,8 @@ def pooled(stats: list[ImageStats]) -> dict:
     """The RRWNet table from every image's stats: {"av_all", "av_intersection", "artery", "vein",
     "tree", "topology"} -> {metric: value} (rates in 0..1; topology: mean and std over images)."""
     out = {
-        "av_all": _rates(*sum(s.av_all for s in stats)),
-        "av_intersection": _rates(*sum(s.av_intersection for s in stats)),
+        "av_all": _rates(*sum(s.av_all for s in stats), pool="av_all"),
+        "av_intersection": _rates(*sum(s.av_intersection for s in stats), pool="av_intersection"),
     }
     levels = np.arange(LEVELS) / 255
     for c, name in enumerate(CLASSES):
@@ -386,7 +407,7 @@ def pooled(stats: list[ImageStats]) -> dict:
             np.concatenate(values), np.concatenate(pos).astype(float), np.concatenate(neg).astype(float)
         )
         out[name] = {"roc_auc": roc, "pr_auc": pr}
-    out["tree"].update(_rates(*sum(s.tree for s in stats)))
+    out["tree"].update(_rates(*sum(s.tree for s in stats), pool="tree"))
     topo = {}
     for name in CLASSES:
         counts = np.array([s.topo[name] for s in stats if s.topo.get(name) is not None], np.float64)

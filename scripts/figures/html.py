@@ -13,6 +13,7 @@ import html
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from PIL import Image
 
@@ -61,6 +62,12 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 
 def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
+
+
+def url(rel: str) -> str:
+    """A relative file path as an attribute value: percent-encoded, so that a legal file name with a
+    character that means something in a URL ('#', '?', '%', ':', a space) still names the file."""
+    return esc(quote(rel, safe="/"))
 
 
 def number(value: object) -> float | None:
@@ -142,7 +149,7 @@ def csv_table(path: Path, link: str | None = None) -> str:
     header, rows = read
     href = link if link is not None else path.name
     return (
-        f'<p class="muted">{len(rows)} rows, from <a href="{esc(href)}">{esc(path.name)}</a>; click a '
+        f'<p class="muted">{len(rows)} rows, from <a href="{url(href)}">{esc(path.name)}</a>; click a '
         f"column to sort</p>" + table(header, rows)
     )
 
@@ -165,7 +172,7 @@ def figure(folder: Path, rel: str, caption: str) -> str:
     if problem:
         return f"<figure>{notice(problem)}<figcaption>{esc(caption)}</figcaption></figure>"
     return (
-        f'<figure><a href="{esc(rel)}"><img src="{esc(rel)}" alt="{esc(caption)}"></a>'
+        f'<figure><a href="{url(rel)}"><img src="{url(rel)}" alt="{esc(caption)}"></a>'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
     )
 

@@ -41,7 +41,7 @@ def test_auto_workers_on_a_gpu_machine_follow_the_cores(monkeypatch):
     assert resolve_workers("auto", torch.device("cuda")) == 1
 
 
-@pytest.mark.parametrize("value", ["-1", "two"])
+@pytest.mark.parametrize("value", ["-1", "two", "100000"])
 def test_bad_worker_counts(value):
     with pytest.raises(UsageError, match="--workers"):
         resolve_workers(value, torch.device("cpu"))

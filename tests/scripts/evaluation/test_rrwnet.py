@@ -4,6 +4,7 @@ and the real DRIVE test labels scored against themselves."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -75,7 +76,8 @@ def test_hand_computed_av_classification_all_and_intersection():
         :, None, :
     ]
     pred = np.round(pred * 255) / 255
-    r = pooled([_stats(pred, truth)])
+    with pytest.warns(UserWarning, match="vessel tree .*holds one class only \\(6 pixels\\)"):
+        r = pooled([_stats(pred, truth)])
     # All: pixels 0-3; predicted artery at 0 (0.8>=0.1), 3 (0.6>=0.2): tp 1, fn 1, fp 1, tn 1
     assert r["av_all"] == pytest.approx({"sensitivity": 0.5, "specificity": 0.5, "accuracy": 0.5, "f1": 0.5})
     # Intersection: tree > 0.5 drops pixel 3: tp 1 (0), fn 1 (1), tn 1 (2)
@@ -335,3 +337,20 @@ def test_nearest_centreline_pixel_equals_their_argmin_ties_included():
         for p in points
     ]
     assert Centreline(skeleton).nearest(points).tolist() == expected
+
+
+def test_an_all_black_prediction_warns_that_the_intersection_pool_was_empty():
+    truth = np.zeros((3, 1, 400), bool)
+    truth[0, 0, :100] = truth[1, 0, 100:200] = True
+    truth[2, 0, :200] = True
+    with pytest.warns(UserWarning) as caught:
+        r = pooled([_stats(np.zeros((3, 1, 400)), truth)])
+    assert r["av_intersection"]["f1"] == 1.0  # their code's fallback, kept for comparability
+    (message,) = [str(w.message) for w in caught]
+    assert "A/V Intersection" in message and "the pool is empty" in message and "says nothing" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a prediction that finds vessels: no warning
+        pred = np.zeros((3, 1, 400))
+        pred[0, 0, :100] = pred[1, 0, 100:200] = pred[2, 0, :200] = 1.0
+        r = pooled([_stats(pred, truth)])
+    assert r["av_intersection"]["f1"] == 1.0 and r["tree"]["f1"] == 1.0

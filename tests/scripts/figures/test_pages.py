@@ -104,3 +104,31 @@ def test_predict_page_lists_every_photograph_and_the_failures(tmp_path):
 
 def test_predict_page_without_its_table(tmp_path):
     assert "predictions.csv is missing" in predictions_page(tmp_path, {}, [])
+
+
+URL_NAMES = ("a#1", "b?x=2", "c%41", "d e", "e:f", "f&amp;")
+
+
+def _photographs_with_url_characters(folder):
+    rows = "".join(f"{n},photos/{n}.jpg,0.1\n" for n in URL_NAMES)
+    (folder / "predictions.csv").write_text("id,file,vessel_fraction\n" + rows)
+    for name in URL_NAMES:
+        for kind in ("overlay", "av"):
+            Image.fromarray(np.full((4, 4, 3), 90, np.uint8)).save(folder / f"{name}_{kind}.png")
+    page = folder / "report.html"
+    page.write_text(predictions_page(folder, {"out": str(folder)}, []))
+    return page
+
+
+def test_file_names_with_url_characters_are_percent_encoded_in_links(tmp_path):
+    text = _photographs_with_url_characters(tmp_path).read_text()
+    assert 'src="a%231_overlay.png"' in text and 'src="b%3Fx%3D2_av.png"' in text and 'src="c%2541_av.png"' in text
+    assert 'src="d%20e_av.png"' in text and 'src="e%3Af_av.png"' in text and 'src="f%26amp%3B_av.png"' in text
+
+
+def test_file_names_with_url_characters_show_their_pictures_in_a_browser(tmp_path, chromium):
+    from tests.browser import check_page
+
+    found = check_page(_photographs_with_url_characters(tmp_path), chromium)
+    assert found["errors"] == []
+    assert len(found["images"]) == 2 * len(URL_NAMES) and all(loaded for _, loaded in found["images"])
