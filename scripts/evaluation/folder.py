@@ -104,6 +104,12 @@ def evaluate_folder(
     ``pred_dir`` (``convention``: ``ours`` = artery, uncertain, vein; ``rrwnet`` = artery, vein, tree)."""
     info = dataset_info(dataset)
     items = find_items(Path(data_root) / dataset / split, info.label_suffixes)
+    for what in ("images", "1st_manual", "mask"):  # a folder of the dataset itself is not predictions
+        if items and Path(pred_dir).resolve() == (Path(data_root) / dataset / split / what).resolve():
+            raise UsageError(
+                f"--pred {pred_dir}: this is the dataset's own {what} folder, not predicted maps; give the folder of "
+                "<id>.png probability maps (test.sh writes them to Final_pre/<DATASET>/<job>/raw_pre)"
+            )
     results = []
     for index, item in enumerate(items):
         label, _ = load_label(item.label)

@@ -68,6 +68,8 @@ def read_disc_csv(path: Path) -> dict[str, Disc]:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError) as err:
         raise UsageError(f"--disc-csv {path}: cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    if not rows:
+        raise UsageError(f"--disc-csv {path}: holds no rows; expected a header id,x,y,radius and one row per image")
     discs: dict[str, Disc] = {}
     lines: dict[str, int] = {}
     for i, row in enumerate(rows, start=2):

@@ -97,6 +97,8 @@ def test_disc_csv_and_its_errors(maps, tmp_path, capsys):
         ("id,x,y,radius\n00,nan,120,14\n", "line 2 (00): x, y and radius must be finite numbers"),
         ("id,x,y,radius\n00,70,inf,14\n", "line 2 (00): x, y and radius must be finite"),
         ("id,x,y,radius\n00,70,120,14\n01,1,1,4\n00,71,120,14\n", "line 4: id 00 is already given on line 2"),
+        ("", "holds no rows; expected a header id,x,y,radius"),
+        ("id,x,y,radius\n", "holds no rows"),
     ],
 )
 def test_bad_disc_rows_are_refused_by_line(maps, tmp_path, capsys, text, message):

@@ -173,3 +173,10 @@ def test_both_protocols_at_once_equal_each_alone(synthetic_root, tmp_path):
     alone = {**got["paper"], **got["rrwnet"]}
     assert set(got["all"]) == set(alone) and got["all"] == alone
     assert got["all"]["segments"]["av_accuracy"] < 1 and got["all"]["rrwnet"]["topology"]
+
+
+@pytest.mark.parametrize("folder", ["images", "1st_manual"])
+def test_the_datasets_own_folders_are_not_taken_for_predictions(synthetic_root, capsys, folder):
+    pred = synthetic_root / "SYNTHETIC" / "test" / folder
+    assert main(["--pred", str(pred), "--dataset", "SYNTHETIC", "--data-root", str(synthetic_root)]) == 2
+    assert f"this is the dataset's own {folder} folder, not predicted maps" in capsys.readouterr().err
