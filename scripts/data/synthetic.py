@@ -10,7 +10,9 @@ Written by ``python -m scripts.synthetic`` (the demo's and the tests' data).
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +77,9 @@ def disc_of(seed: int, size: int = 256) -> tuple[float, float, float]:
     return x, y, 2 * DISC_SIGMA * size
 
 
-def make_sample(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One synthetic (image uint8 HxWx3, label uint8 HxWx3, mask bool HxW)."""
+def make_sample(seed: int, size: int = 256, vessel_width: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One synthetic (image uint8 HxWx3, label uint8 HxWx3, mask bool HxW); ``vessel_width`` scales the
+    trees' starting widths (the demo's set uses 1.5: fewer vessels thinner than a pixel at its size)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     c = (size - 1) / 2
@@ -84,7 +87,10 @@ def make_sample(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.
     disc = _disc_centre(rng, size)
 
     trees = {}
-    for kind, width, offset in (("artery", 0.022 * size, 0.0), ("vein", 0.032 * size, 0.35)):
+    for kind, width, offset in (
+        ("artery", 0.022 * size * vessel_width, 0.0),
+        ("vein", 0.032 * size * vessel_width, 0.35),
+    ):
         segs: list[Segment] = []
         for base in (-2.2, -0.9, 0.9, 2.2):
             angle = base + offset * np.sign(base) + rng.normal(0, 0.15)
@@ -121,19 +127,49 @@ def make_sample(seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray, np.
     return np.clip(img, 0, 255).astype(np.uint8), label, fov
 
 
+RECIPE = "recipe.json"  # what a written set was drawn with: a set with another recipe is redrawn
+
+
+def recipe(n_train: int, n_test: int, size: int, seed: int, vessel_width: float) -> dict:
+    return {"train": n_train, "test": n_test, "size": size, "seed": seed, "vessel_width": vessel_width}
+
+
+def written_recipe(root: Path) -> dict | None:
+    """The recipe of the set in ``root``, or None (no set, or one written before recipes were kept)."""
+    try:
+        found = json.loads((Path(root) / RECIPE).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def write_dataset(
-    out: Path | str, name: str = "SYNTHETIC", n_train: int = 12, n_test: int = 6, size: int = 256, seed: int = 0
+    out: Path | str,
+    name: str = "SYNTHETIC",
+    n_train: int = 12,
+    n_test: int = 6,
+    size: int = 256,
+    seed: int = 0,
+    vessel_width: float = 1.0,
 ) -> Path:
-    """Write ``<out>/<name>/{training,test}/{images,1st_manual,mask}``; returns the dataset folder."""
+    """Write ``<out>/<name>/{training,test}/{images,1st_manual,mask}`` and its ``recipe.json``; returns the
+    dataset folder. Files of an earlier set there are replaced (see ``scripts/synthetic.py``, which
+    refuses a folder holding anything else)."""
     root = Path(out) / name
     for split, n, offset in (("training", n_train, 0), ("test", n_test, 10_000)):
         dirs = {d: root / split / d for d in ("images", "1st_manual", "mask")}
         for d in dirs.values():
             d.mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            image, label, fov = make_sample(seed * 100_000 + offset + i, size)
+            image, label, fov = make_sample(seed * 100_000 + offset + i, size, vessel_width)
             stem = f"{i + 1:02d}_{split}"
             Image.fromarray(image).save(dirs["images"] / f"{stem}.png")
             Image.fromarray(label).save(dirs["1st_manual"] / f"{stem}.png")
             Image.fromarray(fov.astype(np.uint8) * 255).save(dirs["mask"] / f"{stem}_mask.gif")
+    (root / RECIPE).write_text(json.dumps(recipe(n_train, n_test, size, seed, vessel_width), indent=1) + "\n")
     return root
+
+
+def is_generated(path: Path) -> bool:
+    """Whether ``path`` (inside a set's folder) is a file this generator writes."""
+    return path.name == RECIPE or bool(re.fullmatch(r"\d+_(training|test)(_mask\.gif|\.png)", path.name))

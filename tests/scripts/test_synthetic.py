@@ -46,3 +46,36 @@ def test_cli_refuses_bad_numbers_and_unwritable_places(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["--out", str(blocker), "--train", "1", "--test", "0", "--size", "32"]) == 2
     assert "cannot write the synthetic set" in capsys.readouterr().err
+
+
+def test_wider_vessels_cover_more_of_the_image():
+    thin, wide = make_sample(5, 128)[1], make_sample(5, 128, vessel_width=1.5)[1]
+    assert (wide.any(axis=2)).mean() > 1.3 * (thin.any(axis=2)).mean()
+
+
+def test_a_set_of_the_same_recipe_is_kept_and_another_recipe_is_redrawn(tmp_path, capsys):
+    from scripts.synthetic import main
+
+    args = ["--out", str(tmp_path), "--train", "3", "--test", "1", "--size", "32"]
+    assert main(args) == 0
+    first = (tmp_path / "SYNTHETIC" / "training" / "images" / "01_training.png").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "of this recipe is there already" in capsys.readouterr().out
+    assert (tmp_path / "SYNTHETIC" / "training" / "images" / "01_training.png").stat().st_mtime_ns == first
+    assert main([*args[:3], "2", *args[4:], "--vessel-width", "1.5"]) == 0  # 2 training images, wider vessels
+    assert "redrawing the synthetic set" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "SYNTHETIC" / "training" / "images").iterdir()) == [
+        "01_training.png",
+        "02_training.png",
+    ]  # nothing of the earlier set is left
+
+
+def test_a_folder_with_other_files_is_not_redrawn(tmp_path, capsys):
+    from scripts.synthetic import main
+
+    (tmp_path / "SYNTHETIC" / "training").mkdir(parents=True)
+    (tmp_path / "SYNTHETIC" / "training" / "notes.txt").write_text("mine")
+    assert main(["--out", str(tmp_path), "--train", "1", "--test", "0", "--size", "32"]) == 2
+    assert "holds files the synthetic generator does not write (training/notes.txt)" in capsys.readouterr().err
+    assert (tmp_path / "SYNTHETIC" / "training" / "notes.txt").read_text() == "mine"

@@ -854,3 +854,23 @@ def test_a_full_disk_while_testing_is_a_message_and_maps_default_to_a_folder_per
     err = capsys.readouterr().err
     assert f"could not write the outputs of --maps-dir {maps.resolve()}: no space left on the disk" in err
     assert "Traceback" not in err and _digest(maps / "raw_pre") == before
+
+
+@pytest.mark.slow
+def test_the_demo_commands_draw_their_set_train_and_test(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable, "AVSEG_DATA": str(tmp_path / "data")}
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", *argv], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+
+    train = run(str(REPO / "train.sh"), "demo", "--epochs", "1")
+    assert train.returncode == 0, train.stderr
+    recipe = json.loads((tmp_path / "data" / "SYNTHETIC" / "recipe.json").read_text())
+    assert recipe == {"train": 12, "test": 6, "size": 128, "seed": 0, "vessel_width": 1.5}
+    assert (tmp_path / "SYNTHETIC" / "demo" / "stop_epoch_0001.pt").is_file()
+    test = run(str(REPO / "test.sh"), "demo", "--snapshots", "all", "--no-biomarkers")
+    assert test.returncode == 0, test.stderr
+    assert (tmp_path / "results" / "SYNTHETIC" / "demo" / "paper_row.json").is_file()
+    assert (tmp_path / "Final_pre" / "SYNTHETIC" / "demo" / "raw_pre" / "01_test.png").is_file()
+    again = run(str(REPO / "train.sh"), "demo", "--epochs", "1", "--overwrite")
+    assert again.returncode == 0 and "of this recipe is there already" in again.stdout
