@@ -13,6 +13,7 @@ from scripts.io import checkpoint as ckpt
 # Settings that define the model, the data or the method: a resumed run must keep them. The others
 # (epochs, device, workers, step mode, precision, compile, CUDA graph, intervals, time limit, output
 # folders, data location) may change on --resume.
+VARIANT = "v2021"  # the method train.py trains (SPEC 5); recorded in config.json and every checkpoint
 RESUME_LOCKED = (
     "dataset",
     "n_filters",
@@ -73,6 +74,12 @@ def load_resume(path: Path, asked: dict, device: torch.device) -> dict:
             "schedulers); finish it with that version or start a new job"
         )
     saved = resume["config"]
+    variant = saved.get("variant", VARIANT)  # written before checkpoints recorded it: the 2021 method
+    if variant != VARIANT:
+        raise ckpt.CheckpointError(
+            f"--resume {path}: this run trains the {variant} variant; this version of train.py trains the "
+            f"{VARIANT} method only and cannot continue it as that. Start a new job (--job_name)."
+        )
     for key in RESUME_LOCKED:
         value = asked[key]
         if key == "image_size":

@@ -42,7 +42,7 @@ from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import remove_stale_temporaries, write_atomic
 from scripts.io.job import LOCK_NAME, check_free, job_folder, runs_folder, unsaved_run
 from scripts.io.lock import FolderLock
-from scripts.io.resume import RESUME_LOCKED, last_state, load_resume
+from scripts.io.resume import RESUME_LOCKED, VARIANT, last_state, load_resume
 from scripts.training.checkpoints import CheckpointSaver
 from scripts.training.cuda_graph import GraphedStep, graph_unsupported
 from scripts.training.memory import Choice, StepConfig, candidates, choose, leaner
@@ -215,7 +215,7 @@ class TrainingRun:
         return resume
 
     def config(self, image_size) -> dict:
-        cfg = {k: getattr(self.opts, k) for k in CONFIG_KEYS}
+        cfg = {"variant": VARIANT, **{k: getattr(self.opts, k) for k in CONFIG_KEYS}}
         cfg["image_size"] = list(image_size) if image_size is not None else None
         cfg["data_root"] = str(self.opts.data_root or default_data_root())
         cfg["forward_reuse"] = self.opts.step_mode != "literal"

@@ -874,3 +874,21 @@ def test_the_demo_commands_draw_their_set_train_and_test(tmp_path):
     assert (tmp_path / "Final_pre" / "SYNTHETIC" / "demo" / "raw_pre" / "01_test.png").is_file()
     again = run(str(REPO / "train.sh"), "demo", "--epochs", "1", "--overwrite")
     assert again.returncode == 0 and "of this recipe is there already" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_run_records_its_variant_and_resume_refuses_another(synthetic_root, tmp_path, capsys):
+    assert _train(tmp_path, synthetic_root, "var", "--epochs", "1") == 0
+    job = tmp_path / "SYNTHETIC" / "var"
+    assert json.loads((job / "config.json").read_text())["variant"] == "v2021"
+    last = torch.load(job / "last.pt", weights_only=True)
+    assert last["config"]["variant"] == "v2021"
+    assert torch.load(job / "best.pt", weights_only=True)["config"]["variant"] == "v2021"
+    last["config"]["variant"] = "v2023"
+    torch.save(last, job / "last.pt")
+    capsys.readouterr()
+    assert _train(tmp_path, synthetic_root, "var", "--epochs", "2", "--resume") == 2
+    assert "this run trains the v2023 variant" in capsys.readouterr().err
+    del last["config"]["variant"]  # written before checkpoints recorded it: the 2021 method
+    torch.save(last, job / "last.pt")
+    assert _train(tmp_path, synthetic_root, "var", "--epochs", "2", "--resume") == 0
