@@ -86,3 +86,23 @@ def corrupt_ground_truth(label, graph, mode: str):
     else:
         classes[0][region], classes[1][region] = v[region], a[region]
     return classes
+
+
+PLANNED_GIB = {  # a made-up memory plan (GiB of planned peak): batched the largest, checkpointing a third
+    ("batched", False): 15.0,
+    ("reuse", False): 11.0,
+    ("batched", True): 4.8,
+    ("reuse", True): 2.6,
+    ("literal", False): 12.5,
+    ("literal", True): 2.7,
+}
+
+
+def fake_plan_step(needed_gib: dict[tuple[str, bool], float] = PLANNED_GIB):
+    """A stand-in for ``scripts.training.memory.plan_step`` that returns the peaks of ``needed_gib``."""
+    from scripts.training.memory import StepPlan
+
+    def plan(config, breakdown: bool = True) -> StepPlan:
+        return StepPlan(config, int(needed_gib[(config.mode, config.checkpointing)] * 2**30), {}, {}, 0)
+
+    return plan

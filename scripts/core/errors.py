@@ -28,6 +28,11 @@ class UsageError(UserError):
     """A command-line setting that cannot work here."""
 
 
+def name_list(names: list[str], limit: int = 5) -> str:
+    """``a, b, c and 4 more``: the first ``limit`` names of a list, for a message."""
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def is_quiet_rank() -> bool:
     """A torchrun process other than rank 0: it leaves messages to rank 0 or to the launcher."""
     return os.environ.get("RANK", "0") != "0"

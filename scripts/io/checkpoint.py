@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from model import build_networks, describe_state, is_original_state_dict, map_original_state_dict
-from scripts.core.errors import UserError
+from scripts.core.errors import UserError, name_list
 from scripts.io.atomic import atomic_write
 
 FORMAT = "avseg-v1"
@@ -84,10 +84,6 @@ def load(path: Path | str, device: str | torch.device = "cpu") -> dict:
         ) from None
 
 
-def _names(keys: list[str], limit: int = 4) -> str:
-    return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
 def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``net`` exactly, or raise a CheckpointError naming the missing, unexpected
     and misshapen keys (and the likely cause)."""
@@ -100,9 +96,9 @@ def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> N
         if k in state and getattr(state[k], "shape", v.shape) != v.shape
     ]
     problems = (
-        ([f"missing key(s) {_names(missing)}"] if missing else [])
-        + ([f"unexpected key(s) {_names(unexpected)}"] if unexpected else [])
-        + ([f"shape of {_names(shapes, 2)}"] if shapes else [])
+        ([f"missing key(s) {name_list(missing, 4)}"] if missing else [])
+        + ([f"unexpected key(s) {name_list(unexpected, 4)}"] if unexpected else [])
+        + ([f"shape of {name_list(shapes, 2)}"] if shapes else [])
     )
     if problems:
         cause = (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from scripts.core.errors import UserError
+from scripts.core.errors import UserError, name_list
 from scripts.io.checkpoint import FORMAT
 
 log = logging.getLogger("avseg")
@@ -79,10 +79,6 @@ def snapshot_epoch(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _names(names: list[str], limit: int = 6) -> str:
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 def run_files(job_dir: Path) -> list[Path]:
     """The files of a training run in ``job_dir`` (empty for a new or empty folder)."""
     return sorted({p for pattern in RUN_FILES for p in Path(job_dir).glob(pattern) if p.is_file()})
@@ -106,13 +102,15 @@ def written_by_a_run(path: Path) -> bool:
     return {"step_mode", "steps_per_epoch", "ms_per_step"} <= content.keys()
 
 
+def _unsaved(found: list[Path]) -> bool:
+    return bool(found) and all(p.suffix == ".json" and written_by_a_run(p) for p in found)
+
+
 def unsaved_run(job_dir: Path) -> list[Path]:
     """The files of a run that stopped before it saved any checkpoint (killed in its first epoch: only
     ``config.json``/``timing.json``, provably ours); nothing of it is lost by starting again. Else []."""
     found = run_files(job_dir)
-    if found and all(p.suffix == ".json" and written_by_a_run(p) for p in found):
-        return found
-    return []
+    return found if _unsaved(found) else []
 
 
 def check_free(job_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
@@ -120,19 +118,19 @@ def check_free(job_dir: Path, resume: bool, overwrite: bool) -> list[Path]:
     (only files :func:`written_by_a_run`: a folder holding anything else under those names is refused).
     A run that saved no checkpoint (:func:`unsaved_run`) does not hold the folder."""
     found = run_files(job_dir)
-    if not found or resume or unsaved_run(job_dir):
+    if not found or resume or _unsaved(found):
         return []
     if overwrite:
         foreign = [p.name for p in found if not written_by_a_run(p)]
         if foreign:
             raise JobFolderError(
                 f"--overwrite deletes only files that a training run of this project wrote, and {job_dir} holds "
-                f"{_names(foreign)}, which are not (not this project's checkpoints, config or timing). Nothing "
+                f"{name_list(foreign, 6)}, which are not (not this project's checkpoints, config or timing). Nothing "
                 "was deleted. Move them away, or train under another --job_name."
             )
         return found
     raise JobFolderError(
-        f"{job_dir} already holds a training run ({_names([p.name for p in found])}). Continue it with --resume, train a new run under "
+        f"{job_dir} already holds a training run ({name_list([p.name for p in found], 6)}). Continue it with --resume, train a new run under "
         "another --job_name, or give --overwrite to delete that run's files (and its TensorBoard logs) first."
     )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from scripts.core.errors import UsageError
+from scripts.core.errors import UsageError, name_list
 
 DISC_DIAMETER_SHARE = 0.15  # a disc diameter is about 15 % of the FOV width (45-degree photographs)
 
@@ -98,9 +98,8 @@ def warn_unmatched_rows(discs: dict[str, Disc], ids: list[str], path: Path) -> N
         return
     lower = {i.lower(): i for i in ids}
     near = [f"'{u}' (the image is '{lower[Path(u).stem.lower()]}')" for u in unmatched if Path(u).stem.lower() in lower]
-    shown = ", ".join(unmatched[:5]) + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
     warnings.warn(
-        f"--disc-csv {path}: {len(unmatched)} of its {len(discs)} row(s) match no image and are not used ({shown}). "
+        f"--disc-csv {path}: {len(unmatched)} of its {len(discs)} row(s) match no image and are not used ({name_list(unmatched)}). "
         "A row's id is the image's file name without its extension, exactly (case included)"
         + (f"; close: {', '.join(near[:3])}" if near else "")
         + f". This run's ids: {', '.join(sorted(ids)[:5])}{' ...' if len(ids) > 5 else ''}.",

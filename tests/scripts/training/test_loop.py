@@ -15,6 +15,7 @@ from scripts.io.job import snapshot_kind, snapshot_path
 from scripts.io.resume import RESUME_LOCKED, load_resume
 from scripts.training.loop import LossMeans, StopFlag, TrainingRun, resolve
 from scripts.training.options import TrainOptions
+from tests.helpers import fake_plan_step
 
 
 def _snapshots(total: int, save_from: int, save_every: int, stop_at: int | None = None) -> list[tuple[int, str]]:
@@ -134,19 +135,7 @@ def _gpu_run(monkeypatch, free_gib: float, **opts) -> TrainingRun:
     batched 15, reuse 11, with checkpointing 4.8 / 2.6, literal 12.5 / 2.7 GiB of planned peak."""
     from scripts.training import memory
 
-    needed = {
-        ("batched", False): 15.0,
-        ("reuse", False): 11.0,
-        ("batched", True): 4.8,
-        ("reuse", True): 2.6,
-        ("literal", False): 12.5,
-        ("literal", True): 2.7,
-    }
-
-    def plan(config, breakdown=True):
-        return memory.StepPlan(config, int(needed[(config.mode, config.checkpointing)] * 2**30), {}, {}, 0)
-
-    monkeypatch.setattr(memory, "plan_step", plan)
+    monkeypatch.setattr(memory, "plan_step", fake_plan_step())
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(free_gib * 2**30), 16 * 2**30))
     run = TrainingRun(TrainOptions(dataset="DRIVE_AV", **opts), Context(), torch.device("cuda"))
     run.model_size, run.per_rank = (592, 592), 2

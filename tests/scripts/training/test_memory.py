@@ -15,7 +15,6 @@ from scripts.training.memory import (
     MARGIN,
     MiB,
     StepConfig,
-    StepPlan,
     _Allocations,
     candidates,
     choose,
@@ -23,6 +22,7 @@ from scripts.training.memory import (
     plan_inference,
     plan_step,
 )
+from tests.helpers import fake_plan_step
 
 # peak device memory (MiB, torch.cuda.max_memory_allocated over timed steps) measured on one NVIDIA H200,
 # DRIVE_AV 592 x 592, batch 2, n = 32 (docs/performance.md): these are measurements, not plan outputs
@@ -82,24 +82,6 @@ def test_checkpointing_plans_far_less_memory():
     assert 0 < plan_inference(8, 128, 128) < plan_step(StepConfig(**small), breakdown=False).peak
 
 
-def _fake_plans(needed_gib: dict[tuple[str, bool], float]):
-    def plan(config: StepConfig) -> StepPlan:
-        peak = int(needed_gib[(config.mode, config.checkpointing)] * 2**30)
-        return StepPlan(config, peak, {}, {}, 0)
-
-    return plan
-
-
-NEEDED = {  # GiB of planned peak, made up: batched the largest, checkpointing a third
-    ("batched", False): 15.0,
-    ("reuse", False): 11.0,
-    ("batched", True): 4.8,
-    ("reuse", True): 2.6,
-    ("literal", False): 12.5,
-    ("literal", True): 2.7,
-}
-
-
 @pytest.mark.parametrize(
     "free_gib, chosen, left_out",
     [
@@ -110,14 +92,14 @@ NEEDED = {  # GiB of planned peak, made up: batched the largest, checkpointing a
     ],
 )
 def test_the_default_is_the_fastest_exact_configuration_that_fits(free_gib, chosen, left_out):
-    choice = choose(StepConfig(), "auto", "auto", free_gib * 2**30, plan=_fake_plans(NEEDED))
+    choice = choose(StepConfig(), "auto", "auto", free_gib * 2**30, plan=fake_plan_step())
     assert (choice.plan.config.mode, choice.plan.config.checkpointing) == chosen
     assert [(p.config.mode, p.config.checkpointing) for p in choice.left_out] == left_out
     assert "planned peak" in choice.describe() and ("left out" in choice.describe()) == bool(left_out)
 
 
 def test_nothing_fits_and_explicit_settings_narrow_the_choice():
-    assert choose(StepConfig(), "auto", "auto", 2**30, plan=_fake_plans(NEEDED)).plan is None
+    assert choose(StepConfig(), "auto", "auto", 2**30, plan=fake_plan_step()).plan is None
     assert candidates("literal", "auto") == [("literal", False), ("literal", True)]
     assert candidates("auto", "off") == [("batched", False), ("reuse", False), ("literal", False)]
     assert candidates("batched", "on") == [("batched", True)]
