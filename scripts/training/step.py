@@ -1,7 +1,9 @@
-"""One adversarial training step of the method (SPEC section 5), in three exact forms.
+"""One adversarial training step of the method (SPEC section 5), in three exact forms, for both variants.
 
 Update order per batch: D on the artery branch, D on the vein branch, D on the fusion map, then
-G_A, G_V and G. The modes compute the same losses and gradients:
+G_A, G_V and G. What the variants train towards (activation, targets, losses, what G takes from the
+branches, when the schedulers step) is their :class:`~scripts.training.objective.Objective`; the step
+itself is one. The modes compute the same losses and gradients:
 
 - ``literal``: as the original code: every generator forward is recomputed for its own update and
   D runs nine separate times (real and fake per D update, once per generator update).
@@ -44,6 +46,7 @@ from model.batchnorm import ghost_batches
 from model.checkpointing import set_checkpointing
 from scripts.core.config import PAPER
 from scripts.core.distributed import ddp_options
+from scripts.training.objective import Target, objective_for
 from scripts.training.plateau import DevicePlateau, lr_tensor
 
 log = logging.getLogger("avseg")
@@ -124,8 +127,10 @@ class GANTrainer:
         channels_last: bool = False,
         fused_adam: bool = False,
         checkpointing: bool = False,
+        variant: str = "v2021",
     ) -> None:
-        """``mode``: literal, reuse or batched (module docstring); ``amp_dtype``: autocast dtype (bf16,
+        """``mode``: literal, reuse or batched (module docstring); ``variant``: v2021 or v2023, the networks'
+        and the objective's (:mod:`scripts.training.objective`); ``amp_dtype``: autocast dtype (bf16,
         or fp16 with a gradient scaler); ``channels_last``: NHWC memory format (same math);
         ``fused_adam``: one fused Adam kernel per optimiser (same update rule); ``checkpointing``:
         recompute every network's activations in the backward pass (``model.checkpointing``: same
@@ -133,6 +138,7 @@ class GANTrainer:
         if mode not in STEP_MODES:
             raise ValueError(f"step mode must be one of {', '.join(STEP_MODES)}, got {mode!r}")
         self.nets, self.w, self.mode, self.amp_dtype = nets, weights, mode, amp_dtype
+        self.objective = objective_for(variant)
         self.forward_fns: dict[str, nn.Module] = dict(nets)  # compiled callables replace these (same weights)
         device = next(iter(nets.values())).parameters().__next__().device
         # fp16 needs loss scaling; one scaler serves all updates of a step
@@ -339,32 +345,38 @@ class GANTrainer:
         return (loss_real + loss_fake).detach()
 
     def _generator_loss(
-        self, adv_logits: torch.Tensor, outputs: tuple[torch.Tensor, ...], target: torch.Tensor
+        self, adv_logits: torch.Tensor, outputs: tuple[torch.Tensor, ...], prob: torch.Tensor, target: Target
     ) -> torch.Tensor:
-        """gamma * adv + seg losses of the main output (+ weighted side outputs for G)."""
-        loss = self.w.gamma * adversarial_loss(adv_logits, True, self.w.double_sigmoid)
-        loss = loss + seg_losses(outputs[0], target, self.w)
-        for weight, side in zip(SIDE_WEIGHTS, outputs[1:]):
-            loss = loss + weight * seg_losses(side, target, self.w)
+        """gamma * adv + beta * seg + alpha * mse of the main output (``prob``: its probabilities, the map D
+        saw), + 1/2, 1/4, 1/8 (alpha * mse + beta * seg) of G's side outputs: the original codes' terms,
+        summed in their order."""
+        ob, w = self.objective, self.w
+        side_probs = [ob.prob(side) for side in outputs[1:]]
+        seg, mse = ob.seg_terms(outputs[0], prob, target)
+        loss = w.gamma * adversarial_loss(adv_logits, True, w.double_sigmoid) + w.beta * seg + w.alpha * mse
+        for weight, side, side_prob in zip(SIDE_WEIGHTS, outputs[1:], side_probs):
+            seg, mse = ob.seg_terms(side, side_prob, target)
+            loss = loss + weight * (w.alpha * mse + w.beta * seg)
         return loss
 
     def _update_generators(
         self,
         x: torch.Tensor,
         outputs: dict[str, tuple[torch.Tensor, ...]],
-        targets: dict[str, torch.Tensor],
-        branch_probs: tuple[torch.Tensor, torch.Tensor],
+        targets: dict[str, Target],
+        branch_inputs: tuple[torch.Tensor, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
         """The G_A, G_V and G updates, in that order (batched: one D call and one backward for all three).
 
-        ``branch_probs``: the detached branch probabilities G takes as input (literal recomputes G with them)."""
+        ``branch_inputs``: what G takes from the branches, detached (literal recomputes G with them)."""
         names = list(outputs)
         if self.mode == "batched":
             for name in names:
                 self.opts[name].zero_grad(set_to_none=True)
             with self._autocast(x.device), _frozen(self.nets["D"]):
-                adv = self._d(x, [torch.sigmoid(outputs[n][0]) for n in names], for_generators=True)
-                losses = {n: self._generator_loss(a, outputs[n], targets[n]) for n, a in zip(names, adv)}
+                probs = [self.objective.prob(outputs[n][0]) for n in names]
+                adv = self._d(x, probs, for_generators=True)
+                losses = {n: self._generator_loss(a, outputs[n], p, targets[n]) for n, a, p in zip(names, adv, probs)}
             self.scaler.scale(sum(losses.values())).backward()
             for name in names:
                 self.scaler.step(self.opts[name])
@@ -378,53 +390,71 @@ class GANTrainer:
             # the original computed them anyway, the optimised step skips them
             with self._autocast(x.device), _frozen(self.nets["D"], enabled=not self.literal):
                 out = outputs[name]
-                loss = self._generator_loss(
-                    self._d(x, [torch.sigmoid(out[0])], for_generators=True)[0], out, targets[name]
-                )
+                prob = self.objective.prob(out[0])
+                adv = self._d(x, [prob], for_generators=True)[0]
+                loss = self._generator_loss(adv, out, prob, targets[name])
             self.scaler.scale(loss).backward()
             self.scaler.step(opt)
             self.scaler.update()
             losses[name] = loss.detach()
             if self.literal and name == "G_A":  # the original recomputed each forward for its own update
-                outputs["G_V"] = self._forward("G_V", x)
+                outputs["G_V"] = (self._branch("G_V", x)[0],)
             if self.literal and name == "G_V":
-                outputs["G"] = self._forward("G", x, *branch_probs)
+                outputs["G"] = self._forward("G", x, *branch_inputs)
         return losses
 
-    def _forward(self, name: str, x: torch.Tensor, a_prob=None, v_prob=None) -> tuple[torch.Tensor, ...]:
+    def _forward(self, name: str, x: torch.Tensor, a_in=None, v_in=None) -> tuple[torch.Tensor, ...]:
+        """A network's outputs in float32: G's (logits, s1, s2, s3); a branch's logits, with its features
+        for the 2023 networks."""
         fn = self.forward_fns[name]
         with self._autocast(x.device):
-            if name == "G":
-                return tuple(o.float() for o in fn(x, a_prob, v_prob))
-            return (fn(x).float(),)
+            out = fn(x, a_in, v_in) if name == "G" else fn(x)
+            return tuple(o.float() for o in out) if isinstance(out, tuple) else (out.float(),)
+
+    def _branch(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A branch's (logits, what G takes from it, detached)."""
+        out = self._forward(name, x)
+        return self.objective.branch(out[0] if len(out) == 1 else (out[0], out[1]))
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One training step on images ``x`` and 3-channel 0/1 targets ``y``; returns the six losses
-        as detached device tensors (reading them on the host is the caller's choice)."""
+        """One training step on images ``x`` and labels ``y`` (v2021: 3-channel 0/1 maps; v2023: class-index
+        maps); returns the six losses as detached device tensors (reading them on the host is the caller's
+        choice).
+
+        The 2023 code does not detach the fake map of D's rounds: the gradient that then reaches the
+        branch is discarded by its ``zero_grad`` before its own update, so detaching changes no number."""
         for net in self.nets.values():
             net.train()
-        x, y = x.contiguous(memory_format=self.memory_format), y.contiguous(memory_format=self.memory_format)
-        targets = {
-            "G_A": y[:, 0:1].expand_as(y).contiguous(memory_format=self.memory_format),
-            "G_V": y[:, 2:3].expand_as(y).contiguous(memory_format=self.memory_format),
-            "G": y,
-        }
-        out_a = self._forward("G_A", x)
-        out_v = self._forward("G_V", x)
-        branch_probs = (torch.sigmoid(out_a[0]).detach(), torch.sigmoid(out_v[0]).detach())
-        out_g = self._forward("G", x, *branch_probs)
+        ob = self.objective
+        x = x.contiguous(memory_format=self.memory_format)
+        targets = ob.targets(y, x.dtype, self.memory_format)
+        a_logits, a_in = self._branch("G_A", x)
+        v_logits, v_in = self._branch("G_V", x)
+        out_g = self._forward("G", x, a_in, v_in)
         losses = {
-            "D_A": self._update_d(x, targets["G_A"], torch.sigmoid(out_a[0])),
-            "D_V": self._update_d(x, targets["G_V"], torch.sigmoid(out_v[0])),
-            "D": self._update_d(x, y, torch.sigmoid(out_g[0])),
+            "D_A": self._update_d(x, targets["G_A"].map, ob.prob(a_logits)),
+            "D_V": self._update_d(x, targets["G_V"].map, ob.prob(v_logits)),
+            "D": self._update_d(x, targets["G"].map, ob.prob(out_g[0])),
         }
         if self.literal:
-            out_a = self._forward("G_A", x)
-        losses.update(self._update_generators(x, {"G_A": out_a, "G_V": out_v, "G": out_g}, targets, branch_probs))
+            a_logits = self._branch("G_A", x)[0]
+        outputs = {"G_A": (a_logits,), "G_V": (v_logits,), "G": out_g}
+        losses.update(self._update_generators(x, outputs, targets, (a_in, v_in)))
         if self.dist is not None:  # the global batch's losses: every rank's schedulers take the same decisions
             names = list(losses)
             means = self.dist.mean_(torch.stack([losses[k].float() for k in names]))
             losses = dict(zip(names, means.unbind()))
+        if ob.plateau_every_step:
+            self.step_schedulers(losses)
+        return losses
+
+    def step_schedulers(self, losses: dict[str, torch.Tensor]) -> None:
+        """The G and D plateau schedulers take a step's G and D (fusion round) losses."""
         self.scheds["G"].step(losses["G"])
         self.scheds["D"].step(losses["D"])
-        return losses
+
+    def end_epoch(self, last_losses: dict[str, torch.Tensor]) -> None:
+        """At the end of an epoch: the 2023 objective steps the schedulers once per epoch, with the epoch's
+        last step's losses (2021 stepped them in every step)."""
+        if not self.objective.plateau_every_step:
+            self.step_schedulers(last_losses)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+from pathlib import Path
 
 import pytest
 import torch
 
 from model import build_networks
+from model.original_keys import map_original_key, map_original_state_dict
 from scripts.core.seeding import seed_everything
-from scripts.training import GANTrainer, adversarial_loss
+from scripts.training import GANTrainer, LossWeights, adversarial_loss
+from tests.helpers import reference_weights
 
 
 def _trainers(**optimised):
@@ -23,6 +27,11 @@ def _batch(seed=1):
     x = torch.randn(2, 3, 32, 32, generator=g)
     y = (torch.rand(2, 3, 32, 32, generator=g) > 0.8).float()
     return x, y
+
+
+def _index_labels(y: torch.Tensor) -> torch.Tensor:
+    """2023 class indices from a 3-channel (artery, uncertain, vein) map: uncertain wins, then artery, vein."""
+    return torch.where(y[:, 1] > 0, 3, torch.where(y[:, 0] > 0, 1, torch.where(y[:, 2] > 0, 2, 0))).long()
 
 
 def test_forward_reuse_matches_literal_over_steps():
@@ -151,7 +160,8 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / a.abs().max().clamp_min(1e-300))
 
 
-def test_batched_step_equals_literal_in_float64_over_steps():
+@pytest.mark.parametrize("variant", ["v2021", "v2023"])
+def test_batched_step_equals_literal_in_float64_over_steps(variant):
     """Several steps from the same state: the batched step (2B and 3B D calls, ghost batch norm, one
     backward for the three generators) gives the literal step's losses, parameters, D buffers and
     learning rates to 1e-9 relative; the generators' BatchNorm statistics follow the reuse rule
@@ -162,9 +172,9 @@ def test_batched_step_equals_literal_in_float64_over_steps():
     zero for the biases of convolutions that feed a BatchNorm) it turns 1e-16 rounding noise into
     parameter changes of 1e-9 per step, and a GAN makes such differences grow step after step."""
     seed_everything(0)
-    nets = {k: v.double() for k, v in build_networks(8, with_discriminator=True).items()}
-    literal = GANTrainer(copy.deepcopy(nets), mode="literal", fused_adam=True)
-    batched = GANTrainer(nets, mode="batched", fused_adam=True)
+    nets = {k: v.double() for k, v in build_networks(8, with_discriminator=True, variant=variant).items()}
+    literal = GANTrainer(copy.deepcopy(nets), mode="literal", fused_adam=True, variant=variant)
+    batched = GANTrainer(nets, mode="batched", fused_adam=True, variant=variant)
     m = 0.1  # BatchNorm momentum
     for step in range(4):
         for k, net in batched.nets.items():
@@ -174,6 +184,8 @@ def test_batched_step_equals_literal_in_float64_over_steps():
         g = torch.Generator().manual_seed(step)
         x = torch.randn(2, 3, 64, 64, generator=g, dtype=torch.float64)
         y = (torch.rand(2, 3, 64, 64, generator=g) > 0.8).double()
+        if variant == "v2023":
+            y = _index_labels(y)
         a, b = literal.step(x, y), batched.step(x, y)
         for k in a:
             assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-9), (step, k)
@@ -201,11 +213,14 @@ def test_batched_step_equals_literal_in_float64_over_steps():
                     assert _rel(ba[bn], keep * bb[bn] + k_shift) <= 1e-9, (step, name, bn)
 
 
-def test_reuse_and_batched_modes_run_in_float32_and_track_literal():
+@pytest.mark.parametrize("variant", ["v2021", "v2023"])
+def test_reuse_and_batched_modes_run_in_float32_and_track_literal(variant):
     seed_everything(0)
-    nets = build_networks(8, with_discriminator=True)
-    trainers = {m: GANTrainer(copy.deepcopy(nets), mode=m) for m in ("literal", "reuse", "batched")}
+    nets = build_networks(8, with_discriminator=True, variant=variant)
+    trainers = {m: GANTrainer(copy.deepcopy(nets), mode=m, variant=variant) for m in ("literal", "reuse", "batched")}
     x, y = _batch()
+    if variant == "v2023":
+        y = _index_labels(y)
     losses = {m: t.step(x, y) for m, t in trainers.items()}
     for k in losses["literal"]:
         for m in ("reuse", "batched"):
@@ -278,3 +293,105 @@ def test_auto_step_mode_follows_the_measured_rule():
     assert auto_step_mode(torch.device("cpu"), 32) == "reuse"  # README "Performance": reuse fastest at n = 32
     assert auto_step_mode(torch.device("cpu"), 8) == "batched"  # the demo's width
     assert auto_step_mode(torch.device("cuda"), 32) == "batched"
+
+
+# --- the 2023 variant: its literal step is the authors' 2023 code's step ----------------------
+
+STEP_2023 = Path(__file__).parents[2] / "data" / "v2023_step_reference.pt"
+ORIGINAL_NAMES = {"branch_a": "G_A", "branch_v": "G_V", "main": "G", "discriminator": "D"}
+
+
+def _sha256(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def v2023_steps():
+    """Three literal v2023 steps (one CPU thread, as the fixture was made) from the fixture's weights and
+    batch: (fixture, our losses per step, our per-tensor (sha256, sum) per step under the original keys)."""
+    ref = torch.load(STEP_2023, weights_only=True)
+    nets = build_networks(32, with_discriminator=True, variant="v2023")
+    for orig, ours in ORIGINAL_NAMES.items():
+        state = map_original_state_dict(reference_weights(ref, orig), generator=orig != "discriminator")
+        nets[ours].load_state_dict(state)
+    h = ref["hyper"]
+    trainer = GANTrainer(nets, h["lr"], LossWeights(h["alpha"], h["beta"], h["gamma"]), "literal", variant="v2023")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    losses, states = [], []
+    try:
+        for _ in range(len(ref["states"])):
+            losses.append({k: float(v) for k, v in trainer.step(ref["x"], ref["label"]).items()})
+            states.append(
+                {
+                    orig: {
+                        k: (_sha256(t), float(t.double().sum()))
+                        for k, t in (
+                            (k, nets[ours].state_dict()[map_original_key(k, orig != "discriminator")])
+                            for k, _ in ref["keys"][orig]
+                        )
+                    }
+                    for orig, ours in ORIGINAL_NAMES.items()
+                }
+            )
+    finally:
+        torch.set_num_threads(threads)
+    return ref, losses, states
+
+
+def test_literal_v2023_step_is_the_2023_codes_step(v2023_steps):
+    """The fixture is three steps of the authors' own ``train_net`` (f7de674) on the CPU with one thread
+    (tests/data/build_v2023_step_reference.py). With the same torch and CPU kernels (capability) the
+    literal v2023 step must give the same bits: every loss of every step and every weight and
+    BatchNorm buffer of the four networks after each step. Elsewhere another kernel sums in another
+    order, as another thread count does for the 2023 code itself: then each difference must stay
+    within twice that code's own difference between one and two threads (recorded in the fixture)."""
+    ref, losses, states = v2023_steps
+    ours_of = {"Loss/D_train": ["D_A", "D_V", "D"], "Loss/G_train_A": ["G_A", "G_V"], "Loss/G_train": ["G"]}
+    same_kernels = (
+        ref["torch"] == str(torch.__version__) and ref["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    )
+    for step, (expected, got, state) in enumerate(zip(ref["losses"], losses, states)):
+        noise = ref["noise"][step]
+        for tag, names in ours_of.items():
+            for name, value in zip(names, expected[tag]):
+                if same_kernels:
+                    assert got[name] == value, (step, name, got[name], value)
+                else:
+                    assert abs(got[name] - value) <= 2 * noise["losses"] * abs(value), (step, name)
+        for orig, tensors in ref["states"][step].items():
+            for key, rec in tensors.items():
+                sha, total = state[orig][key]
+                if same_kernels:
+                    assert sha == rec["sha256"], (step, orig, key, total - rec["sum"])
+                else:
+                    diff = abs(total - rec["sum"]) / max(rec["abs_sum"], 1e-30)
+                    assert diff <= 2 * noise["nets"][orig], (step, orig, key, diff)
+
+
+def test_v2023_targets_are_class_indices_and_named_when_wrong():
+    trainer = GANTrainer(build_networks(4, with_discriminator=True, variant="v2023"), variant="v2023")
+    x, y = _batch()
+    with pytest.raises(ValueError, match=r"v2023 targets must be \(B, H, W\) int64 class indices.*\(2, 3, 32, 32\)"):
+        trainer.step(x, y)
+    v2021 = GANTrainer(build_networks(4, with_discriminator=True))
+    with pytest.raises(ValueError, match=r"v2021 targets must be \(B, 3, H, W\).*\(2, 32, 32\) torch.int64"):
+        v2021.step(x, _index_labels(y))
+
+
+def test_v2023_schedulers_step_once_per_epoch_with_its_last_losses():
+    """2021 steps the plateau schedulers in every step; 2023 at the end of each epoch only, with the last
+    step's G and D losses."""
+    seed_everything(0)
+    v2021 = GANTrainer(build_networks(4, with_discriminator=True))
+    v2023 = GANTrainer(build_networks(4, with_discriminator=True, variant="v2023"), variant="v2023")
+    x, y = _batch()
+    for _ in range(2):
+        v2021.step(x, y)
+        last = v2023.step(x, _index_labels(y))
+    assert v2021.scheds["G"].last_epoch == 2 and v2023.scheds["G"].last_epoch == 0
+    v2021.end_epoch(last)
+    v2023.end_epoch(last)
+    assert v2021.scheds["G"].last_epoch == 2
+    assert v2023.scheds["G"].last_epoch == 1 and v2023.scheds["D"].last_epoch == 1
+    assert float(v2023.scheds["G"].best) == float(last["G"]) and float(v2023.scheds["D"].best) == float(last["D"])
