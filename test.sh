@@ -1,6 +1,7 @@
 #!/bin/sh
-# Evaluate a run on its test split with the paper protocol (SPEC section 6).
+# Evaluate a run on its test split with the paper protocol (SPEC section 6; a v2023 job: SPEC 9.4).
 #   sh test.sh DRIVE_AV|LES-AV|HRF-AV|MYDATA [extra scripts/test.py options]   (job name: paper, or $JOB)
+#   sh test.sh DRIVE_AV --variant v2023 [options]   the job of sh train.sh DRIVE_AV --variant v2023
 #   sh test.sh demo [options]
 set -e
 
@@ -8,12 +9,14 @@ set -e
 DATASET=${1:-DRIVE_AV}
 [ $# -gt 0 ] && shift
 DATA=${AVSEG_DATA:-data}
+VARIANT=$(variant_of "$@")
+SUFFIX=$([ "$VARIANT" = v2021 ] || echo "_$VARIANT")
 case "$DATASET" in
     demo)
-        exec $PY -m scripts.test --dataset SYNTHETIC --data-root "$DATA" --job_name "${JOB:-demo}" "$@" ;;
+        exec $PY -m scripts.test --dataset SYNTHETIC --data-root "$DATA" --job_name "${JOB:-demo$SUFFIX}" "$@" ;;
     -*|"")
         echo "usage: sh test.sh DRIVE_AV|LES-AV|HRF-AV|MYDATA|demo [options]" >&2
         exit 2 ;;
     *)
-        exec $PY -m scripts.test --dataset "$DATASET" --data-root "$DATA" --job_name "${JOB:-paper}" "$@" ;;
+        exec $PY -m scripts.test --dataset "$DATASET" --data-root "$DATA" --job_name "${JOB:-paper$SUFFIX}" "$@" ;;
 esac

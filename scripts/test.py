@@ -34,6 +34,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
+from model.variants import VARIANTS
 from scripts.cli.entry import quiet_parser, run_command
 from scripts.cli.groups import add_protocol_options, add_segment_options, add_weight_options
 from scripts.cli.types import positive_int
@@ -67,11 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="where training wrote OUT/<DATASET>/<job>")
     add_weight_options(p, "evaluate this file (repeatable)", repeatable=True)
     p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        help="the variant the weights must be (v2021 paper, v2023 the authors' 2023 code; stops with a message "
+        "otherwise); sh test.sh DATASET --variant v2023 tests the job of sh train.sh DATASET --variant v2023",
+    )
+    p.add_argument(
         "--snapshots",
         choices=SNAPSHOT_RULES,
-        help="which of the job's checkpoints make the row: protocol (default) = the epoch_XXXX.pt "
-        "snapshots (every --save-every epochs from --save-from); all = also stop_epoch_XXXX.pt, written "
-        "where a run ended before or between them (a shortened or time-limited run); best = best.pt",
+        help="which of the job's checkpoints make the row: protocol (default for a v2021 job) = the "
+        "epoch_XXXX.pt snapshots (every --save-every epochs from --save-from); all = also stop_epoch_XXXX.pt, "
+        "written where a run ended before or between them (a shortened or time-limited run); best = best.pt "
+        "(default for a v2023 job: its code keeps the best-validation checkpoint only)",
     )
     p.add_argument(
         "--image-size",

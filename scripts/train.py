@@ -1,4 +1,5 @@
-"""Train G_A, G_V, G and D adversarially (SPEC section 5).
+"""Train G_A, G_V, G and D adversarially (SPEC section 5; ``--variant v2023``: the authors' 2023 code,
+docs/training_v2023.md).
 
     python -m scripts.train --dataset DRIVE_AV --job_name drive_paper            # paper settings
     python -m scripts.train --dataset DRIVE_AV --job_name drive_paper --resume   # continue it
@@ -30,6 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
 
+from model.variants import VARIANTS
 from scripts.cli.entry import quiet_parser, run_command
 from scripts.cli.types import (
     boolean,
@@ -61,11 +63,20 @@ log = logging.getLogger("avseg")
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        help="v2021: the MICCAI 2021 paper (SPEC section 5); v2023: the authors' 2023 code (softmax over "
+        "4 classes, cross-entropy + MSE, all three generators on the full target, schedulers per epoch; "
+        "docs/training_v2023.md). sh train.sh DATASET --variant v2023 gives its README's settings",
+    )
     p.add_argument("--epochs", "-e", type=positive_int)
     p.add_argument("--batch-size", "-b", type=positive_int)
     p.add_argument("--learning-rate", "-l", type=learning_rate)
     p.add_argument("--alpha", type=non_negative_float, help="weight of the MSE loss")
-    p.add_argument("--beta", type=non_negative_float, help="weight of the BCE segmentation loss")
+    p.add_argument(
+        "--beta", type=non_negative_float, help="weight of the segmentation loss (BCE; v2023: cross-entropy)"
+    )
     p.add_argument(
         "--gama",
         "--gamma",
@@ -77,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job_name", "--job-name", dest="job_name")
     p.add_argument("--seed_num", "--seed", dest="seed", type=seed)
     p.add_argument("--validation", "-v", type=percent, help="validation percent")
-    p.add_argument("--uniform", type=boolean, nargs="?", const=True, help="all datasets at 912x912")
+    p.add_argument("--uniform", type=boolean, nargs="?", const=True, help="all datasets at 912x912 (v2023: 720x720)")
     p.add_argument("--discriminator", choices=["unet"], help="discriminator type (U-Net)")
     p.add_argument("--data-root", type=Path, help="default: $AVSEG_DATA or ./data")
     p.add_argument("--n-filters", type=n_filters, help="base width n (32 in the paper)")

@@ -84,8 +84,10 @@ def decide_model_size(
     variant: str = "v2021",
     dataset: str | None = None,
     uniform: bool = False,
+    uniform_size: tuple[int, int] = UNIFORM_SIZE,
 ) -> tuple[int, int]:
-    """The model size by the module's rule (``trained``: the weights' own size, if known)."""
+    """The model size by the module's rule (``trained``: the weights' own size, if known; ``uniform_size``:
+    the size ``uniform`` means, 912 x 912 for 2021, 720 x 720 for the 2023 code's training)."""
     if asked:
         return check_model_size(asked)
     if trained:
@@ -93,7 +95,7 @@ def decide_model_size(
     if variant == "v2023":
         return RELEASE_SIZE
     if dataset is not None:
-        return UNIFORM_SIZE if uniform else check_model_size(dataset_info(dataset).model_size, f"{dataset}'s size")
+        return uniform_size if uniform else check_model_size(dataset_info(dataset).model_size, f"{dataset}'s size")
     raise UsageError(
         "--original: give --image-size W H, the size the original model was trained at (592 592 for DRIVE_AV, 800 720 for "
         "LES-AV, 880 592 for HRF-AV)"

@@ -1,10 +1,12 @@
-"""Resizing, training augmentation and normalisation (SPEC section 3), on uint8/bool arrays."""
+"""Resizing, training augmentation and normalisation (SPEC section 3; the 2023 variant's: docs/training_v2023.md),
+on uint8/bool arrays."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 from PIL import Image, ImageEnhance
+from scipy import ndimage
 
 ROTATION_STEP = 3  # degrees; angles 0, 3, ..., 357
 COLOUR_RANGE = (0.8, 1.2)
@@ -57,6 +59,35 @@ def augment(
     factor = float(rng.uniform(*COLOUR_RANGE))
     image = np.asarray(ImageEnhance.Color(Image.fromarray(image)).enhance(factor))
     return image, lab.astype(bool), msk.astype(bool)  # copies: the cached arrays stay untouched
+
+
+def augment_v2023(image: np.ndarray, index: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The 2023 code's training augmentation, in its order: a horizontal flip with p = 0.5; a rotation by
+    a random multiple of 90 degrees about the centre (``scipy.ndimage.rotate`` with the same size, as that
+    code: an order-3 spline for the image, the class indices rotated with ``mode="nearest"`` and rounded,
+    so a non-square image is cropped and zero-filled as there); then a saturation factor U(0.8, 1.2)
+    drawn for every image row separately (its ``random_perturbation``).
+
+    ``image`` (H, W, 3) uint8, ``index`` (H, W) uint8 class indices; returns new arrays.
+    """
+    if rng.random() > 0.5:
+        image, index = image[:, ::-1], index[:, ::-1]
+    angle = 90 * int(rng.integers(4))
+    image = ndimage.rotate(np.ascontiguousarray(image), angle, axes=(0, 1), reshape=False)
+    image = saturation_per_row(image, rng)
+    index = np.round(ndimage.rotate(np.ascontiguousarray(index), angle, axes=(0, 1), reshape=False, mode="nearest"))
+    return image, index.astype(np.uint8)
+
+
+def saturation_per_row(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pillow's saturation enhancement (``ImageEnhance.Color``) with its own factor U(0.8, 1.2) for every
+    row of an (H, W, 3) uint8 image, as the 2023 code did (one factor per image is what SPEC 3 does for
+    2021)."""
+    factors = rng.uniform(*COLOUR_RANGE, size=image.shape[0])
+    out = np.empty_like(image)
+    for i, factor in enumerate(factors):
+        out[i] = np.asarray(ImageEnhance.Color(Image.fromarray(image[i : i + 1])).enhance(float(factor)))[0]
+    return out
 
 
 def normalise(image: np.ndarray, multiply_std: bool = False) -> np.ndarray:

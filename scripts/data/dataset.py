@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from scripts.core.config import DATA_HELP, DATASETS, dataset_info, decide_model_size
+from scripts.core.config import DATA_HELP, DATASETS, RELEASE_SIZE, UNIFORM_SIZE, dataset_info, decide_model_size
 from scripts.core.distributed import Context
-from scripts.data.augment import augment, normalise, resize_image, resize_nearest
+from scripts.data.augment import augment, augment_v2023, normalise, resize_image, resize_nearest
 from scripts.data.images import (
     IMAGE_EXTENSIONS,
     DataError,
@@ -31,7 +31,7 @@ from scripts.data.images import (
     load_photo,
     open_image,
 )
-from scripts.data.labels import LabelError
+from scripts.data.labels import LabelError, class_indices
 
 log = logging.getLogger("avseg")
 
@@ -116,8 +116,10 @@ class AVDataset(Dataset):
     ``mask`` (1, H, W), augmented at the model size. ``train=False`` items: ``image`` at the model
     size, ``label`` (3, Hr, Wr) uint8 0/1 and ``mask`` (Hr, Wr) bool at the raw size, ``raw_size``
     (Hr, Wr) and ``id``. ``variant="v2023"`` reads images, labels and masks as the authors' 2023
-    release does (SPEC 9.3: normalisation multiplied by std, exact-colour labels). Indexing with ``(index, seed)`` (see :class:`EpochSampler`) makes the
-    augmentation reproducible whatever the number of DataLoader workers.
+    code does (SPEC 9.3: normalisation multiplied by std, exact-colour labels; ``--uniform`` is 720 x
+    720); its training items are ``image`` and ``target`` (H, W) int64 class indices, augmented as
+    that code did (:func:`~scripts.data.augment.augment_v2023`). Indexing with ``(index, seed)`` (see
+    :class:`EpochSampler`) makes the augmentation reproducible whatever the number of DataLoader workers.
     """
 
     def __init__(
@@ -146,7 +148,8 @@ class AVDataset(Dataset):
             raise DataError(
                 f"split folder not found: {split_dir.resolve()}; this copy of {name} has no '{split}' split"
             )
-        self.model_size = decide_model_size(image_size, dataset=name, uniform=uniform)
+        uniform_size = RELEASE_SIZE if variant == "v2023" else UNIFORM_SIZE
+        self.model_size = decide_model_size(image_size, dataset=name, uniform=uniform, uniform_size=uniform_size)
         all_items = find_items(split_dir, info.label_suffixes)
         self.items = [all_items[i] for i in indices] if indices is not None else all_items
         _raise_all([_size_problem(item) for item in self.items], f"{name}/{split}")
@@ -200,6 +203,12 @@ class AVDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, key)
         if self.train:
             image, label, mask = self._load(index)
+            if self.variant == "v2023":
+                image, classes = augment_v2023(image, class_indices(label), np.random.default_rng(seed))
+                return {
+                    "image": torch.from_numpy(normalise(image, multiply_std=True)),
+                    "target": torch.from_numpy(classes).long(),
+                }
             image, label, mask = augment(image, label, mask, np.random.default_rng(seed))
             return {
                 "image": torch.from_numpy(normalise(image)),

@@ -98,6 +98,15 @@ def release_label_channels(img: Image.Image, path: Path | str) -> tuple[np.ndarr
     return INDEX_TO_RGB[index], "rgb"
 
 
+def class_indices(channels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) bool channels -> (H, W) uint8 class indices of the 2023 variant (SPEC 9.1): 0 background,
+    1 artery, 2 vein, 3 uncertain. Channel 1 (uncertain/crossing) wins, then artery, then vein: the
+    inverse of ``INDEX_TO_RGB``, and SPEC 9.3's conversion of a label read by
+    :func:`release_label_channels`."""
+    artery, uncertain, vein = channels[..., 0], channels[..., 1], channels[..., 2]
+    return np.where(uncertain, 3, np.where(artery, 1, np.where(vein, 2, 0))).astype(np.uint8)
+
+
 def decode_classes(binary: torch.Tensor) -> torch.Tensor:
     """Decode a (..., 3, H, W) bool map into (..., 3, H, W) class masks ordered as ``CLASSES``.
 

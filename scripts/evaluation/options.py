@@ -24,7 +24,8 @@ class TestOptions:
     data_root: Path | None = None
     out: Path = Path(".")
     # the weights: the job's snapshots by rule, or exactly these files, or the original's / the release's
-    snapshots: str = "protocol"
+    snapshots: str | None = None  # None: the job's variant's rule (v2021 protocol, v2023 best)
+    variant: str | None = None  # the variant the weights must be (a check); None: whatever they are
     checkpoint: tuple[Path, ...] | None = None
     original: tuple[Path, Path, Path] | None = None
     release: Path | None = None

@@ -146,7 +146,21 @@ class TestRun:
             return [("release" if opts.release else "original", None)]
         if not self.from_job():
             return given_checkpoints(opts.checkpoint or (), opts.snapshots)
-        return [(p.stem, p) for p in find_snapshots(job_folder(opts.out, opts.dataset, opts.job_name), opts.snapshots)]
+        return [(p.stem, p) for p in find_snapshots(job_folder(opts.out, opts.dataset, opts.job_name), self.rule)]
+
+    @property
+    def rule(self) -> str:
+        """Which of a job's checkpoints make the row: ``--snapshots``, else the job's variant's own rule, the
+        epoch snapshots for v2021 (SPEC 6: consecutive checkpoints) and best.pt for v2023 (its code keeps
+        the best-validation triple only, SPEC 9.2)."""
+        if self.opts.snapshots:
+            return self.opts.snapshots
+        job_dir = job_folder(self.opts.out, self.opts.dataset, self.opts.job_name)
+        try:
+            variant = json.loads((job_dir / "config.json").read_text()).get("variant", "v2021")
+        except (OSError, ValueError):  # no readable config: the snapshots themselves say what they are
+            variant = "v2021"
+        return "best" if variant == "v2023" else "protocol"
 
     def run(self) -> dict:
         """Stage the output folders (rank 0 locks and checks them), score, then publish them."""
@@ -154,6 +168,12 @@ class TestRun:
         sources = self.sources()
         self.source_paths = dict(sources)
         first = self.load(sources[0][1])  # a checkpoint that cannot be used stops the run before any folder is touched
+        if self.opts.variant and first.variant != self.opts.variant:
+            raise UsageError(
+                f"--variant {self.opts.variant}: {sources[0][1] or sources[0][0]} holds the {first.variant} variant; "
+                f"test it without --variant (or with --variant {first.variant}), or give the {self.opts.variant} job "
+                "(sh train.sh DATASET --variant v2023 names it paper_v2023)"
+            )
         token = self.ctx.broadcast(f"{os.getpid()}-{time.time_ns()}")
         staged = [
             StagedFolder(self.results_dir, "--results", lambda p: p.name in RESULT_NAMES, token),
@@ -269,7 +289,7 @@ class TestRun:
             if opts.original
             else "given (--checkpoint)"
             if opts.checkpoint
-            else opts.snapshots
+            else self.rule
         )
         return {"rule": rule, "epochs": [self.epoch_of(s.name) for s in scored]}
 
@@ -474,10 +494,10 @@ class TestRun:
             print(rrwnet.format_rrwnet(rrwnet.mean_over([s.rrwnet for s in scored])))
 
 
-def given_checkpoints(paths, snapshots: str) -> list[tuple[str, Path]]:
+def given_checkpoints(paths, snapshots: str | None) -> list[tuple[str, Path]]:
     """``--checkpoint`` files as (name, path): each file once (the same file twice would count twice in
     the mean and make the std 0); ``--snapshots`` chooses among a job's files, so it cannot go with them."""
-    if snapshots != "protocol":
+    if snapshots is not None:
         raise UsageError(
             f"--snapshots {snapshots} chooses among the job's snapshots; with --checkpoint exactly the files given are "
             "scored: leave out one of the two"

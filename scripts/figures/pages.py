@@ -39,13 +39,19 @@ def _pairs(items: dict) -> str:
     )
 
 
+def _percent(value: float | None) -> str:
+    """A paper-row number: two decimals; "n/a" for a NaN (stored as null), e.g. a 2023 score whose image
+    had no predicted artery (SPEC 9.4 keeps that NaN)."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
 def paper_section(row: dict | str) -> str:
     if isinstance(row, str):
         return notice(row)
     percent = row.get("percent", {})
     mean_std = table(
         PAPER_COLUMNS,
-        [[f"{percent[c]['mean']:.2f} ± {percent[c]['std']:.2f}" for c in PAPER_COLUMNS]],
+        [[f"{_percent(percent[c]['mean'])} ± {_percent(percent[c]['std'])}" for c in PAPER_COLUMNS]],
         sortable=False,
         css="big paper-row",
     )

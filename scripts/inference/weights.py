@@ -49,5 +49,5 @@ def load_predictor(
             )
         path = checkpoint / "best.pt" if checkpoint.is_dir() else checkpoint
         nets, cfg = ckpt.load_generators(path, device)
-        variant, trained, files = "v2021", cfg.get("image_size"), (path,)
+        variant, trained, files = cfg.get("variant", "v2021"), cfg.get("image_size"), (path,)
     return Predictor(nets, variant, decide_model_size(image_size, trained, variant, dataset), files)

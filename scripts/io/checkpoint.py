@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from model import build_networks, describe_state, is_original_state_dict, map_original_state_dict
+from model.variants import VARIANTS
 from scripts.core.errors import UserError, name_list
 from scripts.io.atomic import atomic_write
 
@@ -111,7 +112,8 @@ def load_state(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> N
 
 
 def load_generators(path: Path | str, device: str | torch.device = "cpu") -> tuple[dict[str, nn.Module], dict]:
-    """G_A, G_V and G (eval mode) from a project checkpoint; returns (nets, config)."""
+    """G_A, G_V and G (eval mode) of the variant the checkpoint records (v2021 when it records none: written
+    before runs recorded it) from a project checkpoint; returns (nets, config)."""
     ckpt = load(path, device)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(
@@ -119,7 +121,10 @@ def load_generators(path: Path | str, device: str | torch.device = "cpu") -> tup
             "for weights trained with the original code use --original A.pth V.pth G.pth"
         )
     require_parts(ckpt, path, {"config": ("n_filters",), "nets": GENERATORS})
-    nets = build_networks(int(ckpt["config"]["n_filters"]))
+    variant = ckpt["config"].get("variant", "v2021")
+    if variant not in VARIANTS:
+        raise CheckpointError(f"{path}: records an unknown variant {variant!r} (known: {', '.join(VARIANTS)})")
+    nets = build_networks(int(ckpt["config"]["n_filters"]), variant=variant)
     for name in GENERATORS:
         load_state(nets[name], ckpt["nets"][name], f"{path} [{name}]")
     return {k: v.to(device).eval() for k, v in nets.items()}, ckpt["config"]

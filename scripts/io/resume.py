@@ -13,8 +13,9 @@ from scripts.io import checkpoint as ckpt
 # Settings that define the model, the data or the method: a resumed run must keep them. The others
 # (epochs, device, workers, step mode, precision, compile, CUDA graph, intervals, time limit, output
 # folders, data location) may change on --resume.
-VARIANT = "v2021"  # the method train.py trains (SPEC 5); recorded in config.json and every checkpoint
+OLDER_VARIANT = "v2021"  # what a config written before runs recorded their variant trained
 RESUME_LOCKED = (
+    "variant",
     "dataset",
     "n_filters",
     "seed",
@@ -66,7 +67,7 @@ def load_resume(path: Path, asked: dict, device: torch.device) -> dict:
     ckpt.require_parts(
         resume,
         path,
-        {"config": RESUME_LOCKED[:4], "nets": (*ckpt.GENERATORS, "D"), "trainer": ("opts", "scheds"), "rng": ()},
+        {"config": RESUME_LOCKED[1:5], "nets": (*ckpt.GENERATORS, "D"), "trainer": ("opts", "scheds"), "rng": ()},
     )
     if "lr" not in next(iter(resume["trainer"]["scheds"].values()), {}):
         raise ckpt.CheckpointError(
@@ -74,13 +75,14 @@ def load_resume(path: Path, asked: dict, device: torch.device) -> dict:
             "schedulers); finish it with that version or start a new job"
         )
     saved = resume["config"]
-    variant = saved.get("variant", VARIANT)  # written before checkpoints recorded it: the 2021 method
-    if variant != VARIANT:
+    variant = saved.get("variant", OLDER_VARIANT)
+    if variant != asked["variant"]:
         raise ckpt.CheckpointError(
-            f"--resume {path}: this run trains the {variant} variant; this version of train.py trains the "
-            f"{VARIANT} method only and cannot continue it as that. Start a new job (--job_name)."
+            f"--resume {path}: this run trains the {variant} variant and cannot be continued as "
+            f"{asked['variant']} (other networks and losses). Resume it with --variant {variant}, or start a new "
+            "job (--job_name)."
         )
-    for key in RESUME_LOCKED:
+    for key in RESUME_LOCKED[1:]:
         value = asked[key]
         if key == "image_size":
             value = list(value) if value else saved.get(key)

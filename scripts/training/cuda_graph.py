@@ -65,16 +65,19 @@ NOISE_LIMIT = 1e-3  # largest relative difference of two eager steps from one st
 def _largest_difference(
     trainer, got: list[torch.Tensor], expected: list[torch.Tensor], got_losses: dict, expected_losses: dict
 ) -> tuple[float, str]:
-    """The largest relative difference (max |a - b| / max |b|) over every state tensor and loss, and where."""
+    """The largest relative difference (max |a - b| / max |b|) over every state tensor and loss, and where.
+    Equal values count as no difference, infinities included (a plateau scheduler that has not stepped
+    yet holds an infinite best value: the 2023 objective steps them once per epoch); a NaN is one."""
     names = [n for n, _ in trainer.named_state_tensors()]
     pairs = [*zip(names, got, expected)]
     pairs += [(f"loss {k}", got_losses[k].detach().cpu(), v) for k, v in expected_losses.items()]
     worst, where = 0.0, "-"
     for name, a, b in pairs:
         a64, b64 = a.detach().double(), b.detach().double()
-        d = float((a64 - b64).abs().max()) if a64.numel() else 0.0
+        diff = torch.where(a64 == b64, 0.0, (a64 - b64).abs())
+        d = float(diff.max()) if a64.numel() else 0.0
         if d > 0:
-            d /= max(float(b64.abs().max()), 1e-30)
+            d /= max(float(b64[b64.isfinite()].abs().max()) if bool(b64.isfinite().any()) else 1.0, 1e-30)
         if d > worst or d != d:
             worst, where = d, name
     return worst, where
@@ -226,7 +229,8 @@ class GraphedStep:
 
     def _try_capture(self, x: torch.Tensor, y: torch.Tensor) -> bool:
         fmt = self.trainer.memory_format
-        self.static = (x.clone(memory_format=fmt), y.clone(memory_format=fmt))
+        # the 2023 variant's labels are (B, H, W) class indices: no channels to lay out
+        self.static = (x.clone(memory_format=fmt), y.clone(memory_format=fmt) if y.dim() == 4 else y.clone())
         try:
             self.replay, self.out = self._capture(lambda: self.trainer.step(*self.static))
         except Exception as err:  # an operator that cannot be captured: say which, train eagerly

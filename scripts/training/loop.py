@@ -42,10 +42,11 @@ from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import remove_stale_temporaries, write_atomic
 from scripts.io.job import LOCK_NAME, check_free, job_folder, runs_folder, unsaved_run
 from scripts.io.lock import FolderLock
-from scripts.io.resume import RESUME_LOCKED, VARIANT, last_state, load_resume
+from scripts.io.resume import RESUME_LOCKED, last_state, load_resume
 from scripts.training.checkpoints import CheckpointSaver
 from scripts.training.cuda_graph import GraphedStep, graph_unsupported
 from scripts.training.memory import Choice, StepConfig, candidates, choose, leaner
+from scripts.training.objective import example_targets
 from scripts.training.oom import RecoveringStep
 from scripts.training.options import TrainOptions
 from scripts.training.step import GANTrainer, LossWeights, auto_step_mode
@@ -160,6 +161,7 @@ class TrainingRun:
         self.last_path = self.job_dir / "last.pt"
         self.history: list[dict] = []
         self.best, self.global_step, self.n_validations = -1.0, 0, 0
+        self.last_losses: dict[str, torch.Tensor] | None = None  # the latest step's (v2023's schedulers)
         self.overwritten: list[Path] = []
         self.memory: Choice | None = None  # the memory plan's choice (CUDA)
         self.cleanup = contextlib.ExitStack()  # the job folder's lock, held until the run ends
@@ -215,7 +217,7 @@ class TrainingRun:
         return resume
 
     def config(self, image_size) -> dict:
-        cfg = {"variant": VARIANT, **{k: getattr(self.opts, k) for k in CONFIG_KEYS}}
+        cfg = {"variant": self.opts.variant, **{k: getattr(self.opts, k) for k in CONFIG_KEYS}}
         cfg["image_size"] = list(image_size) if image_size is not None else None
         cfg["data_root"] = str(self.opts.data_root or default_data_root())
         cfg["forward_reuse"] = self.opts.step_mode != "literal"
@@ -228,7 +230,13 @@ class TrainingRun:
         opts = self.opts
         data_root = opts.data_root or default_data_root()
         full = AVDataset(
-            opts.dataset, "training", data_root, train=True, image_size=opts.image_size, uniform=opts.uniform
+            opts.dataset,
+            "training",
+            data_root,
+            train=True,
+            image_size=opts.image_size,
+            uniform=opts.uniform,
+            variant=opts.variant,
         )
         self.model_size = full.model_size
         self.cfg = self.config(list(full.model_size))
@@ -246,10 +254,24 @@ class TrainingRun:
             )
         train_idx, val_idx = split_ids(len(full), opts.validation, opts.seed)
         self.train_ds = AVDataset(
-            opts.dataset, "training", data_root, train=True, image_size=full.model_size, indices=train_idx
+            opts.dataset,
+            "training",
+            data_root,
+            train=True,
+            image_size=full.model_size,
+            indices=train_idx,
+            variant=opts.variant,
         )
         self.val_ds = (
-            AVDataset(opts.dataset, "training", data_root, train=False, image_size=full.model_size, indices=val_idx)
+            AVDataset(
+                opts.dataset,
+                "training",
+                data_root,
+                train=False,
+                image_size=full.model_size,
+                indices=val_idx,
+                variant=opts.variant,
+            )
             if val_idx
             else None
         )
@@ -300,6 +322,7 @@ class TrainingRun:
             batch_size=self.per_rank,
             width=self.model_size[0],
             height=self.model_size[1],
+            variant=opts.variant,
         )
 
     @property
@@ -352,7 +375,8 @@ class TrainingRun:
         """Networks, optimisers and schedulers (resumed if asked), then DDP, compile and the CUDA graph,
         in that order: each works on the state the previous one left."""
         opts, device = self.opts, self.device
-        self.nets = {k: v.to(device) for k, v in build_networks(opts.n_filters, with_discriminator=True).items()}
+        nets = build_networks(opts.n_filters, with_discriminator=True, variant=opts.variant)
+        self.nets = {k: v.to(device) for k, v in nets.items()}
         channels_last = self.channels_last
         self.trainer = GANTrainer(
             self.nets,
@@ -363,6 +387,7 @@ class TrainingRun:
             channels_last=channels_last,
             fused_adam=opts.step_mode != "literal",
             checkpointing=opts.activation_checkpointing == "on",
+            variant=opts.variant,
         )
         self.start_epoch, self.skip = 1, 0
         if resume is not None:
@@ -381,7 +406,7 @@ class TrainingRun:
             w, h = self.model_size
             example = (
                 torch.zeros(opts.batch_size, 3, h, w, device=device),
-                torch.zeros(opts.batch_size, 3, h, w, device=device),
+                example_targets(opts.variant, opts.batch_size, h, w, device),
             )
             log.info("compiling the networks (torch.compile, mode %s): the first steps take longer", opts.compile)
             self.trainer.compile(opts.compile, example)
@@ -553,12 +578,11 @@ class TrainingRun:
         waited = time.perf_counter()
         for batch in bar:
             self.timer.data_wait += time.perf_counter() - waited
-            self.losses.add(
-                self.step(
-                    batch["image"].to(self.device, non_blocking=True),
-                    batch["target"].to(self.device, non_blocking=True),
-                )
+            self.last_losses = self.step(
+                batch["image"].to(self.device, non_blocking=True),
+                batch["target"].to(self.device, non_blocking=True),
             )
+            self.losses.add(self.last_losses)
             self.global_step += 1
             step_in_epoch += 1
             if self.global_step % opts.log_every == 0:
@@ -605,15 +629,22 @@ class TrainingRun:
         """Validation (every --val-every epochs and at the end), then the checkpoints the policy asks for
         (:class:`~scripts.training.checkpoints.CheckpointSaver`)."""
         opts = self.opts
+        if self.last_losses is not None:  # v2023: the schedulers step once per epoch
+            self.trainer.end_epoch(self.last_losses)
         if self.val_ds is not None and (epoch % opts.val_every == 0 or last_epoch):
             self.validate(epoch)
         self.saver.epoch_done(epoch, last_epoch)
 
     def validate(self, epoch: int) -> None:
         started = time.perf_counter()
-        predictor = Predictor({k: self.nets[k] for k in ckpt.GENERATORS}, "v2021", self.val_ds.model_size)
+        predictor = Predictor({k: self.nets[k] for k in ckpt.GENERATORS}, self.opts.variant, self.val_ds.model_size)
         scores = mean_metrics(
-            [r for _, r in score_sharded(predictor, self.val_ds, self.device, self.ctx, with_prob_auc=False)]
+            [
+                r
+                for _, r in score_sharded(
+                    predictor, self.val_ds, self.device, self.ctx, with_prob_auc=False, nan_policy="zero"
+                )
+            ]
         )
         self.n_validations += 1
         for cls, values in scores.items():

@@ -39,6 +39,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from model import blocks, build_networks
+from scripts.training.objective import example_targets
 from scripts.training.step import STEP_MODES, GANTrainer
 
 MiB = 2**20
@@ -78,6 +79,7 @@ class StepConfig:
     batch_size: int = 2
     width: int = 592
     height: int = 592
+    variant: str = "v2021"
 
     @property
     def label(self) -> str:
@@ -187,7 +189,7 @@ class _AdamState:
 
 def _fake_trainer(config: StepConfig) -> GANTrainer:
     """The trainer of ``config`` on fake tensors (call inside a FakeTensorMode)."""
-    nets = build_networks(config.n_filters, with_discriminator=True)
+    nets = build_networks(config.n_filters, with_discriminator=True, variant=config.variant)
     if config.channels_last:  # converted here: .to() cannot swap fake parameters
         for net in nets.values():
             for p in net.parameters():
@@ -195,7 +197,12 @@ def _fake_trainer(config: StepConfig) -> GANTrainer:
                     p.data = p.data.contiguous(memory_format=torch.channels_last)
     amp = torch.bfloat16 if config.amp else None
     trainer = GANTrainer(
-        nets, mode=config.mode, amp_dtype=amp, channels_last=config.channels_last, checkpointing=config.checkpointing
+        nets,
+        mode=config.mode,
+        amp_dtype=amp,
+        channels_last=config.channels_last,
+        checkpointing=config.checkpointing,
+        variant=config.variant,
     )
     return trainer
 
@@ -206,7 +213,7 @@ def _run_step(config: StepConfig, snapshot_at: int | None = None) -> tuple[_Allo
     with FakeTensorMode(), _cuda_autocast():
         trainer = _fake_trainer(config)
         x = torch.empty(config.batch_size, 3, config.height, config.width)
-        y = torch.empty(config.batch_size, 3, config.height, config.width)
+        y = example_targets(config.variant, config.batch_size, config.height, config.width)
         tracker = _Allocations(snapshot_at, lambda: _roles(trainer, (x, y)))
         updates: dict[str, int] = {}
         tracking = False

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 class Target(NamedTuple):
     """One generator's target: ``map`` (B, C, H, W) float, D's real input and what MSE compares with;
-    ``index`` (B, H, W) int64 class indices for a cross-entropy, or None."""
+    ``classes`` (B, H, W) int64 class indices for a cross-entropy, or None."""
 
     map: torch.Tensor
-    index: torch.Tensor | None = None
+    classes: torch.Tensor | None = None
 
 
 class Objective:
@@ -83,8 +83,8 @@ class SoftmaxObjective(Objective):
         return F.softmax(logits, dim=1)
 
     def seg_terms(self, logits: torch.Tensor, prob: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
-        assert target.index is not None
-        return F.cross_entropy(logits, target.index), F.mse_loss(prob, target.map)
+        assert target.classes is not None
+        return F.cross_entropy(logits, target.classes), F.mse_loss(prob, target.map)
 
     def check_targets(self, y: torch.Tensor) -> None:
         if y.dim() != 3 or y.dtype != torch.int64:
@@ -92,7 +92,9 @@ class SoftmaxObjective(Objective):
 
     def targets(self, y: torch.Tensor, dtype: torch.dtype, memory_format: torch.memory_format) -> dict[str, Target]:
         self.check_targets(y)
-        one_hot = F.one_hot(y, self.classes).permute(0, 3, 1, 2).to(dtype)
+        # a comparison rather than F.one_hot: no data-dependent check, so it also runs on fake tensors (memory plan)
+        classes = torch.arange(self.classes, device=y.device).view(1, -1, 1, 1)
+        one_hot = (y.unsqueeze(1) == classes).to(dtype)
         target = Target(one_hot.contiguous(memory_format=memory_format), y)
         return {"G_A": target, "G_V": target, "G": target}
 
@@ -100,6 +102,15 @@ class SoftmaxObjective(Objective):
         assert isinstance(out, tuple)
         logits, features = out
         return logits, features.detach()
+
+
+def example_targets(
+    variant: str, batch: int, height: int, width: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """A batch of all-background labels in the variant's form (to plan, compile or capture a step)."""
+    if variant == "v2023":
+        return torch.zeros(batch, height, width, dtype=torch.int64, device=device)
+    return torch.zeros(batch, 3, height, width, device=device)
 
 
 OBJECTIVES: dict[str, Objective] = {"v2021": Objective(), "v2023": SoftmaxObjective()}

@@ -24,7 +24,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 class TrainOptions:
     """One training run's settings (``scripts/train.py --help`` says what each does)."""
 
-    # the method (SPEC section 5)
+    # the method (SPEC section 5; v2023: docs/training_v2023.md)
+    variant: str = "v2021"
     epochs: int = PAPER.epochs
     batch_size: int = PAPER.batch_size
     learning_rate: float = PAPER.learning_rate

@@ -892,3 +892,41 @@ def test_a_run_records_its_variant_and_resume_refuses_another(synthetic_root, tm
     del last["config"]["variant"]  # written before checkpoints recorded it: the 2021 method
     torch.save(last, job / "last.pt")
     assert _train(tmp_path, synthetic_root, "var", "--epochs", "2", "--resume") == 0
+
+
+@pytest.mark.slow
+def test_v2023_trains_resumes_and_is_tested_with_its_own_protocol(synthetic_root, tmp_path, capsys):
+    """--variant v2023 end to end: its networks and objective, its variant in config.json and every
+    checkpoint, --resume as itself only, schedulers stepped once per epoch, and test.py scoring best.pt
+    (its code's checkpoint) with SPEC 9.4's protocol unless told otherwise."""
+    assert _train(tmp_path, synthetic_root, "v23", "--variant", "v2023", "--epochs", "2") == 0
+    job = tmp_path / "SYNTHETIC" / "v23"
+    assert json.loads((job / "config.json").read_text())["variant"] == "v2023"
+    last = torch.load(job / "last.pt", weights_only=True)
+    assert last["config"]["variant"] == "v2023"
+    assert last["nets"]["G"]["head.weight"].shape[0] == 4  # four classes, softmax
+    assert all(int(s["last_epoch"]) == 2 for s in last["trainer"]["scheds"].values())  # once per epoch, not per step
+    capsys.readouterr()
+    assert _train(tmp_path, synthetic_root, "v23", "--epochs", "3", "--resume") == 2
+    assert "trains the v2023 variant and cannot be continued as v2021" in capsys.readouterr().err
+    assert _train(tmp_path, synthetic_root, "v23", "--variant", "v2023", "--epochs", "3", "--resume") == 0
+    assert (
+        int(next(iter(torch.load(job / "last.pt", weights_only=True)["trainer"]["scheds"].values()))["last_epoch"]) == 3
+    )
+
+    common = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--out", str(tmp_path)]
+    common += ["--job_name", "v23", "--no-biomarkers", "--maps-dir", str(tmp_path / "maps")]
+    assert test_cli.main([*common, "--results", str(tmp_path / "res")]) == 0
+    row = json.loads((tmp_path / "res" / "paper_row.json").read_text())
+    assert row["variant"] == "v2023" and row["protocol"].startswith("SPEC 9.4")
+    assert row["checkpoints"] == ["best"] and row["snapshots"]["rule"] == "best"
+    assert "n/a" in (tmp_path / "res" / "report.html").read_text() or row["percent"]["F1"]["mean"] is not None
+    assert test_cli.main([*common, "--results", str(tmp_path / "all"), "--snapshots", "protocol"]) == 0
+    assert json.loads((tmp_path / "all" / "paper_row.json").read_text())["checkpoints"] == [
+        "epoch_0001",
+        "epoch_0002",
+        "epoch_0003",
+    ]
+    capsys.readouterr()
+    assert test_cli.main([*common, "--results", str(tmp_path / "r2"), "--variant", "v2021"]) == 2
+    assert "holds the v2023 variant" in capsys.readouterr().err

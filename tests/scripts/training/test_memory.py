@@ -55,13 +55,14 @@ def test_the_plan_reproduces_the_peaks_measured_on_an_h200_within_its_margin(con
     assert measured <= MARGIN.needed(plan.peak)  # what the default reserves covers what the GPU used
 
 
-def test_the_breakdown_adds_up_and_weights_and_optimizer_state_are_what_they_must_be():
-    config = StepConfig(mode="reuse", n_filters=4, width=64, height=64, channels_last=False)
+@pytest.mark.parametrize("variant", ["v2021", "v2023"])
+def test_the_breakdown_adds_up_and_weights_and_optimizer_state_are_what_they_must_be(variant):
+    config = StepConfig(mode="reuse", n_filters=4, width=64, height=64, channels_last=False, variant=variant)
     plan = plan_step(config)
     assert set(plan.at_peak) == set(CATEGORIES) and sum(plan.at_peak.values()) == plan.peak
     from model import build_networks
 
-    nets = build_networks(4, with_discriminator=True)
+    nets = build_networks(4, with_discriminator=True, variant=variant)
     tensors = [t for n in nets.values() for t in (*n.parameters(), *n.buffers())]
     weights = sum(math.ceil(t.numel() * t.element_size() / BLOCK) * BLOCK for t in tensors)
     params = [p for n in nets.values() for p in n.parameters()]
@@ -69,7 +70,9 @@ def test_the_breakdown_adds_up_and_weights_and_optimizer_state_are_what_they_mus
     assert plan.at_peak["weights"] == weights
     # Adam: two moments per weight, a step count per weight and a learning rate per optimiser
     assert plan.at_peak["optimizer"] == moments + BLOCK * (len(params) + 4)
-    assert plan.at_peak["batch"] == 2 * math.ceil(2 * 3 * 64 * 64 * 4 / BLOCK) * BLOCK
+    # images (float32) and labels: 3-channel float32 maps, or the 2023 variant's int64 class indices
+    labels = 2 * 64 * 64 * (8 if variant == "v2023" else 3 * 4)
+    assert plan.at_peak["batch"] == math.ceil(2 * 3 * 64 * 64 * 4 / BLOCK) * BLOCK + math.ceil(labels / BLOCK) * BLOCK
     # between steps: also the gradients the last updates left (set to None at each network's next update)
     assert plan.peak > plan.between_steps > weights + plan.at_peak["optimizer"] + plan.at_peak["batch"]
 
