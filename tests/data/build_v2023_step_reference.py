@@ -162,6 +162,21 @@ def noise(states: list[dict], losses: list[dict], other_states: list[dict], othe
     return out
 
 
+def cpu() -> dict[str, object]:
+    """The CPU's model name and feature flags (Linux): kernels, and so the bits, may differ on another."""
+    info: dict[str, object] = {"model": "unknown", "flags": []}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and info["model"] == "unknown":
+                info["model"] = value.strip()
+            if key.strip() == "flags" and not info["flags"]:
+                info["flags"] = sorted(value.split())
+    except OSError:
+        pass
+    return info
+
+
 def main(repo: Path, out: Path) -> None:
     sys.path.insert(0, str(repo))
     os.chdir(tempfile.mkdtemp())  # train_net makes ./<dataset>/<job>/Discriminator_<d>/ and ./runs
@@ -178,6 +193,7 @@ def main(repo: Path, out: Path) -> None:
             "source": f"authors' train.py at {commit or 'unknown commit'}, CPU, 1 thread",
             "torch": str(torch.__version__),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu": cpu(),
             "seeds": SEEDS,
             "keys": keys,
             "hyper": {"alpha": ALPHA, "beta": BETA, "gamma": GAMMA, "lr": LR},

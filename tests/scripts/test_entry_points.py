@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 
@@ -137,3 +138,25 @@ def test_a_bug_in_a_command_exits_1_with_a_traceback(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" in done.stderr and "IndexError: bug inside the library" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "job", "preset"),
+    [
+        (["DRIVE_AV"], "paper", "--epochs 1500"),
+        (["DRIVE_AV", "--variant", "v2023"], "paper_v2023", "--epochs 500"),
+        (["LES-AV", "--variant=v2023", "--device", "cpu"], "paper_v2023", "--uniform --val-every 1"),
+        (["demo", "--variant", "v2023"], "demo_v2023", "--epochs 100"),
+    ],
+)
+def test_train_and_test_scripts_name_a_job_by_variant_and_use_its_settings(args, job, preset, tmp_path):
+    """train.sh DATASET --variant v2023 runs the 2023 README's command into job paper_v2023 (demo:
+    demo_v2023), and test.sh finds that job; what they run is printed by a stand-in interpreter."""
+    env = {**os.environ, "PYTHON": "echo", "AVSEG_DATA": str(tmp_path)}  # (the demo's data step is echoed too)
+    train = subprocess.run(["sh", str(REPO / "train.sh"), *args], capture_output=True, text=True, env=env)
+    assert train.returncode == 0, train.stderr
+    command = train.stdout.strip().splitlines()[-1]
+    assert f"--job_name {job} " in command and preset in command
+    assert command.endswith(" ".join(args[1:]))  # the user's options come last, so they win
+    test = subprocess.run(["sh", str(REPO / "test.sh"), *args], capture_output=True, text=True, env=env)
+    assert test.returncode == 0 and f"--job_name {job} " in test.stdout.strip() + " "

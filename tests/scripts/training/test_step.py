@@ -339,17 +339,30 @@ def v2023_steps():
     return ref, losses, states
 
 
+def this_cpu() -> dict:
+    """This machine's CPU as the fixture's builder records it (model name, flags)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("builder", STEP_2023.with_name("build_v2023_step_reference.py"))
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    return builder.cpu()
+
+
 def test_literal_v2023_step_is_the_2023_codes_step(v2023_steps):
     """The fixture is three steps of the authors' own ``train_net`` (f7de674) on the CPU with one thread
-    (tests/data/build_v2023_step_reference.py). With the same torch and CPU kernels (capability) the
-    literal v2023 step must give the same bits: every loss of every step and every weight and
+    (tests/data/build_v2023_step_reference.py). With the same torch on the same CPU (model and flags:
+    the kernels, and so the order of every sum) the literal v2023 step must give the same bits: every loss of every step and every weight and
     BatchNorm buffer of the four networks after each step. Elsewhere another kernel sums in another
     order, as another thread count does for the 2023 code itself: then each difference must stay
     within twice that code's own difference between one and two threads (recorded in the fixture)."""
     ref, losses, states = v2023_steps
     ours_of = {"Loss/D_train": ["D_A", "D_V", "D"], "Loss/G_train_A": ["G_A", "G_V"], "Loss/G_train": ["G"]}
     same_kernels = (
-        ref["torch"] == str(torch.__version__) and ref["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        ref["torch"] == str(torch.__version__)
+        and ref["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        and ref["cpu"] == this_cpu()
     )
     for step, (expected, got, state) in enumerate(zip(ref["losses"], losses, states)):
         noise = ref["noise"][step]
