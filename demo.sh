@@ -3,8 +3,9 @@
 set -e
 cd "$(dirname "$0")"
 sh setup.sh
-sh train.sh demo "$@"
-sh test.sh demo
+VARIANT=${VARIANT:-v2021}  # VARIANT=v2023 sh demo.sh: the authors' 2023 variant (docs/training_v2023.md)
+sh train.sh demo --variant "$VARIANT" "$@"
+sh test.sh demo --variant "$VARIANT"
 cat <<'EOF'
 
 What a healthy result looks like: the "F1:" of the paper row above was 42-59 % over seeds 42, 1, 2, 3

@@ -26,30 +26,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _batches():
+def _batches(variant: str = "v2021", steps: int = STEPS):
     g = torch.Generator().manual_seed(5)
-    return [
-        (
-            torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64),
-            (torch.rand(2, 3, 32, 32, generator=g) > 0.8).double(),
-        )
-        for _ in range(STEPS)
-    ]
+    out = []
+    for _ in range(steps):
+        x = torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64)
+        y = (torch.rand(2, 3, 32, 32, generator=g) > 0.8).double()
+        if variant == "v2023":  # class indices 0..3
+            y = (y[:, 0] + 2 * y[:, 2] + 3 * y[:, 1]).clamp(max=3).long()
+        out.append((x, y))
+    return out
 
 
-def _nets():
+def _nets(variant: str = "v2021"):
     seed_everything(0)
-    return {k: v.double() for k, v in build_networks(4, with_discriminator=True).items()}
+    return {k: v.double() for k, v in build_networks(4, with_discriminator=True, variant=variant).items()}
 
 
-def _rank_main(rank: int, world: int, port: int, mode: str, sync_bn: bool, out: dict) -> None:
+def _rank_main(
+    rank: int, world: int, port: int, mode: str, sync_bn: bool, out: dict, variant: str = "v2021", steps: int = STEPS
+) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
-        trainer = GANTrainer(_nets(), mode=mode)
+        trainer = GANTrainer(_nets(variant), mode=mode, variant=variant)
         trainer.distribute(Context(rank, world), sync_bn=sync_bn)
         per = 2 // world
-        for x, y in _batches():
+        for x, y in _batches(variant, steps):
             trainer.step(x[rank * per : (rank + 1) * per], y[rank * per : (rank + 1) * per])
         params = {n: torch.cat([p.detach().flatten() for p in net.parameters()]) for n, net in trainer.nets.items()}
         gathered = [None] * world
@@ -63,16 +66,17 @@ def _rank_main(rank: int, world: int, port: int, mode: str, sync_bn: bool, out: 
         dist.destroy_process_group()
 
 
-def _run_ranks(world: int, mode: str, sync_bn: bool) -> dict:
+def _run_ranks(world: int, mode: str, sync_bn: bool, variant: str = "v2021", steps: int = STEPS) -> dict:
     with mp.Manager() as manager:
         out = manager.dict()
-        mp.spawn(_rank_main, args=(world, _free_port(), mode, sync_bn, out), nprocs=world, join=True)
+        args = (world, _free_port(), mode, sync_bn, out, variant, steps)
+        mp.spawn(_rank_main, args=args, nprocs=world, join=True)
         return dict(out)
 
 
-def _single(mode: str) -> dict[str, torch.Tensor]:
-    trainer = GANTrainer(_nets(), mode=mode)
-    for x, y in _batches():
+def _single(mode: str, variant: str = "v2021", steps: int = STEPS) -> dict[str, torch.Tensor]:
+    trainer = GANTrainer(_nets(variant), mode=mode, variant=variant)
+    for x, y in _batches(variant, steps):
         trainer.step(x, y)
     return {n: torch.cat([p.detach().flatten() for p in net.parameters()]) for n, net in trainer.nets.items()}
 
@@ -85,16 +89,21 @@ def test_ranks_hold_identical_weights_after_steps(mode):
         assert torch.equal(first[name], second[name]), name
 
 
-@pytest.mark.parametrize("mode", ["batched", "reuse"])
-def test_two_ranks_of_one_image_with_sync_bn_match_one_process_of_two(mode):
-    """float64, 3 steps: every network's weights within 1e-7 relative of the single-process run."""
-    out = _run_ranks(2, mode, sync_bn=True)
-    single = _single(mode)
+@pytest.mark.parametrize(("mode", "variant"), [("batched", "v2021"), ("reuse", "v2021"), ("batched", "v2023")])
+def test_two_ranks_of_one_image_with_sync_bn_match_one_process_of_two(mode, variant):
+    """float64: every network's weights within 1e-7 relative of the single-process run, after 3 steps
+    (v2021) or 2 (v2023). Summing in another order leaves ~1e-11 after one step (in the biases before
+    a BatchNorm, whose gradient is zero but for rounding and which Adam moves by +-lr all the same), and
+    the adversarial game grows that step by step; under the 2023 objective it grows faster (measured:
+    6e-11, 3e-9, 1.2e-6 after 1, 2, 3 steps), so its comparison is made after two."""
+    steps = 2 if variant == "v2023" else STEPS
+    out = _run_ranks(2, mode, sync_bn=True, variant=variant, steps=steps)
+    single = _single(mode, variant, steps)
     for name, ref in single.items():
         got = out["ranks"][0][name]
         assert (got - ref).abs().max() <= 1e-7 * ref.abs().max(), name
     # and without synchronised statistics they differ (batch norm over one image instead of two)
-    plain = _run_ranks(2, mode, sync_bn=False)["ranks"][0]
+    plain = _run_ranks(2, mode, sync_bn=False, variant=variant, steps=steps)["ranks"][0]
     assert (plain["G"] - single["G"]).abs().max() > 1e-4 * single["G"].abs().max()
 
 
