@@ -16,7 +16,7 @@ from scripts.core.config import DATASETS
 from scripts.data.augment import augment, normalise
 from scripts.data.dataset import AVDataset, EpochSampler, split_ids
 from scripts.data.images import DataError, load_label, load_mask
-from scripts.data.labels import LabelError
+from scripts.data.labels import LabelError, class_indices
 
 
 @pytest.mark.slow
@@ -64,6 +64,25 @@ def test_augmentation_keeps_image_label_mask_aligned():
         assert agree > 0.98, (seed, agree)
         assert ((img.max(axis=2) > 10) == msk).mean() > 0.98
     assert rng is not None
+
+
+def test_v2023_training_items_are_class_indices_of_the_label_flipped_and_turned(synthetic_root):
+    """The 2023 variant's item: the label's class indices at the model size under one of the 8 flips and
+    quarter turns, the image normalised as (x - mean) * std (its std is then far from 1), and --uniform
+    meaning 720 x 720 (2021: 912 x 912)."""
+    ds = AVDataset("SYNTHETIC", "training", synthetic_root, train=True, variant="v2023")
+    _, label, _ = ds._load(0)
+    classes = class_indices(label)
+    for seed in range(4):
+        item = ds[(0, seed)]
+        target = item["target"].numpy()
+        assert item["target"].dtype == torch.int64 and target.shape == classes.shape
+        dihedral = [np.rot90(c, k) for c in (classes, classes[:, ::-1]) for k in range(4)]
+        assert any(np.array_equal(target, d) for d in dihedral), seed
+        assert set(np.unique(target)) <= {0, 1, 2, 3} and (target > 0).any()
+        assert float(item["image"].std()) > 5  # multiplied by std (~30-60 on 8-bit values), not divided
+    assert AVDataset("SYNTHETIC", "training", synthetic_root, uniform=True, variant="v2023").model_size == (720, 720)
+    assert AVDataset("SYNTHETIC", "training", synthetic_root, uniform=True).model_size == (912, 912)
 
 
 def test_augmentation_reproducible_from_seed(synthetic_root):
