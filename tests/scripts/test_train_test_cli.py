@@ -930,3 +930,16 @@ def test_v2023_trains_resumes_and_is_tested_with_its_own_protocol(synthetic_root
     capsys.readouterr()
     assert test_cli.main([*common, "--results", str(tmp_path / "r2"), "--variant", "v2021"]) == 2
     assert "holds the v2023 variant" in capsys.readouterr().err
+
+    # the same weights as the authors' release files go through the same scoring path, to the same numbers
+    release = tmp_path / "release"
+    release.mkdir()
+    best = torch.load(job / "best.pt", weights_only=True)
+    for name, file in {"G": "CP_best_F1_all.pth", "G_A": "CP_best_F1_A.pth", "G_V": "CP_best_F1_V.pth"}.items():
+        torch.save(best["nets"][name], release / file)
+    as_release = ["--dataset", "SYNTHETIC", "--data-root", str(synthetic_root), "--no-biomarkers"]
+    as_release += ["--release", str(release), "--image-size", "64", "64", "--maps-dir", str(tmp_path / "maps_r")]
+    assert test_cli.main([*as_release, "--results", str(tmp_path / "res_r")]) == 0
+    released = json.loads((tmp_path / "res_r" / "paper_row.json").read_text())
+    assert released["protocol"] == row["protocol"]
+    assert released["per_checkpoint"]["release"] == row["per_checkpoint"]["best"]
