@@ -13,7 +13,10 @@ VARIANT=$(variant_of "$@")
 SUFFIX=$([ "$VARIANT" = v2021 ] || echo "_$VARIANT")
 case "$DATASET" in
     demo)
-        exec $PY -m scripts.test --dataset SYNTHETIC --data-root "$DATA" --job_name "${JOB:-demo$SUFFIX}" "$@" ;;
+        # best.pt, the best of the run's validations: the demo's score (README, Quick start); --snapshots protocol
+        # scores the snapshots of epochs 49, 52 and 55 as the paper protocol does
+        exec $PY -m scripts.test --dataset SYNTHETIC --data-root "$DATA" --job_name "${JOB:-demo$SUFFIX}" \
+            --snapshots best "$@" ;;
     -*|"")
         echo "usage: sh test.sh DRIVE_AV|LES-AV|HRF-AV|MYDATA|demo [options]" >&2
         exit 2 ;;

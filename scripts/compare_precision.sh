@@ -42,7 +42,7 @@ out, precisions, seeds = Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3].spl
 def minutes(run: Path) -> str:
     return f"{int(run.with_suffix('.seconds').read_text()) / 60:.1f}" if run.with_suffix(".seconds").is_file() else "-"
 shown = " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in cpu_flags())
-print(f"test F1 % of the demo (paper row, epochs 94-100); minutes per run (train + test); CPU flags: {shown or 'unknown'}")
+print(f"test F1 % of the demo (its paper row, as test.sh demo scores it); minutes per run (train + test); CPU flags: {shown or 'unknown'}")
 print(f"{'precision':<10}" + "".join(f"{'seed ' + s:>17}" for s in seeds) + f"{'mean':>8}{'std':>7}{'min':>8}{'spread':>8}")
 for p in precisions:
     f1 = [json.loads((out / f"{p}_{s}" / "results" / "paper_row.json").read_text())["percent"]["F1"]["mean"] for s in seeds]

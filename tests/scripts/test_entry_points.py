@@ -146,7 +146,7 @@ def test_a_bug_in_a_command_exits_1_with_a_traceback(tmp_path):
         (["DRIVE_AV"], "paper", "--epochs 1500"),
         (["DRIVE_AV", "--variant", "v2023"], "paper_v2023", "--epochs 500"),
         (["LES-AV", "--variant=v2023", "--device", "cpu"], "paper_v2023", "--uniform --val-every 1"),
-        (["demo", "--variant", "v2023"], "demo_v2023", "--epochs 100"),
+        (["demo", "--variant", "v2023"], "demo_v2023", "--epochs 55"),
     ],
 )
 def test_train_and_test_scripts_name_a_job_by_variant_and_use_its_settings(args, job, preset, tmp_path):

@@ -866,7 +866,7 @@ def test_the_demo_commands_draw_their_set_train_and_test(tmp_path):
     train = run(str(REPO / "train.sh"), "demo", "--epochs", "1")
     assert train.returncode == 0, train.stderr
     recipe = json.loads((tmp_path / "data" / "SYNTHETIC" / "recipe.json").read_text())
-    assert recipe == {"train": 12, "test": 6, "size": 128, "seed": 0, "vessel_width": 1.5}
+    assert recipe == {"train": 24, "test": 12, "size": 128, "seed": 0, "vessel_width": 1.5}
     assert (tmp_path / "SYNTHETIC" / "demo" / "stop_epoch_0001.pt").is_file()
     test = run(str(REPO / "test.sh"), "demo", "--snapshots", "all", "--no-biomarkers")
     assert test.returncode == 0, test.stderr
