@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image, ImageEnhance
+from scipy import ndimage
 
 from scripts.data.augment import augment_v2023, saturation_per_row
 from scripts.data.labels import INDEX_TO_RGB, class_indices
@@ -39,6 +41,36 @@ def test_augment_v2023_moves_image_and_classes_together_by_a_flip_and_quarter_tu
     flip, k = matches[0]
     expected_grey = np.rot90(_grey(image[:, ::-1] if flip else image), k)
     assert np.abs(_grey(out_image) - expected_grey).max() <= 2.0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_saturation_per_row_has_the_bits_of_one_pillow_call_per_row(seed):
+    """The 2023 code called ImageEnhance.Color on every row; the vectorised blend must give its bits,
+    clipping included (factors above 1 push saturated colours past 0 and 255)."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (int(rng.integers(1, 50)), int(rng.integers(1, 50)), 3)).astype(np.uint8)
+    factors = np.random.default_rng(seed).uniform(0.8, 1.2, size=image.shape[0])
+    expected = np.stack(
+        [
+            np.asarray(ImageEnhance.Color(Image.fromarray(image[i : i + 1])).enhance(float(f)))[0]
+            for i, f in enumerate(factors)
+        ]
+    )
+    assert np.array_equal(saturation_per_row(image, np.random.default_rng(seed)), expected)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_quarter_turn_of_a_square_is_scipys_rotation(seed):
+    """augment_v2023 turns square images with np.rot90: SciPy's order-3 rotation by 90 k degrees (the
+    2023 code's, and what non-square images still get) gives the same bits there."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 60))
+    image = rng.integers(0, 256, (n, n, 3)).astype(np.uint8)
+    index = rng.integers(0, 4, (n, n)).astype(np.uint8)
+    for k in range(4):
+        assert np.array_equal(ndimage.rotate(image, 90 * k, axes=(0, 1), reshape=False), np.rot90(image, k))
+        turned = np.round(ndimage.rotate(index, 90 * k, axes=(0, 1), reshape=False, mode="nearest"))
+        assert np.array_equal(turned, np.rot90(index, k))
 
 
 def test_saturation_changes_row_by_row():
