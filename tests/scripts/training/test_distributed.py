@@ -239,18 +239,25 @@ def _weights(path):
     return {f"{n}.{k}": v for n, net in state["nets"].items() for k, v in net.items()}
 
 
-def test_torchrun_trains_with_one_set_of_checkpoints_and_resumes_exactly(synthetic_root, tmp_path):
-    done = _torchrun(_common(synthetic_root, tmp_path, "whole"))
+@pytest.mark.parametrize("variant", ["v2021", "v2023"])
+def test_torchrun_trains_with_one_set_of_checkpoints_and_resumes_exactly(synthetic_root, tmp_path, variant):
+    """Under torchrun, a run stopped mid-epoch and resumed ends with the bits of one uninterrupted run,
+    for both variants (v2023's schedulers step at the end of each epoch, with its last step's losses)."""
+
+    def args(job: str) -> list[str]:
+        return [*_common(synthetic_root, tmp_path, job), "--variant", variant]
+
+    done = _torchrun(args("whole"))
     assert done.returncode == 0, done.stderr[-3000:]
     files = sorted(p.name for p in (tmp_path / "SYNTHETIC" / "whole").iterdir() if not p.name.startswith("."))
     assert files == ["best.pt", "config.json", "epoch_0002.pt", "epoch_0003.pt", "last.pt", "timing.json"]
     assert done.stdout.count("done in") + done.stderr.count("done in") == 1  # rank 0 alone reports
     # stop mid-epoch (5 training images, global batch 2: 3 steps per epoch), then resume
-    part = _torchrun([*_common(synthetic_root, tmp_path, "split"), "--max-steps", "4"])
+    part = _torchrun([*args("split"), "--max-steps", "4"])
     assert part.returncode == 0, part.stderr[-3000:]
     state = torch.load(tmp_path / "SYNTHETIC" / "split" / "last.pt", weights_only=True)
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (2, 1, 4)
-    rest = _torchrun([*_common(synthetic_root, tmp_path, "split"), "--resume"])
+    rest = _torchrun([*args("split"), "--resume"])
     assert rest.returncode == 0, rest.stderr[-3000:]
     whole, split = (
         _weights(tmp_path / "SYNTHETIC" / "whole" / "last.pt"),
@@ -259,6 +266,13 @@ def test_torchrun_trains_with_one_set_of_checkpoints_and_resumes_exactly(synthet
     assert whole.keys() == split.keys()
     for k in whole:
         assert torch.equal(whole[k], split[k]), k
+    scheds = [
+        torch.load(tmp_path / "SYNTHETIC" / j / "last.pt", weights_only=True)["trainer"]["scheds"]
+        for j in ("whole", "split")
+    ]
+    for name, state in scheds[0].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(scheds[1][name][key])), (name, key)
 
 
 def test_a_two_process_run_resumes_in_one_process(synthetic_root, tmp_path):
