@@ -595,6 +595,8 @@ class TrainingRun:
                 log.info(self.progress_line(epoch))
             position = (epoch + 1, 0) if step_in_epoch >= self.steps_per_epoch else (epoch, step_in_epoch)
             if self.should_stop(stop):
+                if step_in_epoch >= self.steps_per_epoch:  # its last step: end the epoch first, as a run going on
+                    self.end_epoch(epoch, self.is_last_epoch(epoch))  # would (validation, snapshot, schedulers)
                 self.saver.stopped(position)
                 self.writer.close()
                 self.write_timing()

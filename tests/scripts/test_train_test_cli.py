@@ -943,3 +943,30 @@ def test_v2023_trains_resumes_and_is_tested_with_its_own_protocol(synthetic_root
     released = json.loads((tmp_path / "res_r" / "paper_row.json").read_text())
     assert released["protocol"] == row["protocol"]
     assert released["per_checkpoint"]["release"] == row["per_checkpoint"]["best"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["v2021", "v2023"])
+def test_a_stop_after_an_epochs_last_step_still_ends_that_epoch(synthetic_root, tmp_path, variant):
+    """Stopped right after the last step of an epoch (3 steps per epoch here), the run first ends the
+    epoch as a run going on would: its validation, its snapshot and (v2023) its scheduler step; the
+    resumed run then ends with the files and bits of an uninterrupted one."""
+    v = ["--variant", variant]
+    assert _train(tmp_path, synthetic_root, "whole", *v, "--epochs", "2") == 0
+    assert _train(tmp_path, synthetic_root, "split", *v, "--epochs", "2", "--max-steps", "3") == 0
+    split = tmp_path / "SYNTHETIC" / "split"
+    assert (split / "epoch_0001.pt").is_file() and (split / "best.pt").is_file()
+    state = torch.load(split / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step_in_epoch"]) == (2, 0)
+    assert int(state["trainer"]["scheds"]["G"]["last_epoch"]) == (1 if variant == "v2023" else 3)
+    assert _train(tmp_path, synthetic_root, "split", *v, "--epochs", "2", "--resume") == 0
+    whole = tmp_path / "SYNTHETIC" / "whole"
+    names = sorted(p.name for p in whole.iterdir() if p.suffix == ".pt")
+    assert names == sorted(p.name for p in split.iterdir() if p.suffix == ".pt")
+    a, b = (torch.load(d / "last.pt", weights_only=True) for d in (whole, split))
+    for net in a["nets"]:
+        for key, value in a["nets"][net].items():
+            assert torch.equal(value, b["nets"][net][key]), (net, key)
+    for name, sched in a["trainer"]["scheds"].items():
+        for key, value in sched.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["trainer"]["scheds"][name][key])), (name, key)
