@@ -84,6 +84,7 @@ def test_resume_refuses_a_changed_locked_setting_naming_both_values(tmp_path):
     from scripts.io.checkpoint import FORMAT, save_atomic
 
     saved = {
+        "variant": "v2021",
         "dataset": "X",
         "n_filters": 8,
         "seed": 3,
