@@ -253,28 +253,20 @@ class TrainingRun:
                 + ". The split would change mid-run: restore those files, or start a new job (--job_name)."
             )
         train_idx, val_idx = split_ids(len(full), opts.validation, opts.seed)
-        self.train_ds = AVDataset(
-            opts.dataset,
-            "training",
-            data_root,
-            train=True,
-            image_size=full.model_size,
-            indices=train_idx,
-            variant=opts.variant,
-        )
-        self.val_ds = (
-            AVDataset(
+
+        def split(train: bool, indices: list[int]) -> AVDataset:
+            return AVDataset(
                 opts.dataset,
                 "training",
                 data_root,
-                train=False,
+                train=train,
                 image_size=full.model_size,
-                indices=val_idx,
+                indices=indices,
                 variant=opts.variant,
             )
-            if val_idx
-            else None
-        )
+
+        self.train_ds = split(True, train_idx)
+        self.val_ds = split(False, val_idx) if val_idx else None
         for ds in (self.train_ds, self.val_ds):
             if ds is not None:
                 ds.preload()
