@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import warnings
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
@@ -31,29 +33,61 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 
 from scripts.cli.entry import run_command
 from scripts.cli.groups import add_weight_options
-from scripts.cli.types import pixel_um, positive_int
+from scripts.cli.types import float_between, int_between, pixel_um, positive_int
+from scripts.core.distributed import init_from_env
 from scripts.core.runtime import resolve_device
 from scripts.data.images import collect_inputs
-from scripts.inference.batch import PredictOptions, is_output, output_names, predict_all
+from scripts.inference.batch import (
+    Outcome,
+    PredictOptions,
+    is_output,
+    output_names,
+    predict_cohort,
+    predict_folder,
+    run_settings,
+)
+from scripts.inference.pipeline import Workers
+from scripts.inference.records import RECORDS
 from scripts.inference.weights import load_predictor
 from scripts.io.staging import StagedFolder
 from scripts.vessels.disc import read_disc_csv, warn_unmatched_rows
 
 
-def run(args: argparse.Namespace) -> tuple[int, list[tuple[Path, str]]]:
-    """Predict every input into a staged copy of ``--out``, published whole when all are done."""
+def run(args: argparse.Namespace) -> Outcome:
+    """Predict every input: into a staged copy of ``--out`` published whole when all are done, or
+    (``--cohort``) photograph by photograph into ``--out`` itself, this process's share under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cohort = args.cohort or args.resume or world > 1
     device = resolve_device(args.device)
+    ctx, device = init_from_env(device) if world > 1 else (None, device)
     files = collect_inputs(args.inputs)
     predictor = load_predictor(device, args.checkpoint, args.release, args.original, args.dataset, args.image_size)
     discs = read_disc_csv(args.disc_csv) if args.disc_csv else {}
     if discs:
         warn_unmatched_rows(discs, [*output_names(files), *(p.stem for p in files)], args.disc_csv)
+    options = PredictOptions(
+        args.out,
+        args.masks,
+        args.batch_size,
+        args.tta,
+        not args.no_biomarkers,
+        args.pixel_um,
+        Workers(args.decode_workers, args.finish_workers),
+        args.retry_failed,
+        args.progress_every,
+    )
+    if cohort:
+        settings = run_settings(options, predictor, args.disc_csv)
+        return predict_cohort(options, files, predictor, discs, device, settings, args.resume, args.overwrite, ctx)
     staged = StagedFolder(args.out, "--out", is_output, str(os.getpid()))
     with staged as stage:
-        options = PredictOptions(args.out, args.masks, args.batch_size, args.tta, not args.no_biomarkers, args.pixel_um)
-        done = predict_all(options, files, predictor, discs, device, stage)
+        outcome = predict_folder(options, files, predictor, discs, device, stage)
+        shutil.rmtree(stage / RECORDS)  # the photographs' records serve a cohort run's resume only
         staged.publish()
-    return done
+    for record in outcome.done:  # what each photograph's stages warned about, as a run in one process shows it
+        for note in record.warnings:
+            warnings.warn(note, stacklevel=1)
+    return outcome
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +127,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="optic discs you know (columns id, x, y, radius in pixels; id = output name or file name "
         "without extension); photographs without a row get a located disc",
     )
+    g = p.add_argument_group(
+        "cohorts (docs/cohorts.md)",
+        "Without --cohort, --out is written as a whole when every photograph is done (an interrupted run "
+        "leaves the previous --out as it was): the better choice for a folder of photographs. With --cohort "
+        "each photograph's outputs are kept as soon as it is done, and running the same command again "
+        "resumes: finished photographs are skipped, the tables rebuilt. Under torchrun (NPROC=N sh "
+        "predict.sh) the photographs are split between the processes and --cohort is implied.",
+    )
+    g.add_argument("--cohort", action="store_true", help="write and resume photograph by photograph")
+    g.add_argument("--resume", action="store_true", help="like --cohort, and --out must hold a run to resume")
+    g.add_argument("--overwrite", action="store_true", help="with --cohort: start afresh when the settings changed")
+    g.add_argument("--retry-failed", action="store_true", help="with --cohort: redo the photographs that failed")
+    g.add_argument(
+        "--decode-workers",
+        type=int_between(0, 64, "worker processes"),
+        default=0,
+        metavar="N",
+        help="processes that decode and resize photographs while the model runs (0: in this process)",
+    )
+    g.add_argument(
+        "--finish-workers",
+        type=int_between(0, 64, "worker processes"),
+        default=0,
+        metavar="N",
+        help="processes that write the pictures and measure the biomarkers (0: in this process)",
+    )
+    g.add_argument(
+        "--progress-every",
+        type=float_between(1, 86400, "seconds, up to a day"),
+        default=60.0,
+        metavar="S",
+        help="seconds between progress lines when the output is not a terminal",
+    )
     return p
 
 
@@ -102,12 +169,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    done, failures = run(args)
-    print(f"{done} image(s) written to {args.out} (predictions.csv)")
-    if failures:
-        print(f"{len(failures)} image(s) failed:", file=sys.stderr)
-        for path, msg in failures:  # the message names the file
-            print(f"  {msg}" if str(path) in msg else f"  {path}: {msg}", file=sys.stderr)
+    outcome = run(args)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    who = f"process {rank} of {world}: " if world > 1 else ""
+    noted = sum(len(r.warnings) for r in outcome.done)
+    print(
+        f"{who}{outcome.worked} photograph(s) processed now, {outcome.skipped} already finished; {args.out} holds "
+        f"{len(outcome.done)} finished and {len(outcome.failed)} failed (predictions.csv, failures.csv)"
+        + (f"; {noted} warning(s) in the warnings column of predictions.csv" if noted and args.cohort else "")
+    )
+    if outcome.failed:
+        print(f"{len(outcome.failed)} photograph(s) failed:", file=sys.stderr)
+        for record in outcome.failed[:20]:  # the message names the file
+            print(f"  {record.reason}", file=sys.stderr)
+        if len(outcome.failed) > 20:
+            print(f"  ... and {len(outcome.failed) - 20} more in failures.csv", file=sys.stderr)
         return 1
     return 0
 

@@ -1,47 +1,47 @@
-"""Predicting a list of photographs into a folder: a unique output name per input, the four
-pictures of each (A/V map, probabilities, vessel map, overlay), its biomarkers, ``predictions.csv``
-and ``report.html`` (``scripts/predict.py``; docs/predicting.md)."""
+"""Predicting a list of photographs into a folder: a unique output name per input, each photograph
+through the stages of ``pipeline.py`` (its four pictures, biomarkers and record), then the run's
+tables and ``report.html`` (``scripts/predict.py``; docs/predicting.md, docs/cohorts.md).
+
+A folder is written in one of two ways: staged (the default; the whole ``--out`` appears when every
+photograph is done, the better choice for a folder of photographs) or as a cohort run (``--cohort``:
+each photograph is kept as soon as it is done, and the same command resumes where a run stopped)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
+import shutil
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from scripts.data.augment import resize_image
-from scripts.data.images import DataError, derive_fov, find_mask, load_mask, load_photo
-from scripts.data.labels import av_colour_map, decode_classes
+from scripts.core.distributed import Context
+from scripts.core.errors import UsageError
 from scripts.figures.pages import predictions_page
-from scripts.figures.visualise import overlay
+from scripts.inference.pipeline import OUTPUT_SUFFIXES, Photo, Plan, StageTimes, Workers, run_photos
 from scripts.inference.predictor import Predictor
+from scripts.inference.records import (
+    RECORDS,
+    RUN_FILE,
+    Record,
+    check_settings,
+    file_sha256,
+    is_finished,
+    read_record,
+    rebuild_tables,
+)
 from scripts.io import checkpoint as ckpt
-from scripts.io.atomic import write_atomic
-from scripts.vessels.disc import Disc, locate_disc
-from scripts.vessels.measures import measure
+from scripts.io.atomic import WriteError, write_atomic
+from scripts.io.staging import OutputFolderError
+from scripts.vessels.disc import Disc
 
 log = logging.getLogger("avseg")
-CSV_FIELDS = (
-    "id",
-    "file",
-    "width",
-    "height",
-    "vessel_fraction",
-    "artery_fraction",
-    "vein_fraction",
-    "artery_vein_ratio",
-    "seconds",
-)
+RUN_TABLES = ("predictions.csv", "failures.csv", "report.html", RUN_FILE)
 
 
 def output_names(files: list[Path]) -> list[str]:
@@ -67,35 +67,11 @@ def output_names(files: list[Path]) -> list[str]:
     return names
 
 
-OUTPUT_SUFFIXES = ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")
-
-
 def is_output(path: Path) -> bool:
     """Whether ``path`` in an existing ``--out`` folder is one of predict's own outputs (replaceable)."""
-    return path.is_file() and (path.name in ("predictions.csv", "report.html") or path.name.endswith(OUTPUT_SUFFIXES))
-
-
-def save_outputs(
-    out: Path, stem: str, photo: np.ndarray, prob: torch.Tensor, binary: torch.Tensor, fov: np.ndarray
-) -> dict:
-    """Write the four pictures of one image (probabilities and bool channel map at its size) and
-    return its CSV statistics."""
-    pred = binary.cpu().numpy() & fov
-    Image.fromarray(av_colour_map(pred)).save(out / f"{stem}_av.png")
-    Image.fromarray((prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()).save(
-        out / f"{stem}_prob.png"
-    )
-    Image.fromarray(pred.any(0).astype(np.uint8) * 255).save(out / f"{stem}_vessel.png")
-    Image.fromarray(overlay(photo, pred)).save(out / f"{stem}_overlay.png")
-    artery, vein, _ = decode_classes(torch.from_numpy(pred)).numpy()
-    n = max(int(fov.sum()), 1)
-    a, v = int((artery & fov).sum()), int((vein & fov).sum())
-    return {
-        "vessel_fraction": pred.any(0)[fov].mean() if fov.any() else 0.0,
-        "artery_fraction": a / n,
-        "vein_fraction": v / n,
-        "artery_vein_ratio": a / v if a and v else None,
-    }  # undefined without both classes
+    if path.is_dir():
+        return path.name == RECORDS and all(p.suffix == ".json" or p.name.startswith(".") for p in path.iterdir())
+    return path.is_file() and (path.name in RUN_TABLES or path.name.endswith(OUTPUT_SUFFIXES))
 
 
 @dataclass(frozen=True)
@@ -108,101 +84,153 @@ class PredictOptions:
     tta: bool = False
     biomarkers: bool = True
     pixel_um: float | None = None
+    workers: Workers = Workers()
+    retry_failed: bool = False
+    progress_every: float = 60.0  # seconds between progress lines when the output is not a terminal
 
 
-def predict_all(
+def run_settings(options: PredictOptions, predictor: Predictor, disc_csv: Path | None) -> dict:
+    """What shapes a run's outputs (its ``run.json``): a resume with other settings is refused."""
+    return {
+        "weights_sha256": [file_sha256(f) for f in predictor.files],
+        "variant": predictor.variant,
+        "model_size": list(predictor.model_size),
+        "tta": options.tta,
+        "biomarkers": options.biomarkers,
+        "pixel_um": options.pixel_um,
+        "masks": str(options.masks.resolve()) if options.masks else None,
+        "disc_csv_sha256": file_sha256(disc_csv) if disc_csv else None,
+    }
+
+
+def open_cohort(folder: Path, settings: dict, resume: bool, overwrite: bool) -> None:
+    """Make ``folder`` a cohort run with ``settings``: a new one, the same run again (resumed), or
+    (``overwrite``) this command's earlier outputs removed first. Anything else is refused."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"--out {folder}: a file of that name is in the way; give a folder")
+    if resume and not (folder / RUN_FILE).is_file():
+        raise UsageError(f"--resume: {folder} holds no prediction run to resume ({RUN_FILE} is missing); check --out")
+    if folder.is_dir():
+        foreign = [p.name for p in sorted(folder.iterdir()) if not is_output(p)]
+        if foreign:
+            raise OutputFolderError(
+                f"--out {folder} holds files that are not this command's outputs ({', '.join(foreign[:5])}"
+                f"{' ...' if len(foreign) > 5 else ''}); give an empty or new folder, or move those files away"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    if check_settings(folder, settings, overwrite):
+        return
+    log.info("--overwrite: removing the earlier run's outputs in %s", folder)
+    for path in sorted(folder.iterdir()):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    check_settings(folder, settings, overwrite=False)
+
+
+@dataclass
+class Outcome:
+    """What a run left: finished and failed photographs of all inputs, and this process's share."""
+
+    done: list[Record]
+    failed: list[Record]
+    skipped: int
+    worked: int
+    times: StageTimes
+
+
+def predict_folder(
     options: PredictOptions,
     files: list[Path],
     predictor: Predictor,
     discs: dict[str, Disc],
     device: torch.device,
     folder: Path,
-) -> tuple[int, list[tuple[Path, str]]]:
-    """The maps and predictions.csv of every input into ``folder``; a file that cannot be read is
-    reported and skipped."""
-    started = time.perf_counter()
-    names = dict(zip(files, output_names(files)))
-    size = predictor.model_size
-    log.info("%d image(s), model size %dx%d, device %s", len(files), *size, device)
-    rows, failures = [], []
-    bar = tqdm(total=len(files), desc="predict", unit="img", disable=None)
-    for start in range(0, len(files), options.batch_size):
-        chunk, photos, fovs, xs, t0 = files[start : start + options.batch_size], [], [], [], time.perf_counter()
-        ok = []
-        for path in chunk:
-            try:
-                photo = load_photo(path)
-                mask_file = options.masks and find_mask(options.masks, path.stem)
-                fov = load_mask(mask_file) if mask_file else derive_fov(photo, path)
-                if fov.shape != photo.shape[:2]:
-                    raise DataError(
-                        f"{mask_file}: mask size {fov.shape[::-1]} differs from the photograph {photo.shape[1::-1]}"
-                    )
-            except DataError as err:
-                failures.append((path, str(err)))
-                tqdm.write(f"failed: {err}")
-                bar.update(1)
-                continue
-            ok.append(path), photos.append(photo), fovs.append(fov)
-            xs.append(torch.from_numpy(predictor.normalise(resize_image(photo, size))))
-        if not ok:
-            continue
-        outs = predictor.forward(torch.stack(xs).to(device), flip_tta=options.tta)
-        per_image = (time.perf_counter() - t0) / len(ok)
-        for path, photo, fov, out in zip(ok, photos, fovs, outs):
-            t1 = time.perf_counter()
-            raw, binary = predictor.raw(out, photo.shape[:2], torch.from_numpy(fov).to(out.device))
-            stats = save_outputs(folder, names[path], photo, raw, binary, fov)
-            if options.biomarkers:
-                classes = decode_classes(binary.cpu()).numpy()
-                disc = (
-                    discs.get(names[path])
-                    or discs.get(path.stem)
-                    or locate_disc(
-                        photo, fov, str(path), hint="give its disc in a --disc-csv row", vessels=classes.any(axis=0)
-                    )
-                )
-                stats.update(disc_source=disc.source, **measure(classes, disc, fov, options.pixel_um, source=str(path)))
-            rows.append(
-                {
-                    "id": names[path],
-                    "file": str(path),
-                    "width": photo.shape[1],
-                    "height": photo.shape[0],
-                    **stats,
-                    "seconds": per_image + time.perf_counter() - t1,
-                }
-            )
-            bar.update(1)
-    bar.close()
-    buf = io.StringIO()
-    fields = list(CSV_FIELDS) + [k for r in rows[:1] for k in r if k not in CSV_FIELDS]
-    writer = csv.DictWriter(buf, fieldnames=fields, restval="")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow(
-            {
-                k: ""
-                if v is None or (isinstance(v, float) and np.isnan(v))
-                else f"{v:.6g}"
-                if isinstance(v, float)
-                else v
-                for k, v in r.items()
-            }
+    shard: tuple[int, int] = (0, 1),
+) -> Outcome:
+    """Every unfinished photograph of this process's ``shard`` (rank, world: every world-th input)
+    into ``folder``, then the tables of all inputs and the report."""
+    names = output_names(files)
+    rank, world = shard
+    photos = [Photo(p, n) for p, n in zip(files, names)][rank::world]
+    todo = [p for p in photos if not is_finished(read_record(folder, p.name), p.path, options.retry_failed)]
+    if len(todo) < len(photos):
+        log.info(
+            "%d of %d photograph(s) already finished here; %d to do", len(photos) - len(todo), len(photos), len(todo)
         )
-    write_atomic(folder / "predictions.csv", buf.getvalue())
+    log.info("%d photograph(s), model size %dx%d, device %s", len(todo), *predictor.model_size, device)
+    plan = Plan(
+        folder,
+        predictor,
+        device,
+        options.masks,
+        options.batch_size,
+        options.tta,
+        options.biomarkers,
+        options.pixel_um,
+        discs,
+        options.workers,
+    )
+    times = StageTimes()
+    bar = tqdm(total=len(todo), desc="predict", unit="photo", disable=None)
+    shown = time.perf_counter()
+    try:
+        for record in run_photos(plan, todo, times):
+            bar.update(1)
+            if record.status == "failed":
+                tqdm.write(f"failed: {record.reason}" + (f"\n{record.trace}" if record.trace else ""))
+            if bar.disable and time.perf_counter() - shown >= options.progress_every:
+                shown = time.perf_counter()
+                log.info(progress_line(times, len(todo)))
+    finally:
+        bar.close()
+    done, failed = rebuild_tables(folder, names)
     info = {
         "out": str(options.out),
         "command": " ".join(sys.argv),
         "photographs": len(files),
-        "written": len(rows),
-        "failed": len(failures),
-        "seconds": round(time.perf_counter() - started, 1),
+        "written": len(done),
+        "failed": len(failed),
+        "seconds": round(time.perf_counter() - times.started, 1),
         "device": str(device),
         "weights": [str(f) for f in predictor.files],
-        "model_size": list(size),
+        "model_size": list(predictor.model_size),
         "variant": predictor.variant,
         "versions": ckpt.versions(),
     }
-    write_atomic(folder / "report.html", predictions_page(folder, info, [(str(p), m) for p, m in failures]))
-    return len(rows), failures
+    write_atomic(folder / "report.html", predictions_page(folder, info, [(r.input["file"], r.reason) for r in failed]))
+    return Outcome(done, failed, len(photos) - len(todo), len(todo), times)
+
+
+def predict_cohort(
+    options: PredictOptions,
+    files: list[Path],
+    predictor: Predictor,
+    discs: dict[str, Disc],
+    device: torch.device,
+    settings: dict,
+    resume: bool = False,
+    overwrite: bool = False,
+    ctx: Context | None = None,
+) -> Outcome:
+    """A cohort run into ``options.out``, photograph by photograph (module docstring); under torchrun
+    (``ctx``) rank 0 prepares the folder and every process does its share."""
+    rank, world = (ctx.rank, ctx.world) if ctx is not None else (0, 1)
+    if rank == 0:
+        open_cohort(options.out, settings, resume, overwrite)
+    if ctx is not None:
+        ctx.barrier()  # the folder is ready (and an overwritten run gone) before any process writes
+        ctx.close()  # from here on no process waits for another
+    try:
+        return predict_folder(options, files, predictor, discs, device, options.out, (rank, world))
+    except WriteError as err:
+        raise OutputFolderError(
+            f"{err}. The run stopped; the photographs finished in {options.out} are kept: free some space (or "
+            "fix the folder) and run the same command again to finish the others."
+        ) from None
+
+
+def progress_line(times: StageTimes, total: int) -> str:
+    """Photographs done, their rate and the time left, as one log line."""
+    elapsed = time.perf_counter() - times.started
+    rate = times.photos / elapsed if elapsed > 0 else 0.0
+    left = (total - times.photos) / rate / 60 if rate else float("nan")
+    return f"predict: {times.photos}/{total} photographs, {rate:.2f}/s, about {left:.0f} min left"

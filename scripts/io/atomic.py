@@ -29,7 +29,10 @@ _CAUSES = {
 
 
 class WriteError(UserError, OSError):
-    """A file could not be written; the message says which, why, and that the old version is intact."""
+    """A file could not be written; the message says which, why, and that the old version is intact.
+    ``disk`` says what was wrong with the disk (full, over quota, read-only), None for other causes."""
+
+    disk: str | None = None
 
 
 DISK_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the disk, not the file: whatever was being written
@@ -37,6 +40,8 @@ DISK_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # the disk, not the f
 
 def disk_failure(err: BaseException) -> str | None:
     """What a write error says about the disk (full, over quota, read-only), or None for other errors."""
+    if isinstance(err, WriteError):
+        return err.disk
     if isinstance(err, OSError) and not isinstance(err, UserError) and err.errno in DISK_FAILURES:
         return _CAUSES[err.errno]
     return None
@@ -76,7 +81,10 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
         state = "the previous version is unchanged" if path.is_file() else "nothing was written"
-        raise WriteError(f"could not write {path}: {_cause(err, path.parent)} ({state})") from None
+        cause = _cause(err, path.parent)
+        failed = WriteError(f"could not write {path}: {cause} ({state})")
+        failed.disk = disk_failure(err) or (cause if cause == _CAUSES[errno.ENOSPC] else None)
+        raise failed from None
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

@@ -1,0 +1,170 @@
+"""A prediction run photograph by photograph: one record per photograph, the run's settings, and the
+tables rebuilt from the records.
+
+Each photograph that is done (or has failed) leaves ``records/<id>.json``, written atomically after
+its pictures: the record is what makes a photograph finished, so a process killed at any moment
+leaves each photograph complete or absent. A record names its input (path, size, modification
+time and SHA-256 of the content); on a resume, a photograph counts as finished when its record
+names the same path and either the same size and modification time (no need to read the file
+again, as ``make`` and ``rsync`` decide) or, failing that, the same content. ``run.json`` holds the
+settings that shape the outputs (weights' SHA-256, model size, options); a resume with other
+settings is refused, naming what differs. The tables (``predictions.csv``, ``failures.csv``) are
+rebuilt from the records of the run's inputs, in input order, under a lock, so they always hold
+each photograph exactly once, whichever process (or how many) wrote the records.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import filelock
+
+from scripts.core.errors import UsageError
+from scripts.io.atomic import write_atomic
+
+RECORDS = "records"
+RUN_FILE = "run.json"
+RUN_FORMAT = "avseg-predict-run/1"
+PREDICTION_FIELDS = ("id", "file", "width", "height", "vessel_fraction", "artery_fraction", "vein_fraction")
+FAILURE_FIELDS = ("id", "file", "stage", "reason", "traceback")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identity(path: Path, sha256: str | None = None) -> dict:
+    """What a record keeps of its input: path, size, modification time and (when known) content SHA-256."""
+    st = os.stat(path)
+    return {"file": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One photograph's outcome: ``status`` "done" (``row``: its predictions.csv row) or "failed"
+    (``stage`` and ``reason``; ``trace``: the traceback when the cause is not a bad input)."""
+
+    id: str
+    input: dict
+    status: str
+    row: dict
+    stage: str = ""
+    reason: str = ""
+    trace: str = ""
+    warnings: tuple[str, ...] = ()
+    stages: dict = field(default_factory=dict)  # seconds per stage (decode, infer, finish)
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(self.stages.values()))
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "warnings": list(self.warnings)}, allow_nan=True) + "\n"
+
+
+def record_path(folder: Path, name: str) -> Path:
+    return Path(folder) / RECORDS / f"{name}.json"
+
+
+def write_record(folder: Path, record: Record) -> None:
+    write_atomic(record_path(folder, record.id), record.to_json())
+
+
+def read_record(folder: Path, name: str) -> Record | None:
+    """The record of ``name``, or None (none yet; an unreadable one counts as none and is redone)."""
+    try:
+        data = json.loads(record_path(folder, name).read_text())
+        data["warnings"] = tuple(data.get("warnings", ()))
+        return Record(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def is_finished(record: Record | None, path: Path, retry_failed: bool = False) -> bool:
+    """Whether ``record`` is the outcome of this very input (module docstring)."""
+    if record is None or record.input.get("file") != str(path) or (retry_failed and record.status == "failed"):
+        return False
+    try:
+        now = identity(path)
+    except OSError:
+        return False
+    if (now["size"], now["mtime_ns"]) == (record.input.get("size"), record.input.get("mtime_ns")):
+        return True
+    return record.input.get("sha256") is not None and file_sha256(path) == record.input["sha256"]
+
+
+def check_settings(folder: Path, settings: dict, overwrite: bool) -> bool:
+    """Write ``run.json`` for a new run; for an existing one, True when its settings are ``settings``.
+    Other settings are refused, unless ``overwrite`` (then False: the caller starts afresh)."""
+    path = Path(folder) / RUN_FILE
+    if not path.is_file():
+        write_atomic(path, json.dumps({"format": RUN_FORMAT, **settings}, indent=1) + "\n")
+        return True
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    if saved.get("format") != RUN_FORMAT:
+        raise UsageError(f"{path} is not the settings file of a prediction run; give another --out")
+    differ = [k for k in sorted(set(settings) | set(saved) - {"format"}) if saved.get(k) != settings.get(k)]
+    if not differ:
+        return True
+    if overwrite:
+        return False
+    shown = "; ".join(f"{k}: {saved.get(k)!r} then, {settings.get(k)!r} now" for k in differ[:4])
+    raise UsageError(
+        f"--out {folder} holds a run made with other settings ({shown}); its finished photographs would "
+        "not match the new ones. Give a new --out, the same settings to resume, or --overwrite to start afresh."
+    )
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _csv(fields: list[str], rows: Iterable[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def rebuild_tables(folder: Path, names: list[str]) -> tuple[list[Record], list[Record]]:
+    """``predictions.csv`` and ``failures.csv`` from the records of ``names`` (in that order), written
+    atomically under a lock; returns (done, failed) records. Photographs without a record are left out."""
+    (Path(folder) / RECORDS).mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(Path(folder) / RECORDS / ".tables.lock")):  # other processes wait their turn
+        records = [r for r in (read_record(folder, n) for n in names) if r is not None]
+        done = [r for r in records if r.status == "done"]
+        failed = [r for r in records if r.status == "failed"]
+        first_by_content: dict[str, str] = {}
+        rows = []
+        for r in done:
+            sha = r.input.get("sha256") or ""
+            first = first_by_content.setdefault(sha, r.id) if sha else r.id
+            rows.append({**r.row, "duplicate_of": first if first != r.id else "", "warnings": " | ".join(r.warnings)})
+        fields = list(PREDICTION_FIELDS) + [k for row in rows for k in row if k not in PREDICTION_FIELDS]
+        fields = list(dict.fromkeys(fields))
+        write_atomic(Path(folder) / "predictions.csv", _csv(fields or list(PREDICTION_FIELDS), rows))
+        failures = [
+            {"id": r.id, "file": r.input.get("file"), "stage": r.stage, "reason": r.reason, "traceback": r.trace}
+            for r in failed
+        ]
+        write_atomic(Path(folder) / "failures.csv", _csv(list(FAILURE_FIELDS), failures))
+    return done, failed
