@@ -17,3 +17,22 @@ variant_of() {
     done
     echo "$_v"
 }
+# The command that runs scripts/$1.py: in this process, or under torchrun with $NPROC processes on this
+# machine (and any rendezvous options in $TORCHRUN_ARGS), started by scripts/launch.py so that an error is
+# printed once and its exit code (2: a mistake to fix) is kept. Exits 2 when NPROC is not a whole number >= 1.
+command_for() {
+    NPROC=${NPROC:-1}
+    case "$NPROC" in
+        ''|*[!0-9]*) _bad=1 ;;
+        *) [ "$NPROC" -ge 1 ] && _bad= || _bad=1 ;;
+    esac
+    if [ -n "$_bad" ]; then
+        echo "error: NPROC must be a whole number >= 1 (processes on this machine), got '$NPROC'" >&2
+        exit 2
+    fi
+    if [ "$NPROC" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then
+        echo "$PY -m scripts.launch --nproc_per_node $NPROC ${TORCHRUN_ARGS:-} $REPO/scripts/$1.py"
+    else
+        echo "$PY -m scripts.$1"
+    fi
+}

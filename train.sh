@@ -9,22 +9,7 @@
 set -e
 
 . "$(dirname "$0")/_python.sh"
-# one process, or torchrun with NPROC processes (and any rendezvous options in TORCHRUN_ARGS), started by
-# scripts/launch.py so that an error is printed once and its exit code (2: a mistake to fix) is kept
-NPROC=${NPROC:-1}
-case "$NPROC" in
-    ''|*[!0-9]*) NPROC_BAD=1 ;;
-    *) [ "$NPROC" -ge 1 ] || NPROC_BAD=1 ;;
-esac
-if [ -n "${NPROC_BAD:-}" ]; then
-    echo "error: NPROC must be a whole number >= 1 (training processes on this machine), got '$NPROC'" >&2
-    exit 2
-fi
-if [ "$NPROC" -gt 1 ] || [ -n "${TORCHRUN_ARGS:-}" ]; then
-    TRAIN="$PY -m scripts.launch --nproc_per_node $NPROC ${TORCHRUN_ARGS:-} $REPO/scripts/train.py"
-else
-    TRAIN="$PY -m scripts.train"
-fi
+TRAIN=$(command_for train)
 DATASET=${1:-DRIVE_AV}
 [ $# -gt 0 ] && shift
 DATA=${AVSEG_DATA:-data}

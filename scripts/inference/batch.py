@@ -36,7 +36,7 @@ from scripts.inference.records import (
     rebuild_tables,
 )
 from scripts.io import checkpoint as ckpt
-from scripts.io.atomic import WriteError, write_atomic
+from scripts.io.atomic import WriteError, remove_stale_temporaries, write_atomic
 from scripts.io.staging import OutputFolderError
 from scripts.vessels.disc import Disc
 
@@ -111,6 +111,8 @@ def open_cohort(folder: Path, settings: dict, resume: bool, overwrite: bool) -> 
     if resume and not (folder / RUN_FILE).is_file():
         raise UsageError(f"--resume: {folder} holds no prediction run to resume ({RUN_FILE} is missing); check --out")
     if folder.is_dir():
+        for part in (folder, folder / RECORDS):  # a killed run's half-written files
+            remove_stale_temporaries(part)
         foreign = [p.name for p in sorted(folder.iterdir()) if not is_output(p)]
         if foreign:
             raise OutputFolderError(
@@ -146,23 +148,29 @@ def predict_folder(
     folder: Path,
     shard: tuple[int, int] = (0, 1),
 ) -> Outcome:
-    """Every unfinished photograph of this process's ``shard`` (rank, world: every world-th input)
-    into ``folder``, then the tables of all inputs and the report."""
+    """Every unfinished photograph of this process's ``shard`` (rank, world) into ``folder``, then the
+    tables of all inputs and the report. The inputs are cut into batches of ``batch_size`` in input
+    order and the batches dealt out to the processes in turn: a photograph always runs in the same
+    batch, however many processes share the work and whatever was finished before, so its maps are
+    the same to the bit (a finished photograph in a batch with unfinished ones runs again, unsaved)."""
     names = output_names(files)
-    rank, world = shard
-    photos = [Photo(p, n) for p, n in zip(files, names)][rank::world]
-    todo = [p for p in photos if not is_finished(read_record(folder, p.name), p.path, options.retry_failed)]
-    if len(todo) < len(photos):
-        log.info(
-            "%d of %d photograph(s) already finished here; %d to do", len(photos) - len(todo), len(photos), len(todo)
-        )
-    log.info("%d photograph(s), model size %dx%d, device %s", len(todo), *predictor.model_size, device)
+    rank, world, size = *shard, options.batch_size
+    mine = [
+        Photo(path, name, i // size, is_finished(read_record(folder, name), path, options.retry_failed))
+        for i, (path, name) in enumerate(zip(files, names))
+        if (i // size) % world == rank
+    ]
+    unfinished = {p.group for p in mine if not p.done}
+    photos = [p for p in mine if p.group in unfinished]  # batches as in any other run: same maps to the bit
+    todo = sum(not p.done for p in photos)
+    if todo < len(mine):
+        log.info("%d of %d photograph(s) already finished here; %d to do", len(mine) - todo, len(mine), todo)
+    log.info("%d photograph(s), model size %dx%d, device %s", todo, *predictor.model_size, device)
     plan = Plan(
         folder,
         predictor,
         device,
         options.masks,
-        options.batch_size,
         options.tta,
         options.biomarkers,
         options.pixel_um,
@@ -170,16 +178,16 @@ def predict_folder(
         options.workers,
     )
     times = StageTimes()
-    bar = tqdm(total=len(todo), desc="predict", unit="photo", disable=None)
+    bar = tqdm(total=todo, desc="predict", unit="photo", disable=None)
     shown = time.perf_counter()
     try:
-        for record in run_photos(plan, todo, times):
+        for record in run_photos(plan, photos, times):
             bar.update(1)
             if record.status == "failed":
                 tqdm.write(f"failed: {record.reason}" + (f"\n{record.trace}" if record.trace else ""))
             if bar.disable and time.perf_counter() - shown >= options.progress_every:
                 shown = time.perf_counter()
-                log.info(progress_line(times, len(todo)))
+                log.info(progress_line(times, todo))
     finally:
         bar.close()
     done, failed = rebuild_tables(folder, names)
@@ -197,7 +205,7 @@ def predict_folder(
         "versions": ckpt.versions(),
     }
     write_atomic(folder / "report.html", predictions_page(folder, info, [(r.input["file"], r.reason) for r in failed]))
-    return Outcome(done, failed, len(photos) - len(todo), len(todo), times)
+    return Outcome(done, failed, len(mine) - todo, todo, times)
 
 
 def predict_cohort(

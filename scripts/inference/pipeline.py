@@ -46,10 +46,14 @@ from scripts.vessels.measures import measure
 
 @dataclass(frozen=True)
 class Photo:
-    """One input and its output name."""
+    """One input and its output name; ``group``: its batch (photographs of one group run through the
+    networks together); ``done``: already finished (it is in a group with unfinished ones, and runs
+    again only so that the group is the same batch as before)."""
 
     path: Path
     name: str
+    group: int = 0
+    done: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,9 +162,11 @@ class PhotoReader(Dataset):
                 x = torch.from_numpy(normalise(resize_image(image, self.size), self.multiply_std))
             except OSError as err:  # gone or unreadable since it was listed
                 failed = DataError(f"{photo.path}: cannot be read ({err.strerror or err})")
-                return {"record": _failure(photo, ident, "decode", failed, {"decode": time.perf_counter() - started})}
+                record = _failure(photo, ident, "decode", failed, {"decode": time.perf_counter() - started})
+                return {"photo": photo, "record": record}
             except Exception as err:  # noqa: BLE001 - one photograph's problem, recorded with its cause
-                return {"record": _failure(photo, ident, "decode", err, {"decode": time.perf_counter() - started})}
+                record = _failure(photo, ident, "decode", err, {"decode": time.perf_counter() - started})
+                return {"photo": photo, "record": record}
         return {
             "photo": photo,
             "input": ident,
@@ -221,7 +227,6 @@ class Plan:
     predictor: Predictor
     device: torch.device
     masks: Path | None = None
-    batch_size: int = 1
     tta: bool = False
     biomarkers: bool = True
     pixel_um: float | None = None
@@ -230,7 +235,8 @@ class Plan:
 
 
 def run_photos(plan: Plan, photos: list[Photo], times: StageTimes | None = None) -> Iterator[Record]:
-    """Every photograph through the three stages; yields each record once it is written."""
+    """Every photograph not ``done`` through the three stages, a ``group`` per batch (consecutive);
+    yields each record once it is written."""
     times = times if times is not None else StageTimes()
     predictor, workers = plan.predictor, plan.workers
     reader = PhotoReader(photos, plan.masks, predictor.model_size, predictor.variant == "v2023")
@@ -261,6 +267,8 @@ def run_photos(plan: Plan, photos: list[Photo], times: StageTimes | None = None)
         return record
 
     def infer(batch: list[dict]) -> Iterator[Record]:
+        if all(b["photo"].done for b in batch):
+            return
         started = time.perf_counter()
         try:
             outs = predictor.forward(torch.stack([b["x"] for b in batch]).to(plan.device), flip_tta=plan.tta)
@@ -272,6 +280,8 @@ def run_photos(plan: Plan, photos: list[Photo], times: StageTimes | None = None)
         for b, out in zip(batch, outs):
             t0 = time.perf_counter()
             photo = b["photo"]
+            if photo.done:
+                continue
             try:
                 prob, binary = predictor.raw(out, b["image"].shape[:2], torch.from_numpy(b["fov"]).to(out.device))
                 prob_u8 = (prob.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -311,14 +321,15 @@ def run_photos(plan: Plan, photos: list[Photo], times: StageTimes | None = None)
         waited = time.perf_counter()
         for item in loader:
             times.waiting += time.perf_counter() - waited
+            if batch and item["photo"].group != batch[0]["photo"].group:
+                yield from infer(batch)
+                batch = []
             if "record" in item:
-                yield written(item["record"])
+                if not item["photo"].done:
+                    yield written(item["record"])
             else:
                 times.decode += item["decode"]
                 batch.append(item)
-                if len(batch) == plan.batch_size:
-                    yield from infer(batch)
-                    batch = []
             waited = time.perf_counter()
         if batch:
             yield from infer(batch)

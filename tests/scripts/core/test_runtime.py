@@ -71,5 +71,5 @@ def test_train_sh_refuses_a_bad_nproc(value):
     )
     assert (
         done.returncode == 2
-        and f"NPROC must be a whole number >= 1 (training processes on this machine), got '{value}'" in done.stderr
+        and f"NPROC must be a whole number >= 1 (processes on this machine), got '{value}'" in done.stderr
     )

@@ -43,4 +43,6 @@ def test_four_pictures_and_the_ratio_only_with_both_classes(tmp_path):
     av = np.asarray(Image.open(tmp_path / "x_av.png"))
     assert (av[:4] == (0, 0, 255)).all() and (av[4:] == 0).all()
     prob[0, 10:12] = 1.0  # and some artery: rows 10-11
-    assert save_outputs(tmp_path, "y", photo, _u8(prob), (prob > 0.5).numpy(), fov)["artery_vein_ratio"] == pytest.approx(0.5)
+    assert save_outputs(tmp_path, "y", photo, _u8(prob), (prob > 0.5).numpy(), fov)[
+        "artery_vein_ratio"
+    ] == pytest.approx(0.5)
