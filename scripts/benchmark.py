@@ -5,6 +5,7 @@
     python -m scripts.benchmark --nproc 2 --sizes 128 --device cuda   # DDP: plain vs 1 and N processes
     python -m scripts.benchmark --matrix OUT --device cuda --sizes 592 --budget-s 270   # GPU variant matrix
     python -m scripts.benchmark --report OUT                          # its tables again
+    python -m scripts.benchmark --predict photos/ --checkpoint best.pt --photos 200   # predict.py's pipelines
 
 Modes (all exact but ``amp``; see scripts/training/step.py):
 ``literal`` the original's calls (every forward recomputed, D nine times; plain Adam, contiguous);
@@ -35,12 +36,14 @@ from scripts.benchmarks.ddp import ddp_benchmark
 from scripts.benchmarks.gpu_matrix import Matrix, format_matrix
 from scripts.benchmarks.memory import MODES as MEMORY_MODES
 from scripts.benchmarks.memory import format_memory, format_verified, memory_rows, sizes_of, verify
+from scripts.benchmarks.predict import predict_benchmark
 from scripts.benchmarks.segments import segments_benchmark
 from scripts.benchmarks.steps import MODES, benchmark_steps, table
 from scripts.cli.entry import run_command
 from scripts.cli.types import int_between, n_filters, positive_float, positive_int
 from scripts.core.config import default_data_root
 from scripts.core.errors import UsageError
+from scripts.inference.pipeline import Workers
 from scripts.io.atomic import write_atomic
 
 
@@ -53,6 +56,24 @@ def main(argv: list[str] | None = None) -> int:
         help="time segment-level evaluation on DATASET's labels instead of the networks",
     )
     p.add_argument("--data-root", type=Path, default=None, help="with --segments (default: $AVSEG_DATA or ./data)")
+    p.add_argument(
+        "--predict",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="time predict.py on FOLDER's photographs instead: the sequential pipeline and each of --pipelines",
+    )
+    p.add_argument("--checkpoint", type=Path, default=None, help="with --predict: the model (a .pt or job folder)")
+    p.add_argument(
+        "--photos", type=positive_int, default=100, help="with --predict: this many (FOLDER's photographs, cycled)"
+    )
+    p.add_argument(
+        "--pipelines",
+        nargs="+",
+        default=["0,0", "1,1", "1,2"],
+        metavar="D,F",
+        help="with --predict: decode and finish worker processes of each pipeline timed (0,0: sequential)",
+    )
     p.add_argument("--split", default="training", help="with --segments")
     p.add_argument("--limit", type=positive_int, default=None, help="with --segments: the first N images")
     p.add_argument(
@@ -104,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="NHWC memory format")
     p.add_argument("--n-filters", type=n_filters, default=32)
-    p.add_argument("--batch-size", type=positive_int, default=2)
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="training steps: 2 unless given; --predict: 1 unless given",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=positive_int, default=5)
     p.add_argument("--warmup", type=positive_int, default=2, help="untimed steps first (at least 1)")
@@ -116,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def benchmark(a: argparse.Namespace) -> int:
     """Run the measurement the options name and print its table."""
+    if a.predict:
+        pipelines = [Workers(*_pair(text)) for text in a.pipelines]
+        print(predict_benchmark(a.predict, a.checkpoint, pipelines, a.photos, a.batch_size or 1, a.device, a.threads))
+        return 0
+    a.batch_size = a.batch_size or 2
     if a.memory:
         if a.verify and (not a.device.startswith("cuda") or not torch.cuda.is_available()):
             raise UsageError("--verify measures the plan against a CUDA GPU: give --device cuda on a GPU machine")
@@ -174,6 +205,18 @@ def benchmark(a: argparse.Namespace) -> int:
         )
         print(table(rows))
     return 0
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        decode, finish = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--pipelines {text}: give two whole numbers D,F (decode and finish workers), e.g. 1,2"
+        ) from None
+    if min(decode, finish) < 0 or max(decode, finish) > 64:
+        raise UsageError(f"--pipelines {text}: workers must lie in 0..64")
+    return decode, finish
 
 
 if __name__ == "__main__":

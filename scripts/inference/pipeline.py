@@ -38,6 +38,7 @@ from scripts.data.images import DataError, derive_fov, find_mask, load_mask, loa
 from scripts.data.labels import av_colour_map, decode_classes
 from scripts.figures.visualise import overlay
 from scripts.inference.predictor import Predictor
+from scripts.inference.quality import grade, not_a_fundus_photograph, photo_measures
 from scripts.inference.records import Record, file_sha256, identity, write_record
 from scripts.io.atomic import WriteError, atomic_write
 from scripts.vessels.disc import Disc, locate_disc
@@ -66,12 +67,14 @@ class Workers:
 
 @dataclass
 class StageTimes:
-    """Seconds spent per stage, summed over photographs (decode and finish run in parallel with the
-    rest) and seconds this process waited for them; for the benchmark and the closing line."""
+    """Seconds spent per stage, summed over photographs (decode: reading to the network's input; infer:
+    the networks and the maps at full size; write: the four pictures; measure: quality, disc and
+    biomarkers), and seconds this process waited for the workers; for the benchmark and the log."""
 
     decode: float = 0.0
     infer: float = 0.0
-    finish: float = 0.0
+    write: float = 0.0
+    measure: float = 0.0
     waiting: float = 0.0
     photos: int = 0
     started: float = field(default_factory=time.perf_counter)
@@ -91,6 +94,7 @@ class Finish:
     disc: Disc | None
     biomarkers: bool
     pixel_um: float | None
+    quality: dict[str, float]  # the photograph's own quality measures
     warnings: tuple[str, ...]
     stages: dict[str, float]  # seconds spent so far per stage
 
@@ -159,6 +163,10 @@ class PhotoReader(Dataset):
                     raise DataError(
                         f"{mask_file}: mask size {fov.shape[::-1]} differs from the photograph {image.shape[1::-1]}"
                     )
+                quality = photo_measures(image, fov)
+                wrong = not_a_fundus_photograph(quality)
+                if wrong:
+                    raise DataError(f"{photo.path}: {wrong}")
                 x = torch.from_numpy(normalise(resize_image(image, self.size), self.multiply_std))
             except OSError as err:  # gone or unreadable since it was listed
                 failed = DataError(f"{photo.path}: cannot be read ({err.strerror or err})")
@@ -173,6 +181,7 @@ class PhotoReader(Dataset):
             "image": image,
             "fov": fov,
             "x": x,
+            "quality": quality,
             "warnings": tuple(str(w.message) for w in caught),
             "decode": time.perf_counter() - started,
         }
@@ -187,6 +196,9 @@ def finish_photo(task: Finish) -> Record:
         warnings.simplefilter("always")
         try:
             stats = save_outputs(task.folder, photo.name, task.image, task.prob, task.binary, task.fov)
+            wrote = time.perf_counter()
+            quality = {**task.quality, "vessel_fraction": stats["vessel_fraction"]}
+            disc, measures = None, {}
             if task.biomarkers:
                 classes = decode_classes(torch.from_numpy(task.binary)).numpy()
                 disc = task.disc or locate_disc(
@@ -196,20 +208,23 @@ def finish_photo(task: Finish) -> Record:
                     hint="give its disc in a --disc-csv row",
                     vessels=np.asarray(classes.any(axis=0)),
                 )
-                stats.update(
-                    disc_source=disc.source,
-                    **measure(classes, disc, task.fov, task.pixel_um, source=str(photo.path)),
-                )
+                quality["disc_confidence"] = disc.confidence
+            flag, reason = grade(quality)
+            if disc is not None and flag != "reject":
+                measures = measure(classes, disc, task.fov, task.pixel_um, source=str(photo.path))
+            stats.update(quality=flag, quality_reason=reason, **quality)
+            if disc is not None:
+                stats.update(disc_source=disc.source, **measures)
             h, w = task.image.shape[:2]
             row = {"id": photo.name, "file": str(photo.path), "width": w, "height": h, **stats}
             notes = (*task.warnings, *(str(w.message) for w in caught))
-            stages = {**task.stages, "finish": time.perf_counter() - started}
+            stages = {**task.stages, "write": wrote - started, "measure": time.perf_counter() - wrote}
             record = Record(photo.name, task.input, "done", row, warnings=notes, stages=stages)
         except WriteError:
             raise
         except Exception as err:  # noqa: BLE001 - one photograph's problem, recorded with its cause
             record = _failure(
-                photo, task.input, "finish", err, {**task.stages, "finish": time.perf_counter() - started}
+                photo, task.input, "finish", err, {**task.stages, "measure": time.perf_counter() - started}
             )
     write_record(task.folder, record)
     return record
@@ -262,7 +277,8 @@ def run_photos(plan: Plan, photos: list[Photo], times: StageTimes | None = None)
             yield count(record)
 
     def count(record: Record) -> Record:
-        times.finish += record.stages.get("finish", 0.0)
+        times.write += record.stages.get("write", 0.0)
+        times.measure += record.stages.get("measure", 0.0)
         times.photos += 1
         return record
 
@@ -303,6 +319,7 @@ def run_photos(plan: Plan, photos: list[Photo], times: StageTimes | None = None)
                 disc,
                 plan.biomarkers,
                 plan.pixel_um,
+                b["quality"],
                 b["warnings"],
                 {"decode": b["decode"], "infer": spent},
             )

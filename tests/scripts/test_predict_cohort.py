@@ -271,3 +271,19 @@ def test_a_bug_in_one_photograph_is_a_failure_with_its_traceback_and_the_others_
     assert main(_command(photos, checkpoint, out, "--retry-failed")) == 0
     assert [r["id"] for r in _rows(out / "predictions.csv")] == ["s00", "s01", "s02", "s03"]
     assert _rows(out / "failures.csv") == []
+
+
+def test_a_dark_photograph_is_rejected_without_biomarkers_and_a_blank_picture_fails(checkpoint, tmp_path, capsys):
+    photos = _small(tmp_path, 3)
+    dark = (np.asarray(Image.open(photos / "s00.png")) * 0.08).astype(np.uint8)
+    Image.fromarray(dark).save(photos / "dark.png")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(photos / "blank.png")
+    out = tmp_path / "out"
+    assert main(_command(photos, checkpoint, out)) == 1
+    [failed] = _rows(out / "failures.csv")
+    assert failed["id"] == "blank" and "not a fundus photograph: it is one colour throughout" in failed["reason"]
+    rows = {r["id"]: r for r in _rows(out / "predictions.csv")}
+    assert rows["dark"]["quality"] == "reject" and "too dark (brightness" in rows["dark"]["quality_reason"]
+    for r in rows.values():  # biomarkers exactly where the photograph was not rejected
+        assert (r["quality"] == "reject") == (r["disc_x"] == ""), r
+    assert {r["quality"] for r in rows.values()} > {"reject"}
