@@ -25,7 +25,6 @@ import argparse
 import os
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
@@ -81,12 +80,9 @@ def run(args: argparse.Namespace) -> Outcome:
         return predict_cohort(options, files, predictor, discs, device, settings, args.resume, args.overwrite, ctx)
     staged = StagedFolder(args.out, "--out", is_output, str(os.getpid()))
     with staged as stage:
-        outcome = predict_folder(options, files, predictor, discs, device, stage)
+        outcome = predict_folder(options, files, predictor, discs, device, stage, echo_warnings=True)
         shutil.rmtree(stage / RECORDS)  # the photographs' records serve a cohort run's resume only
         staged.publish()
-    for record in outcome.done:  # what each photograph's stages warned about, as a run in one process shows it
-        for note in record.warnings:
-            warnings.warn(note, stacklevel=1)
     return outcome
 
 
@@ -172,18 +168,18 @@ def predict(args: argparse.Namespace) -> int:
     outcome = run(args)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     who = f"process {rank} of {world}: " if world > 1 else ""
-    noted = sum(len(r.warnings) for r in outcome.done)
+    tables = outcome.tables
     print(
         f"{who}{outcome.worked} photograph(s) processed now, {outcome.skipped} already finished; {args.out} holds "
-        f"{len(outcome.done)} finished and {len(outcome.failed)} failed (predictions.csv, failures.csv)"
-        + (f"; {noted} warning(s) in the warnings column of predictions.csv" if noted and args.cohort else "")
+        f"{tables.done} finished and {len(tables.failed)} failed (predictions.csv, failures.csv)"
+        + (f"; {tables.warnings} warning(s) in the warnings column of predictions.csv" if tables.warnings else "")
     )
-    if outcome.failed:
-        print(f"{len(outcome.failed)} photograph(s) failed:", file=sys.stderr)
-        for record in outcome.failed[:20]:  # the message names the file
+    if tables.failed:
+        print(f"{len(tables.failed)} photograph(s) failed:", file=sys.stderr)
+        for record in tables.failed[:20]:  # the message names the file
             print(f"  {record.reason}", file=sys.stderr)
-        if len(outcome.failed) > 20:
-            print(f"  ... and {len(outcome.failed) - 20} more in failures.csv", file=sys.stderr)
+        if len(tables.failed) > 20:
+            print(f"  ... and {len(tables.failed) - 20} more in failures.csv", file=sys.stderr)
         return 1
     return 0
 

@@ -58,7 +58,7 @@ def _run(args: tuple) -> dict:
     t = outcome.times
     return {
         "workers": workers,
-        "photos": len(outcome.done) + len(outcome.failed),
+        "photos": outcome.tables.done + len(outcome.tables.failed),
         "wall": wall,
         **{s: getattr(t, s) for s in STAGES},
         "waiting": t.waiting,

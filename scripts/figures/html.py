@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import html
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -127,13 +128,13 @@ def notice(text: str) -> str:
     return f'<p class="notice">{esc(text)}</p>'
 
 
-def read_csv(path: Path) -> tuple[list[str], list[list[str]]] | str:
-    """(header, rows) of a CSV file, or a sentence saying why it cannot be shown."""
+def read_csv(path: Path, limit: int | None = None) -> tuple[list[str], list[list[str]]] | str:
+    """(header, rows) of a CSV file (the first ``limit`` rows), or a sentence saying why it cannot be shown."""
     if not path.is_file():
         return f"{path.name} is missing"
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
+            rows = list(itertools.islice(csv.reader(f), None if limit is None else limit + 1))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         return f"{path.name} could not be read ({err})"
     if not rows:
@@ -141,15 +142,24 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]] | str:
     return rows[0], rows[1:]
 
 
-def csv_table(path: Path, link: str | None = None) -> str:
-    """A CSV file as a sortable table (with a link to the file), or the notice why it is not shown."""
-    read = read_csv(path)
+def count_rows(path: Path) -> int:
+    """The number of rows (below the header) of a readable CSV file."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return max(0, sum(1 for _ in csv.reader(f)) - 1)
+
+
+def csv_table(path: Path, link: str | None = None, limit: int | None = None) -> str:
+    """A CSV file as a sortable table (with a link to the file; its first ``limit`` rows), or the
+    notice why it is not shown."""
+    read = read_csv(path, limit)
     if isinstance(read, str):
         return notice(read)
     header, rows = read
     href = link if link is not None else path.name
+    total = count_rows(path) if limit is not None and len(rows) == limit else len(rows)
+    shown = f"the first {len(rows)} of {total} rows" if total > len(rows) else f"{total} rows"
     return (
-        f'<p class="muted">{len(rows)} rows, from <a href="{url(href)}">{esc(path.name)}</a>; click a '
+        f'<p class="muted">{shown}, from <a href="{url(href)}">{esc(path.name)}</a>; click a '
         f"column to sort</p>" + table(header, rows)
     )
 

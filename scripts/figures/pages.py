@@ -192,9 +192,13 @@ def results_page(folder: Path, info: dict, runs_dir: Path | None) -> str:
     return page(title, f"{info.get('results', folder)}: every table is also a file beside this page.", sections)
 
 
+PAGE_PHOTOGRAPHS = 500  # a cohort's page shows the first ones; the tables beside it hold them all
+
+
 def predictions_page(folder: Path, info: dict, failures: list[tuple[str, str]]) -> str:
-    """The page of a prediction folder: per photograph its overlay, A/V map and biomarkers."""
-    read = read_csv(folder / "predictions.csv")
+    """The page of a prediction folder: per photograph its overlay, A/V map and biomarkers (the first
+    ``PAGE_PHOTOGRAPHS`` photographs and failures of a cohort)."""
+    read = read_csv(folder / "predictions.csv", PAGE_PHOTOGRAPHS)
     cards = []
     if isinstance(read, str):
         cards.append(notice(read))
@@ -214,8 +218,13 @@ def predictions_page(folder: Path, info: dict, failures: list[tuple[str, str]]) 
                 f"{figure(folder, f'{name}_av.png', 'A/V map (red artery, blue vein, green uncertain)')}"
                 f"<div>{measures}</div></div>"
             )
-    sections = [("All photographs", csv_table(folder / "predictions.csv")), ("Per photograph", "".join(cards))]
+    sections = [
+        ("All photographs", csv_table(folder / "predictions.csv", limit=PAGE_PHOTOGRAPHS)),
+        ("Per photograph", "".join(cards)),
+    ]
     if failures:
-        sections.append(("Failed inputs", table(("file", "why"), failures, sortable=False)))
+        more = len(failures) - PAGE_PHOTOGRAPHS
+        shown = table(("file", "why"), failures[:PAGE_PHOTOGRAPHS], sortable=False)
+        sections.append(("Failed inputs", shown + (notice(f"and {more} more in failures.csv") if more > 0 else "")))
     sections.append(("Run", "<h3>This run</h3>" + _pairs(info)))
     return page("Predictions", f"{info.get('out', folder)}: every map is also a file beside this page.", sections)

@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from scripts.inference.predictor import Predictor
 from scripts.inference.records import (
     RECORDS,
     RUN_FILE,
-    Record,
+    Tables,
     check_settings,
     file_sha256,
     is_finished,
@@ -130,10 +131,9 @@ def open_cohort(folder: Path, settings: dict, resume: bool, overwrite: bool) -> 
 
 @dataclass
 class Outcome:
-    """What a run left: finished and failed photographs of all inputs, and this process's share."""
+    """What a run left: the tables (finished and failed photographs of all inputs), this process's share."""
 
-    done: list[Record]
-    failed: list[Record]
+    tables: Tables
     skipped: int
     worked: int
     times: StageTimes
@@ -147,12 +147,15 @@ def predict_folder(
     device: torch.device,
     folder: Path,
     shard: tuple[int, int] = (0, 1),
+    echo_warnings: bool = False,
 ) -> Outcome:
     """Every unfinished photograph of this process's ``shard`` (rank, world) into ``folder``, then the
     tables of all inputs and the report. The inputs are cut into batches of ``batch_size`` in input
     order and the batches dealt out to the processes in turn: a photograph always runs in the same
     batch, however many processes share the work and whatever was finished before, so its maps are
-    the same to the bit (a finished photograph in a batch with unfinished ones runs again, unsaved)."""
+    the same to the bit (a finished photograph in a batch with unfinished ones runs again, unsaved).
+    ``echo_warnings``: what each photograph's stages warned about is also shown as a warning (else it is
+    only in the warnings column)."""
     names = output_names(files)
     rank, world, size = *shard, options.batch_size
     mine = [
@@ -185,18 +188,20 @@ def predict_folder(
             bar.update(1)
             if record.status == "failed":
                 tqdm.write(f"failed: {record.reason}" + (f"\n{record.trace}" if record.trace else ""))
+            for note in record.warnings if echo_warnings else ():
+                warnings.warn(note, stacklevel=1)
             if bar.disable and time.perf_counter() - shown >= options.progress_every:
                 shown = time.perf_counter()
                 log.info(progress_line(times, todo))
     finally:
         bar.close()
-    done, failed = rebuild_tables(folder, names)
+    tables = rebuild_tables(folder, names)
     info = {
         "out": str(options.out),
         "command": " ".join(sys.argv),
         "photographs": len(files),
-        "written": len(done),
-        "failed": len(failed),
+        "written": tables.done,
+        "failed": len(tables.failed),
         "seconds": round(time.perf_counter() - times.started, 1),
         "device": str(device),
         "weights": [str(f) for f in predictor.files],
@@ -204,8 +209,10 @@ def predict_folder(
         "variant": predictor.variant,
         "versions": ckpt.versions(),
     }
-    write_atomic(folder / "report.html", predictions_page(folder, info, [(r.input["file"], r.reason) for r in failed]))
-    return Outcome(done, failed, len(mine) - todo, todo, times)
+    write_atomic(
+        folder / "report.html", predictions_page(folder, info, [(r.input["file"], r.reason) for r in tables.failed])
+    )
+    return Outcome(tables, len(mine) - todo, todo, times)
 
 
 def predict_cohort(

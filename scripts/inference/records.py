@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
 
 from scripts.core.errors import UsageError
-from scripts.io.atomic import write_atomic
+from scripts.io.atomic import atomic_write, write_atomic
 
 RECORDS = "records"
 RUN_FILE = "run.json"
@@ -136,35 +135,59 @@ def _cell(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _csv(fields: list[str], rows: Iterable[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, restval="", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-    return buf.getvalue()
+def _write_csv(path: Path, fields: list[str], rows: Iterable[dict]) -> None:
+    """Rows streamed into ``path`` (atomically): the table of a large cohort is never whole in memory."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _cell(v) for k, v in row.items()})
+
+    atomic_write(path, write)
 
 
-def rebuild_tables(folder: Path, names: list[str]) -> tuple[list[Record], list[Record]]:
+@dataclass(frozen=True)
+class Tables:
+    """What the rebuilt tables hold: finished photographs, the failed ones' records, and warnings."""
+
+    done: int
+    failed: list[Record]
+    warnings: int
+
+
+def rebuild_tables(folder: Path, names: list[str]) -> Tables:
     """``predictions.csv`` and ``failures.csv`` from the records of ``names`` (in that order), written
-    atomically under a lock; returns (done, failed) records. Photographs without a record are left out."""
-    (Path(folder) / RECORDS).mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(Path(folder) / RECORDS / ".tables.lock")):  # other processes wait their turn
-        records = [r for r in (read_record(folder, n) for n in names) if r is not None]
-        done = [r for r in records if r.status == "done"]
-        failed = [r for r in records if r.status == "failed"]
-        first_by_content: dict[str, str] = {}
-        rows = []
-        for r in done:
-            sha = r.input.get("sha256") or ""
-            first = first_by_content.setdefault(sha, r.id) if sha else r.id
-            rows.append({**r.row, "duplicate_of": first if first != r.id else "", "warnings": " | ".join(r.warnings)})
-        fields = list(PREDICTION_FIELDS) + [k for row in rows for k in row if k not in PREDICTION_FIELDS]
-        fields = list(dict.fromkeys(fields))
-        write_atomic(Path(folder) / "predictions.csv", _csv(fields or list(PREDICTION_FIELDS), rows))
-        failures = [
+    atomically under a lock, in two passes over the records (the columns, then the rows) so that memory
+    does not grow with the cohort. Photographs without a record are left out."""
+    folder = Path(folder)
+    (folder / RECORDS).mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(str(folder / RECORDS / ".tables.lock")):  # other processes wait their turn
+        fields, failed, done, noted = dict.fromkeys(PREDICTION_FIELDS), [], 0, 0
+        for name in names:
+            record = read_record(folder, name)
+            if record is not None and record.status == "done":
+                fields.update(dict.fromkeys(record.row))
+                done, noted = done + 1, noted + len(record.warnings)
+            elif record is not None:
+                failed.append(record)
+        fields.update(dict.fromkeys(("duplicate_of", "warnings")))
+
+        def rows() -> Iterator[dict]:
+            first_by_content: dict[str, str] = {}
+            for name in names:
+                r = read_record(folder, name)
+                if r is None or r.status != "done":
+                    continue
+                sha = r.input.get("sha256") or ""
+                first = first_by_content.setdefault(sha, r.id) if sha else r.id
+                yield {**r.row, "duplicate_of": first if first != r.id else "", "warnings": " | ".join(r.warnings)}
+
+        _write_csv(folder / "predictions.csv", list(fields), rows())
+        failures = (
             {"id": r.id, "file": r.input.get("file"), "stage": r.stage, "reason": r.reason, "traceback": r.trace}
             for r in failed
-        ]
-        write_atomic(Path(folder) / "failures.csv", _csv(list(FAILURE_FIELDS), failures))
-    return done, failed
+        )
+        _write_csv(folder / "failures.csv", list(FAILURE_FIELDS), failures)
+    return Tables(done, failed, noted)

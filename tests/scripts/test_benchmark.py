@@ -96,3 +96,31 @@ def test_memory_plan_table_and_json(tmp_path, capsys):
 def test_memory_verify_needs_a_gpu(capsys):
     assert main(["--memory", "--verify", "--sizes", "32", "--modes", "batched", "--n-filters", "4", "--cards"]) == 2
     assert "--verify measures the plan against a CUDA GPU" in capsys.readouterr().err
+
+
+def test_predict_benchmark_times_the_sequential_and_an_overlapped_pipeline(tmp_path, capsys):
+    from PIL import Image
+
+    from model import build_networks
+    from scripts.data.synthetic import make_sample
+    from scripts.io.checkpoint import generators_state, save_atomic
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(make_sample(i, 64)[0]).save(photos / f"{i}.png")
+    ckpt = tmp_path / "best.pt"
+    save_atomic(generators_state(build_networks(4), {"n_filters": 4, "image_size": [32, 32]}, epoch=1), ckpt)
+    args = ["--predict", str(photos), "--checkpoint", str(ckpt), "--photos", "7", "--pipelines", "0,0", "0,1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "predict.py on 7 photographs" in out and "flags:" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| sequential", "| 0 + 1"))]
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and float(cells[-1]) > 100  # photographs per second; peak MB
+    assert main(["--predict", str(photos), "--pipelines", "1"]) == 2
+    assert "--pipelines 1: give two whole numbers D,F" in capsys.readouterr().err
+    assert main(["--predict", str(photos)]) == 2
+    assert "--predict needs --checkpoint" in capsys.readouterr().err

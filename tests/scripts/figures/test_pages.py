@@ -102,6 +102,18 @@ def test_predict_page_lists_every_photograph_and_the_failures(tmp_path):
     assert "b_av.png is missing" in page and "photos/c.txt" in page and "not an image" in page
 
 
+def test_a_cohorts_page_shows_its_first_photographs_and_says_how_many_there_are(tmp_path, monkeypatch):
+    import scripts.figures.pages as pages
+
+    monkeypatch.setattr(pages, "PAGE_PHOTOGRAPHS", 3)
+    rows = "".join(f"p{i},photos/p{i}.jpg,0.1\n" for i in range(7))
+    (tmp_path / "predictions.csv").write_text("id,file,vessel_fraction\n" + rows)
+    failures = [(f"photos/bad{i}.jpg", "damaged") for i in range(5)]
+    page = pages.predictions_page(tmp_path, {"out": "cohort"}, failures)
+    assert "the first 3 of 7 rows" in page and page.count("<h3>p") == 3 and "<h3>p3<" not in page
+    assert "bad2.jpg" in page and "bad3.jpg" not in page and "and 2 more in failures.csv" in page
+
+
 def test_predict_page_without_its_table(tmp_path):
     assert "predictions.csv is missing" in predictions_page(tmp_path, {}, [])
 
