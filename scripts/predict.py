@@ -3,13 +3,17 @@
     python -m scripts.predict photos/ --checkpoint DRIVE_AV/paper/best.pt --out predictions
     python -m scripts.predict 'clinic/*.jpg' --original CP_A.pth CP_V.pth CP_G.pth --image-size 592 592
     python -m scripts.predict photos/ --release weights/DRIVE_AV --out predictions   # authors' 2023 release
+    python -m scripts.predict cohort/ --checkpoint best.pt --out maps --cohort --finish-workers 2 --threads 1
 
 Inputs: files, folders or globs (jpg, png, tif, bmp, ...; any size; grey, RGB, RGBA, 8- or 16-bit).
 The model runs at its training size; maps come back at each photograph's own size. Per image
 ``<out>/<name>_av.png`` (red artery, blue vein, green uncertain/crossing), ``_prob.png``
 (probabilities x 255, RGB = artery, uncertain, vein), ``_vessel.png`` (binary vessel map) and
 ``_overlay.png``. ``--out`` is replaced as a whole when every input is done (an interrupted run
-leaves the previous predictions as they were; a folder holding other files is refused);
+leaves the previous predictions as they were; a folder holding other files is refused); with
+``--cohort`` (or under torchrun, ``NPROC=N sh predict.sh``) each photograph is kept as soon as it is
+done and the same command resumes (docs/cohorts.md). Inputs that fail are listed in ``failures.csv``;
+each photograph gets a quality flag (good, usable, reject: a rejected one has no biomarkers);
 ``predictions.csv`` also holds the vascular biomarkers of each map (optic disc
 located in the photograph; ``--no-biomarkers`` skips them); with the 2023 release the probabilities are its softmax classes (artery,
 uncertain, vein) and the classes its argmax (SPEC 9.4). For the run ``<out>/predictions.csv`` (one row per input: its output name and
@@ -26,6 +30,8 @@ import os
 import shutil
 import sys
 from pathlib import Path
+
+import torch
 
 if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun scripts/NAME.py): the
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # repository, not scripts/, is the import root
@@ -57,6 +63,8 @@ def run(args: argparse.Namespace) -> Outcome:
     (``--cohort``) photograph by photograph into ``--out`` itself, this process's share under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cohort = args.cohort or args.resume or world > 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     ctx, device = init_from_env(device) if world > 1 else (None, device)
     files = collect_inputs(args.inputs)
@@ -148,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="processes that write the pictures and measure the biomarkers (0: in this process)",
+    )
+    g.add_argument(
+        "--threads",
+        type=int_between(1, 1024, "CPU threads"),
+        default=None,
+        metavar="N",
+        help="CPU threads of the networks (default: PyTorch's, one per core); with --finish-workers on a CPU, 1 "
+        "leaves the other cores to the workers (docs/cohorts.md#every-stage-overlapped)",
     )
     g.add_argument(
         "--progress-every",

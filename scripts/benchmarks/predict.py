@@ -63,6 +63,7 @@ def _run(args: tuple) -> dict:
         **{s: getattr(t, s) for s in STAGES},
         "waiting": t.waiting,
         "peak_mb": peak_kb / 1024,  # the largest single process: this one or a worker
+        "threads": torch.get_num_threads(),
     }
 
 
@@ -94,7 +95,7 @@ def format_table(rows: list[dict], folder: Path, checkpoint: Path, batch_size: i
     sequential = next((r for r in rows if r["workers"] == Workers()), None)
     lines = [
         f"predict.py on {rows[0]['photos']} photographs of {folder} (batch {batch_size}, {checkpoint}), "
-        f"{device}: {cpu_description()}; torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"{device}: {cpu_description()}; torch {torch.__version__}, {rows[0]['threads']} thread(s) for the networks",
         "| pipeline (decode + finish workers) | photos/s | s/photo | "
         + " | ".join(f"{s} s" for s in STAGES)
         + " | waiting s | run / slowest stage alone | peak MB |",

