@@ -146,10 +146,14 @@ def circle_crossings(
     ]
 
 
+CHORD_TOLERANCE_PX = 2.0  # how far a width may exceed its chord: the half-pixel sampling of both, and a pixel
+
+
 def zone_b_vessels(
     graph: VesselGraph, mine: np.ndarray, mask: np.ndarray, zone_width: np.ndarray, disc: Disc
-) -> np.ndarray:
-    """The width of every vessel of one class crossing zone B's middle circle (2.5 R), each once.
+) -> tuple[np.ndarray, int]:
+    """The width of every vessel of one class crossing zone B's middle circle (2.5 R), each once, and
+    how many vessels had no width that fits their crossing.
 
     A vessel is a run of ``mask`` across the circle (:func:`circle_crossings`), so that a vessel
     whose centreline is cut on the circle by a branch point or an artery/vein crossing is still
@@ -158,25 +162,37 @@ def zone_b_vessels(
     spurs inside a junction, whose "width" is measured along the vessel); runs that share a segment
     are one vessel (a vessel leaving and re-entering the circle counts once). Its width is the
     largest zone-B width (``zone_width``, the median over the segment's pixels in zone B) of its
-    segments: at a branch point on the circle that is the parent vessel's, at a crossing the
-    vessel's own on either side."""
+    segments that fits the crossing: a vessel cut by the circle at an angle ``a`` leaves a run
+    (chord) of width / sin(a) >= its width, so a segment wider than the vessel's longest chord (plus
+    ``CHORD_TOLERANCE_PX``) is not this vessel's width (a piece at a junction measured along a
+    vessel, or a neighbour's) and is not used. At a branch point on the circle the width is the
+    parent vessel's, at a crossing the vessel's own on either side. A vessel none of whose segments
+    fits is left out and counted."""
     runs = circle_crossings(mask, disc, 2.5 * disc.radius)
     if not runs:
-        return np.zeros(0)
+        return np.zeros(0), 0
     h, w = graph.shape
     y, x = np.divmod(graph.pixels, w)
     candidate = mine[graph.segment] & ~np.isnan(zone_width[graph.segment])
-    reached: list[set[int]] = []
+    vessels: list[tuple[set[int], float]] = []  # segments and longest chord; runs sharing a segment merged
     for cx, cy, length in runs:
         near = np.unique(graph.segment[candidate & (np.hypot(x - cx, y - cy) <= length / 2 + 3)])
         long_enough = near[graph.length[near] >= length]
-        reached.append(set((long_enough if len(long_enough) else near).tolist()))
-    vessels: list[set[int]] = []  # union of the runs that share a segment
-    for segments in filter(None, reached):
-        overlapping = [v for v in vessels if v & segments]
-        merged = set(segments).union(*overlapping)
-        vessels = [v for v in vessels if not v & segments] + [merged]
-    return np.array([max(zone_width[s] for s in v) for v in vessels])
+        segments = set((long_enough if len(long_enough) else near).tolist())
+        if not segments:
+            continue
+        overlapping = [v for v in vessels if v[0] & segments]
+        merged = segments.union(*(v[0] for v in overlapping))
+        chord = max([length] + [v[1] for v in overlapping])
+        vessels = [v for v in vessels if not v[0] & segments] + [(merged, chord)]
+    widths, unfit = [], 0
+    for segments, chord in vessels:
+        fitting = [zone_width[s] for s in segments if zone_width[s] <= chord + CHORD_TOLERANCE_PX]
+        if fitting:
+            widths.append(max(fitting))
+        else:
+            unfit += 1
+    return np.array(widths), unfit
 
 
 def knudtson(widths: list[float] | np.ndarray, constant: float) -> float:
@@ -303,11 +319,19 @@ def measure(
             inside = zmask & fov
             out[f"{name}_density_{zone}"] = float((mask & inside).sum() / inside.sum()) if inside.any() else math.nan
         if disc is not None:
-            chosen = zone_b_vessels(graph, mine, (mask | classes[2]) & fov, zone_width, disc)
+            chosen, unfit = zone_b_vessels(graph, mine, (mask | classes[2]) & fov, zone_width, disc)
             out[f"{name}_zone_b_vessels"] = float(len(chosen))
+            out[f"{name}_zone_b_unfit"] = float(unfit)
+            if unfit:
+                warnings.warn(
+                    f"{source}: {unfit} {name}(s) crossing zone B had no width that fits the crossing (every "
+                    "segment near it is wider than the vessel's chord on the circle); left out of "
+                    f"{'CRAE' if name == 'artery' else 'CRVE'}",
+                    stacklevel=2,
+                )
             key = "crae" if name == "artery" else "crve"
             out[f"{key}_px"] = knudtson(chosen, KNUDTSON[name])
-            if not len(chosen):
+            if not len(chosen) and not unfit:
                 warnings.warn(
                     f"{source}: no {name} crosses zone B (0.5-1 disc diameter from the disc margin); "
                     f"{key.upper()} and AVR are undefined",

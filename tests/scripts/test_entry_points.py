@@ -11,7 +11,18 @@ import pytest
 
 from tests.conftest import REPO
 
-ENTRY_POINTS = ("train", "test", "evaluate", "predict", "biomarkers", "export", "synthetic", "benchmark", "launch")
+ENTRY_POINTS = (
+    "train",
+    "test",
+    "evaluate",
+    "predict",
+    "biomarkers",
+    "quality",
+    "export",
+    "synthetic",
+    "benchmark",
+    "launch",
+)
 
 
 @pytest.mark.parametrize("name", ENTRY_POINTS)

@@ -141,6 +141,38 @@ def test_a_vessel_crossing_the_circle_twice_counts_once():
     assert m["artery_zone_b_vessels"] == 1 and m["crae_px"] == pytest.approx(5, abs=1)
 
 
+def test_a_width_wider_than_its_crossing_is_not_used_and_is_counted():
+    from scripts.vessels.graph import ARTERY as ARTERY_ID
+    from scripts.vessels.measures import zone_b_vessels
+
+    classes = _segment((200, 200), (125, 100), (190, 100), 6)  # crosses the 50-px circle square on: chord 6
+    graph = build_graph(channels_of(classes))
+    mine = graph.truth == ARTERY_ID
+    [segment] = np.flatnonzero(mine)
+
+    def chosen(width):
+        zone_width = np.full(graph.n_segments, np.nan)
+        zone_width[segment] = width
+        return zone_b_vessels(graph, mine, classes[ARTERY], zone_width, DISC)
+
+    widths, unfit = chosen(6.0)
+    assert widths.tolist() == [6.0] and unfit == 0
+    widths, unfit = chosen(7.9)  # within the chord plus the tolerance of 2 px
+    assert widths.tolist() == [7.9] and unfit == 0
+    widths, unfit = chosen(8.5)  # wider than any vessel that leaves a 6-px run on the circle
+    assert widths.tolist() == [] and unfit == 1
+
+
+def test_measure_reports_a_vessel_whose_widths_do_not_fit_its_crossing(monkeypatch):
+    import scripts.vessels.measures as measures
+
+    classes = _segment((200, 200), (125, 100), (190, 100), 6)
+    monkeypatch.setattr(measures, "pixel_widths", lambda graph, vessel: np.full(len(graph.pixels), 20.0))
+    with pytest.warns(UserWarning, match="1 artery\\(s\\) crossing zone B had no width that fits the crossing"):
+        m = measure(classes, DISC)
+    assert m["artery_zone_b_unfit"] == 1 and m["artery_zone_b_vessels"] == 0 and math.isnan(m["crae_px"])
+
+
 def test_no_vessel_in_zone_b_is_defined_with_a_warning():
     classes = band((200, 200), (100, 20), 0, 4, 150)  # far from the disc
     with pytest.warns(UserWarning, match="no artery crosses zone B"):
