@@ -8,6 +8,7 @@ each photograph is kept as soon as it is done, and the same command resumes wher
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -38,6 +39,7 @@ from scripts.inference.records import (
 )
 from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import WriteError, remove_stale_temporaries, write_atomic
+from scripts.io.lock import FolderLock
 from scripts.io.staging import OutputFolderError
 from scripts.vessels.disc import Disc
 
@@ -229,13 +231,17 @@ def predict_cohort(
     """A cohort run into ``options.out``, photograph by photograph (module docstring); under torchrun
     (``ctx``) rank 0 prepares the folder and every process does its share."""
     rank, world = (ctx.rank, ctx.world) if ctx is not None else (0, 1)
-    if rank == 0:
-        open_cohort(options.out, settings, resume, overwrite)
-    if ctx is not None:
-        ctx.barrier()  # the folder is ready (and an overwritten run gone) before any process writes
-        ctx.close()  # from here on no process waits for another
+    out = Path(os.path.abspath(options.out))
+    # one command per folder: the lock the staged mode takes too (under torchrun the processes are one command)
+    lock = FolderLock(out.parent / f".{out.name}.lock", f"--out {out}") if ctx is None else contextlib.nullcontext()
     try:
-        return predict_folder(options, files, predictor, discs, device, options.out, (rank, world))
+        with lock:
+            if rank == 0:
+                open_cohort(options.out, settings, resume, overwrite)
+            if ctx is not None:
+                ctx.barrier()  # the folder is ready (and an overwritten run gone) before any process writes
+                ctx.close()  # from here on no process waits for another
+            return predict_folder(options, files, predictor, discs, device, options.out, (rank, world))
     except WriteError as err:
         raise OutputFolderError(
             f"{err}. The run stopped; the photographs finished in {options.out} are kept: free some space (or "

@@ -287,3 +287,18 @@ def test_a_dark_photograph_is_rejected_without_biomarkers_and_a_blank_picture_fa
     for r in rows.values():  # biomarkers exactly where the photograph was not rejected
         assert (r["quality"] == "reject") == (r["disc_x"] == ""), r
     assert {r["quality"] for r in rows.values()} > {"reject"}
+
+
+def test_a_second_command_on_the_same_folder_is_refused_while_the_first_runs(checkpoint, tmp_path, capsys):
+    photos = tmp_path / "cohort"
+    make_cohort(photos, 400)
+    out = tmp_path / "out"
+    first = _sh(_command(photos, checkpoint, out, "--no-biomarkers"))
+    deadline = time.monotonic() + 120
+    while _records(out) < 1:
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    assert main(_command(photos, checkpoint, out, "--no-biomarkers")) == 2
+    assert f"--out {out} is in use by another process (pid {first.pid}" in capsys.readouterr().err
+    rc, _, err = _finish(first)
+    assert rc == 1, err  # the first one finished its run (with the broken files failed)
