@@ -143,20 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="like --cohort, and --out must hold a run to resume")
     g.add_argument("--overwrite", action="store_true", help="with --cohort: start afresh when the settings changed")
     g.add_argument("--retry-failed", action="store_true", help="with --cohort: redo the photographs that failed")
-    g.add_argument(
-        "--decode-workers",
-        type=int_between(0, 64, "worker processes"),
-        default=0,
-        metavar="N",
-        help="processes that decode and resize photographs while the model runs (0: in this process)",
-    )
-    g.add_argument(
-        "--finish-workers",
-        type=int_between(0, 64, "worker processes"),
-        default=0,
-        metavar="N",
-        help="processes that write the pictures and measure the biomarkers (0: in this process)",
-    )
+    for stage, work in (
+        ("decode", "decode and resize photographs while the model runs"),
+        ("finish", "write the pictures and measure the biomarkers"),
+    ):
+        g.add_argument(
+            f"--{stage}-workers",
+            type=int_between(0, 64, "worker processes"),
+            default=0,
+            metavar="N",
+            help=f"processes that {work} (0: in this process)",
+        )
     g.add_argument(
         "--threads",
         type=int_between(1, 1024, "CPU threads"),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import struct
+import zlib
+from pathlib import Path
 
 import torch
 
@@ -106,3 +109,16 @@ def fake_plan_step(needed_gib: dict[tuple[str, bool], float] = PLANNED_GIB):
         return StepPlan(config, int(needed_gib[(config.mode, config.checkpointing)] * 2**30), {}, {}, 0)
 
     return plan
+
+
+def png_header(path: Path, width: int, height: int) -> None:
+    """A PNG whose header announces width x height (no pixel data): what a reader sees first."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )

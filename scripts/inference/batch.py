@@ -32,7 +32,6 @@ from scripts.inference.records import (
     RUN_FILE,
     Tables,
     check_settings,
-    file_sha256,
     is_finished,
     read_record,
     rebuild_tables,
@@ -95,14 +94,14 @@ class PredictOptions:
 def run_settings(options: PredictOptions, predictor: Predictor, disc_csv: Path | None) -> dict:
     """What shapes a run's outputs (its ``run.json``): a resume with other settings is refused."""
     return {
-        "weights_sha256": [file_sha256(f) for f in predictor.files],
+        "weights_sha256": [ckpt.file_sha256(f) for f in predictor.files],
         "variant": predictor.variant,
         "model_size": list(predictor.model_size),
         "tta": options.tta,
         "biomarkers": options.biomarkers,
         "pixel_um": options.pixel_um,
         "masks": str(options.masks.resolve()) if options.masks else None,
-        "disc_csv_sha256": file_sha256(disc_csv) if disc_csv else None,
+        "disc_csv_sha256": ckpt.file_sha256(disc_csv) if disc_csv else None,
     }
 
 

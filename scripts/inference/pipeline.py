@@ -39,8 +39,9 @@ from scripts.data.labels import av_colour_map, decode_classes
 from scripts.figures.visualise import overlay
 from scripts.inference.predictor import Predictor
 from scripts.inference.quality import grade, not_a_fundus_photograph, photo_measures
-from scripts.inference.records import Record, file_sha256, identity, write_record
+from scripts.inference.records import Record, identity, write_record
 from scripts.io.atomic import WriteError, atomic_write
+from scripts.io.checkpoint import file_sha256
 from scripts.vessels.disc import Disc, locate_disc
 from scripts.vessels.measures import measure
 

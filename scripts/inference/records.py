@@ -15,33 +15,25 @@ each photograph exactly once, whichever process (or how many) wrote the records.
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
 
 from scripts.core.errors import UsageError
-from scripts.io.atomic import atomic_write, write_atomic
+from scripts.io.atomic import write_atomic
+from scripts.io.checkpoint import file_sha256
+from scripts.io.tables import write_rows
 
 RECORDS = "records"
 RUN_FILE = "run.json"
 RUN_FORMAT = "avseg-predict-run/1"
 PREDICTION_FIELDS = ("id", "file", "width", "height", "vessel_fraction", "artery_fraction", "vein_fraction")
 FAILURE_FIELDS = ("id", "file", "stage", "reason", "traceback")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def identity(path: Path, sha256: str | None = None) -> dict:
@@ -135,19 +127,6 @@ def _cell(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _write_csv(path: Path, fields: list[str], rows: Iterable[dict]) -> None:
-    """Rows streamed into ``path`` (atomically): the table of a large cohort is never whole in memory."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _cell(v) for k, v in row.items()})
-
-    atomic_write(path, write)
-
-
 @dataclass(frozen=True)
 class Tables:
     """What the rebuilt tables hold: finished photographs, the failed ones' records, and warnings."""
@@ -184,10 +163,10 @@ def rebuild_tables(folder: Path, names: list[str]) -> Tables:
                 first = first_by_content.setdefault(sha, r.id) if sha else r.id
                 yield {**r.row, "duplicate_of": first if first != r.id else "", "warnings": " | ".join(r.warnings)}
 
-        _write_csv(folder / "predictions.csv", list(fields), rows())
+        write_rows(folder / "predictions.csv", list(fields), rows(), _cell)
         failures = (
             {"id": r.id, "file": r.input.get("file"), "stage": r.stage, "reason": r.reason, "traceback": r.trace}
             for r in failed
         )
-        _write_csv(folder / "failures.csv", list(FAILURE_FIELDS), failures)
+        write_rows(folder / "failures.csv", list(FAILURE_FIELDS), failures, _cell)
     return Tables(done, failed, noted)

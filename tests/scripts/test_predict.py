@@ -14,6 +14,7 @@ from model import build_networks
 from scripts.data.synthetic import make_sample
 from scripts.io.checkpoint import generators_state, save_atomic
 from scripts.predict import main
+from tests.helpers import png_header
 
 
 @pytest.fixture(scope="module")
@@ -164,23 +165,8 @@ def test_biomarkers_in_predictions_csv(photos, checkpoint, tmp_path):
     assert "crae_px" not in _rows(out2)[0]
 
 
-def _png_header(path: Path, width: int, height: int) -> None:
-    """A PNG whose header announces width x height (no pixel data): what a reader sees first."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_a_decompression_bomb_is_one_failed_file_and_the_others_run(photos, checkpoint, tmp_path, capsys):
-    _png_header(photos / "huge.png", 20000, 20000)
+    png_header(photos / "huge.png", 20000, 20000)
     out = tmp_path / "out"
     assert main([str(photos), "--checkpoint", str(checkpoint), "--out", str(out), "--no-biomarkers"]) == 1
     err = capsys.readouterr().err

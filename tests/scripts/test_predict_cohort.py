@@ -24,6 +24,7 @@ from scripts.data.synthetic import make_sample
 from scripts.io.checkpoint import generators_state, save_atomic
 from scripts.predict import main
 from tests.conftest import REPO
+from tests.helpers import png_header
 
 SIZE = 32
 BAD = {  # name -> what the failures table must say about it
@@ -46,18 +47,7 @@ def make_cohort(folder: Path, n: int) -> None:
     (folder / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff" + bytes(range(256)) * 4)
     (folder / "zz_truncated.png").write_bytes((folder / "p00002.png").read_bytes()[:150])
     (folder / "zz_empty.png").write_bytes(b"")
-    _png_header(folder / "zz_huge.png", 20000, 20000)
-
-
-def _png_header(path: Path, width: int, height: int) -> None:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IEND", b""))
+    png_header(folder / "zz_huge.png", 20000, 20000)
 
 
 @pytest.fixture(scope="module")
