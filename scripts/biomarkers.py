@@ -15,6 +15,11 @@ line each (overlays, binary vessel maps, and a second map of an image already me
 extension and without a ``_av``/``_prob``/``_AVmanual`` suffix; its photograph (``--photos``) and
 FOV mask (``--masks``) are found by that id. The optic disc is ``--disc X Y R`` (pixels, for every
 map), a row of ``--disc-csv`` (columns id, x, y, radius), or located in the photograph.
+
+Beside the CSV, ``<name>_vessels.csv`` lists every vessel measured in zone B (where it crosses,
+its chord and width, whether Knudtson's pairing used it, why a width was not used); the ``flags``
+column says what a person should look at. ``--corrections`` applies a grader's corrections
+(``sh grade.sh``); ``--figures`` draws what was measured.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 
 from scripts.cli.entry import run_command
 from scripts.cli.types import pixel_um
-from scripts.vessels.biomarker_files import MapOptions, measure_maps
+from scripts.grading.maps import MapOptions, measure_maps, vessels_csv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,20 +53,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="micrometres per pixel: calibres and CRAE/CRVE also in micrometres",
     )
     p.add_argument("--kind", choices=["auto", "av", "prob"], default="auto", help="map kind (default: from the values)")
+    p.add_argument(
+        "--corrections",
+        type=Path,
+        metavar="FOLDER",
+        help="a grader's corrections (<id>.json, written by sh grade.sh): the disc, vessels flipped or "
+        "excluded, images excluded; the rows say what was corrected",
+    )
+    p.add_argument("--figures", type=Path, metavar="DIR", help="write each map's zone-B figure here (<id>_zone_b.png)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = MapOptions(
-        args.photos, args.masks, tuple(args.disc) if args.disc else None, args.disc_csv, args.pixel_um, args.kind
+        args.photos,
+        args.masks,
+        tuple(args.disc) if args.disc else None,
+        args.disc_csv,
+        args.pixel_um,
+        args.kind,
+        args.corrections,
+        args.figures,
     )
     return run_command(lambda: measure(args.inputs, options, args.csv))
 
 
 def measure(inputs: list[str], options: MapOptions, csv: Path) -> int:
     rows, failures = measure_maps(inputs, options, csv)
-    print(f"{len(rows)} map(s) measured: {csv}")
+    print(f"{len(rows)} map(s) measured: {csv}, its vessels: {vessels_csv(csv)}")
     return 1 if failures else 0
 
 

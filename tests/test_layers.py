@@ -19,6 +19,7 @@ LAYERS = (
     "scripts.data",  # datasets, photographs, labels, augmentation, map files
     "scripts.vessels",  # skeleton, vessel graph, segments, optic disc, biomarkers
     "scripts.figures",  # comparison figures, curves, HTML pages
+    "scripts.grading",  # map files measured, zone-B figures, a grader's corrections, the grading server
     "scripts.inference",  # Predictor, loading weights, predicting a folder
     "scripts.evaluation",  # metrics, scoring, the test protocol, RRWNet's protocol
     "scripts.training",  # the step, its CUDA graph, its memory plan, the training run

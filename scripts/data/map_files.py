@@ -21,7 +21,10 @@ from scripts.data.images import DataError, decode_image
 from scripts.data.labels import LabelError, decode_classes, label_to_channels
 
 SUFFIXES = ("_av", "_prob", "_AVmanual", "_manual", "_label")
-NOT_MAPS = {"_overlay": "an overlay picture (the photograph with the map drawn on it)"}
+NOT_MAPS = {
+    "_overlay": "an overlay picture (the photograph with the map drawn on it)",
+    "_zone_b": "a zone-B figure (the vessels measured for CRAE and CRVE)",
+}
 PROBABILITY_SHARE = 0.01  # more pixels than this with values other than 0 and 255: a probability map
 PHOTO_SHARE = 0.2  # more pixels than this bright red and not dark green: a photograph, not a probability map
 KINDS = {"av": "A/V colour map", "index": "index map", "prob": "probability map", "vessel": "binary vessel map"}

@@ -40,17 +40,19 @@ from scripts.evaluation.options import TestOptions
 from scripts.evaluation.scoring import score_prediction
 from scripts.figures.pages import results_page
 from scripts.figures.visualise import comparison_row
+from scripts.figures.zone_b import zone_b_figure
 from scripts.inference.predictor import Predictor, gather_in_order, iterate_shard
 from scripts.inference.weights import load_predictor
 from scripts.io import checkpoint as ckpt
 from scripts.io.atomic import write_atomic
 from scripts.io.job import find_snapshots, job_folder, maps_folder, results_folder, runs_folder, snapshot_epoch
 from scripts.io.staging import StagedFolder
-from scripts.io.tables import write_csv
+from scripts.io.tables import write_csv, write_rows
 from scripts.vessels import segments as seg
 from scripts.vessels.disc import locate_disc
 from scripts.vessels.graph import VesselGraph, build_graph
 from scripts.vessels.measures import measure
+from scripts.vessels.zone_b import VESSEL_FIELDS, vessel_rows
 
 log = logging.getLogger("avseg")
 PAPER_COLUMNS = {"Sensitivity": "sensitivity", "ROC": "roc", "F1": "f1", "PR": "pr", "MSE": "mse"}
@@ -62,6 +64,7 @@ RESULT_NAMES = (
     "summary.csv",
     "segments.csv",
     "biomarkers.csv",
+    "vessels.csv",
     "figures",
     "report.html",
     "rrwnet.csv",
@@ -76,29 +79,43 @@ def save_prob_png(path: Path, prob: torch.Tensor) -> None:
     Image.fromarray(arr).save(path)
 
 
+@dataclass
+class BiomarkerComparison:
+    """The biomarkers of one test image's ground truth and prediction, measured with one disc."""
+
+    rows: list[dict]  # per measure: id, measure, truth, predicted, difference
+    vessels: list[dict]  # per zone-B vessel of both maps: "source" (truth, predicted) and its vessels.csv row
+    figure: np.ndarray  # the prediction's zone-B figure
+
+
 def biomarker_comparison(
     dataset: AVDataset, index: int, image_id: str, classes: np.ndarray, photo: np.ndarray
-) -> list[dict]:
-    """Rows (id, measure, truth, predicted, difference) of the biomarkers of the ground truth and of
-    the prediction of one image, with one optic disc for both, located in its photograph and its
-    ground-truth vessels."""
+) -> BiomarkerComparison:
+    """The biomarkers of the ground truth and of the prediction of one image, with one optic disc for
+    both, located in its photograph and its ground-truth vessels."""
     label, fov = dataset.ground_truth(index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # located discs and empty zones: the numbers say it
         disc = locate_disc(photo, fov, str(dataset.items[index].image), vessels=label.any(axis=2))
         truth = measure(decode_classes(torch.from_numpy(label.transpose(2, 0, 1))).numpy(), disc, fov)
         predicted = measure(classes, disc, fov)
-    return [
+    rows = [
         {
             "id": image_id,
             "measure": k,
-            "truth": truth[k],
-            "predicted": predicted.get(k, math.nan),
-            "difference": predicted.get(k, math.nan) - truth[k],
+            "truth": truth.values[k],
+            "predicted": predicted.values.get(k, math.nan),
+            "difference": predicted.values.get(k, math.nan) - truth.values[k],
         }
-        for k in truth
+        for k in truth.values
         if not k.startswith("disc_")
     ]
+    vessels = [
+        {"source": source, **row}
+        for source, found in (("truth", truth), ("predicted", predicted))
+        for row in vessel_rows(image_id, found.vessels, found.values.get("pixel_um"))
+    ]
+    return BiomarkerComparison(rows, vessels, zone_b_figure(photo, classes & fov, disc, predicted.vessels))
 
 
 def paper_row(scores: list[dict]) -> dict[str, tuple[float, float]]:
@@ -120,6 +137,7 @@ class Scored:
     rows: list = field(default_factory=list)  # (id, metrics)
     seg_rows: list = field(default_factory=list)  # per image: segment counts and rates
     bio_rows: list = field(default_factory=list)  # per image and measure: truth, predicted, difference
+    vessel_rows: list = field(default_factory=list)  # per image and zone-B vessel of the truth and the prediction
     score: dict = field(default_factory=dict)  # the dataset score (mean over images)
     segments: dict = field(default_factory=dict)  # pooled segment metrics
     rrwnet_images: list = field(default_factory=list)  # RRWNet protocol: per image (rrwnet.ImageStats)
@@ -305,7 +323,7 @@ class TestRun:
         """Score one checkpoint (this process's share of the images, then gathered); the last checkpoint
         also writes the maps, the figures and the biomarker rows."""
         opts = self.opts
-        rows, counts, seg_rows, bio_rows, theirs = [], [], [], [], []
+        rows, counts, seg_rows, bio_rows, vessel_rows, theirs = [], [], [], [], [], []
         for j, pred in iterate_shard(predictor, dataset, self.device, self.ctx):
             if opts.protocol in ("rrwnet", "all"):
                 truth = rrwnet.truth_channels(pred["label"].permute(1, 2, 0).cpu().numpy())
@@ -342,9 +360,12 @@ class TestRun:
                 )
             )
             if last:
-                bio_rows += [(j, r) for r in self.image_outputs(dataset, j, pred, classes, graph)]
-        rows, counts, seg_rows, bio_rows, theirs = (
-            gather_in_order(self.ctx, part) for part in (rows, counts, seg_rows, bio_rows, theirs)
+                compared = self.image_outputs(dataset, j, pred, classes, graph)
+                if compared is not None:
+                    bio_rows += [(j, r) for r in compared.rows]
+                    vessel_rows += [(j, r) for r in compared.vessels]
+        rows, counts, seg_rows, bio_rows, vessel_rows, theirs = (
+            gather_in_order(self.ctx, part) for part in (rows, counts, seg_rows, bio_rows, vessel_rows, theirs)
         )
         segments = seg.segment_metrics(seg.pool(counts), opts.mixed_share)
         return Scored(
@@ -352,6 +373,7 @@ class TestRun:
             rows,
             seg_rows,
             bio_rows,
+            vessel_rows,
             mean_metrics([r for _, r in rows]),
             segments,
             theirs,
@@ -365,13 +387,18 @@ class TestRun:
             self.graphs[j] = build_graph(label.transpose(2, 0, 1), radius=self.opts.crossing_radius, fov=mask)
         return self.graphs[j]
 
-    def image_outputs(self, dataset: AVDataset, j: int, pred: dict, classes: np.ndarray, graph) -> list[dict]:
-        """The maps and the figure of one image; returns its biomarker rows (none with --no-biomarkers)."""
+    def image_outputs(
+        self, dataset: AVDataset, j: int, pred: dict, classes: np.ndarray, graph
+    ) -> BiomarkerComparison | None:
+        """The maps and the figures of one image; returns its biomarkers (none with --no-biomarkers)."""
         opts = self.opts
         save_prob_png(self.maps / "small_pre" / f"{pred['id']}.png", pred["small"])
         save_prob_png(self.maps / "raw_pre" / f"{pred['id']}.png", pred["raw"])
         photo = load_photo(dataset.items[j].image)
-        rows = [] if opts.no_biomarkers else biomarker_comparison(dataset, j, pred["id"], classes, photo)
+        compared = None if opts.no_biomarkers else biomarker_comparison(dataset, j, pred["id"], classes, photo)
+        (self.out / "figures").mkdir(exist_ok=True)
+        if compared is not None:
+            Image.fromarray(compared.figure).save(self.out / "figures" / f"{pred['id']}_zone_b.png")
         verdict = seg.verdicts(graph, classes, opts.min_segment_length, opts.mixed_share)
         panel = lambda width, g=graph, v=verdict: seg.verdict_picture(g, v, width)  # noqa: E731
         fig = comparison_row(
@@ -385,9 +412,8 @@ class TestRun:
             photo=photo,
             title=f"{opts.dataset} {opts.split} image {pred['id']}: {self.maps_of}",
         )
-        (self.out / "figures").mkdir(exist_ok=True)
         Image.fromarray(fig).save(self.out / "figures" / f"{pred['id']}.png")
-        return rows
+        return compared
 
     def write_tables(
         self, scored: list[Scored], row: dict, predictor: Predictor, dataset: AVDataset, files: list[Path]
@@ -449,6 +475,8 @@ class TestRun:
             write_csv(out / "segments.csv", segment_rows)
         if biomarker_rows:
             write_csv(out / "biomarkers.csv", biomarker_rows)
+            vessels = [r for s in scored for r in s.vessel_rows]
+            write_rows(out / "vessels.csv", ["source", *VESSEL_FIELDS], vessels)
 
     def print_tables(
         self, scored: list[Scored], row: dict, mean: dict, predictor: Predictor, dataset: AVDataset

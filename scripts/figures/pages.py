@@ -157,7 +157,9 @@ def results_page(folder: Path, info: dict, runs_dir: Path | None) -> str:
         column = per_image[0].index("id")
         ids = list(dict.fromkeys(r[column] for r in per_image[1]))
     figures_dir = folder / "figures"
-    found = sorted(p.stem for p in figures_dir.glob("*.png")) if figures_dir.is_dir() else []
+    found = (
+        sorted(p.stem for p in figures_dir.glob("*.png") if not p.stem.endswith(ZONE_B)) if figures_dir.is_dir() else []
+    )
     ids += [i for i in found if i not in ids]
     gallery = (
         '<p class="muted">Photograph, ground truth, prediction, error map, vessel probability and segment '
@@ -177,6 +179,7 @@ def results_page(folder: Path, info: dict, runs_dir: Path | None) -> str:
             "<p>Ground truth and prediction of each image (last checkpoint), one located disc for "
             "both; means over images first.</p>" + biomarker_summary(folder) + csv_table(folder / "biomarkers.csv"),
         ),
+        ("Zone-B vessels", zone_b_section(folder, [f"figures/{i}{ZONE_B}.png" for i in ids], "vessels.csv")),
     ]
     if (folder / "rrwnet.csv").exists() or (isinstance(row, dict) and "rrwnet" in row):
         sections.append(
@@ -190,6 +193,26 @@ def results_page(folder: Path, info: dict, runs_dir: Path | None) -> str:
         )
     sections += [("Training curves", curves_section(runs_dir)), ("Run", run_section(row, info))]
     return page(title, f"{info.get('results', folder)}: every table is also a file beside this page.", sections)
+
+
+ZONE_B = "_zone_b"  # the zone-B figure of image <id>: <id>_zone_b.png
+
+
+def zone_b_section(folder: Path, pictures: list[str], table_file: str) -> str:
+    """The vessels CRAE and CRVE were measured on: each image's zone-B figure and the per-vessel table."""
+    shown = [p for p in pictures if (folder / p).is_file()]
+    if not shown and not (folder / table_file).is_file():
+        return notice("no zone-B vessels measured (no biomarkers, or no disc)")
+    return (
+        '<p class="muted">Each vessel crossing zone B (between the white rings) numbered at its crossing with its '
+        "width in pixels; filled: used by Knudtson's pairing, hollow: measured but not among the six widest, "
+        "cross: no usable width, or excluded by a grader. The table lists every one, with why a width was "
+        "not used.</p>"
+        + '<div class="gallery">'
+        + "".join(figure(folder, p, Path(p).stem) for p in shown)
+        + "</div>"
+        + csv_table(folder / table_file, limit=PAGE_PHOTOGRAPHS * 12)
+    )
 
 
 PAGE_PHOTOGRAPHS = 500  # a cohort's page shows the first ones; the tables beside it hold them all
@@ -212,16 +235,20 @@ def predictions_page(folder: Path, info: dict, failures: list[tuple[str, str]]) 
                 [(k, v) for k, v in values.items() if k not in ("id", "file") and v != ""],
                 sortable=False,
             )
+            zone_b = f"{name}{ZONE_B}.png"
             cards.append(
                 f'<h3>{esc(name)}</h3><p class="muted">{esc(values.get("file", ""))}</p>'
                 f'<div class="gallery">{figure(folder, f"{name}_overlay.png", "overlay")}'
                 f"{figure(folder, f'{name}_av.png', 'A/V map (red artery, blue vein, green uncertain)')}"
-                f"<div>{measures}</div></div>"
+                + (figure(folder, zone_b, "zone-B vessels") if (folder / zone_b).is_file() else "")
+                + f"<div>{measures}</div></div>"
             )
     sections = [
         ("All photographs", csv_table(folder / "predictions.csv", limit=PAGE_PHOTOGRAPHS)),
         ("Per photograph", "".join(cards)),
     ]
+    if (folder / "vessels.csv").is_file():
+        sections.append(("Zone-B vessels", zone_b_section(folder, [], "vessels.csv")))
     if failures:
         more = len(failures) - PAGE_PHOTOGRAPHS
         shown = table(("file", "why"), failures[:PAGE_PHOTOGRAPHS], sortable=False)

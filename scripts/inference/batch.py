@@ -30,6 +30,7 @@ from scripts.inference.predictor import Predictor
 from scripts.inference.records import (
     RECORDS,
     RUN_FILE,
+    VESSELS_TABLE,
     Tables,
     check_settings,
     is_finished,
@@ -43,7 +44,7 @@ from scripts.io.staging import OutputFolderError
 from scripts.vessels.disc import Disc
 
 log = logging.getLogger("avseg")
-RUN_TABLES = ("predictions.csv", "failures.csv", "report.html", RUN_FILE)
+RUN_TABLES = ("predictions.csv", "failures.csv", VESSELS_TABLE, "report.html", RUN_FILE)
 
 
 def output_names(files: list[Path]) -> list[str]:

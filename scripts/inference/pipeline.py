@@ -37,6 +37,7 @@ from scripts.data.augment import normalise, resize_image
 from scripts.data.images import DataError, derive_fov, find_mask, load_mask, load_photo
 from scripts.data.labels import av_colour_map, decode_classes
 from scripts.figures.visualise import overlay
+from scripts.figures.zone_b import zone_b_figure
 from scripts.inference.predictor import Predictor
 from scripts.inference.quality import grade, not_a_fundus_photograph, photo_measures
 from scripts.inference.records import Record, identity, write_record
@@ -44,6 +45,7 @@ from scripts.io.atomic import WriteError, atomic_write
 from scripts.io.checkpoint import file_sha256
 from scripts.vessels.disc import Disc, locate_disc
 from scripts.vessels.measures import measure
+from scripts.vessels.zone_b import vessel_rows
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def _failure(photo: Photo, ident: dict, stage: str, err: BaseException, stages: 
     return Record(photo.name, ident, "failed", {}, stage, reason, trace, stages=stages)
 
 
-OUTPUT_SUFFIXES = ("_av.png", "_prob.png", "_vessel.png", "_overlay.png")
+OUTPUT_SUFFIXES = ("_av.png", "_prob.png", "_vessel.png", "_overlay.png", "_zone_b.png")
 
 
 def _save_png(path: Path, picture: np.ndarray) -> None:
@@ -200,7 +202,7 @@ def finish_photo(task: Finish) -> Record:
             stats = save_outputs(task.folder, photo.name, task.image, task.prob, task.binary, task.fov)
             wrote = time.perf_counter()
             quality = {**task.quality, "vessel_fraction": stats["vessel_fraction"]}
-            disc, measures = None, {}
+            disc, measures, vessels = None, {}, []
             if task.biomarkers:
                 classes = decode_classes(torch.from_numpy(task.binary)).numpy()
                 disc = task.disc or locate_disc(
@@ -213,7 +215,13 @@ def finish_photo(task: Finish) -> Record:
                 quality["disc_confidence"] = disc.confidence
             flag, reason = grade(quality)
             if disc is not None and flag != "reject":
-                measures = measure(classes, disc, task.fov, task.pixel_um, source=str(photo.path))
+                found = measure(classes, disc, task.fov, task.pixel_um, source=str(photo.path))
+                measures = {**found.values, "flags": "; ".join(found.flags)}
+                vessels = vessel_rows(photo.name, found.vessels, found.values.get("pixel_um"))
+                _save_png(
+                    task.folder / f"{photo.name}_zone_b.png",
+                    zone_b_figure(task.image, classes & task.fov, disc, found.vessels),
+                )
             stats.update(quality=flag, quality_reason=reason, **quality)
             if disc is not None:
                 stats.update(disc_source=disc.source, **measures)
@@ -221,7 +229,7 @@ def finish_photo(task: Finish) -> Record:
             row = {"id": photo.name, "file": str(photo.path), "width": w, "height": h, **stats}
             notes = (*task.warnings, *(str(w.message) for w in caught))
             stages = {**task.stages, "write": wrote - started, "measure": time.perf_counter() - wrote}
-            record = Record(photo.name, task.input, "done", row, warnings=notes, stages=stages)
+            record = Record(photo.name, task.input, "done", row, warnings=notes, stages=stages, vessels=vessels)
         except WriteError:
             raise
         except Exception as err:  # noqa: BLE001 - one photograph's problem, recorded with its cause

@@ -8,7 +8,7 @@ time and SHA-256 of the content); on a resume, a photograph counts as finished w
 names the same path and either the same size and modification time (no need to read the file
 again, as ``make`` and ``rsync`` decide) or, failing that, the same content. ``run.json`` holds the
 settings that shape the outputs (weights' SHA-256, model size, options); a resume with other
-settings is refused, naming what differs. The tables (``predictions.csv``, ``failures.csv``) are
+settings is refused, naming what differs. The tables (``predictions.csv``, ``failures.csv``, ``vessels.csv``) are
 rebuilt from the records of the run's inputs, in input order, under a lock, so they always hold
 each photograph exactly once, whichever process (or how many) wrote the records.
 """
@@ -28,12 +28,14 @@ from scripts.core.errors import UsageError
 from scripts.io.atomic import write_atomic
 from scripts.io.checkpoint import file_sha256
 from scripts.io.tables import write_rows
+from scripts.vessels.zone_b import VESSEL_FIELDS
 
 RECORDS = "records"
 RUN_FILE = "run.json"
 RUN_FORMAT = "avseg-predict-run/1"
 PREDICTION_FIELDS = ("id", "file", "width", "height", "vessel_fraction", "artery_fraction", "vein_fraction")
 FAILURE_FIELDS = ("id", "file", "stage", "reason", "traceback")
+VESSELS_TABLE = "vessels.csv"  # every zone-B vessel measured, when biomarkers are on
 
 
 def identity(path: Path, sha256: str | None = None) -> dict:
@@ -56,6 +58,7 @@ class Record:
     trace: str = ""
     warnings: tuple[str, ...] = ()
     stages: dict = field(default_factory=dict)  # seconds per stage (decode, infer, finish)
+    vessels: list = field(default_factory=list)  # its rows of vessels.csv (zone-B vessels measured)
 
     @property
     def seconds(self) -> float:
@@ -143,11 +146,12 @@ def rebuild_tables(folder: Path, names: list[str]) -> Tables:
     folder = Path(folder)
     (folder / RECORDS).mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(folder / RECORDS / ".tables.lock")):  # other processes wait their turn
-        fields, failed, done, noted = dict.fromkeys(PREDICTION_FIELDS), [], 0, 0
+        fields, failed, done, noted, measured = dict.fromkeys(PREDICTION_FIELDS), [], 0, 0, False
         for name in names:
             record = read_record(folder, name)
             if record is not None and record.status == "done":
                 fields.update(dict.fromkeys(record.row))
+                measured = measured or "crae_px" in record.row
                 done, noted = done + 1, noted + len(record.warnings)
             elif record is not None:
                 failed.append(record)
@@ -169,4 +173,9 @@ def rebuild_tables(folder: Path, names: list[str]) -> Tables:
             for r in failed
         )
         write_rows(folder / "failures.csv", list(FAILURE_FIELDS), failures, _cell)
+        if measured:
+            vessels = (
+                v for name in names if (r := read_record(folder, name)) and r.status == "done" for v in r.vessels
+            )
+            write_rows(folder / VESSELS_TABLE, list(VESSEL_FIELDS), vessels, _cell)
     return Tables(done, failed, noted)

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from scripts.vessels.disc import Disc
+from scripts.vessels.disc import LOW_CONFIDENCE, Disc
 from scripts.vessels.graph import ARTERY, VEIN, VesselGraph, build_graph
+from scripts.vessels.zone_b import (
+    KNUDTSON,
+    VesselEdit,
+    ZoneBVessel,
+    apply_edits,
+    knudtson,
+    number,
+    select,
+    zone_b_vessels,
+)
 
 CLASS_IDS = {"artery": ARTERY, "vein": VEIN}
-KNUDTSON = {"artery": 0.88, "vein": 0.95}  # Knudtson et al. 2003, revised Parr-Hubbard constants
-N_LARGEST = 6
 MIN_TORTUOSITY_LENGTH = 20  # segments shorter than this (centreline pixels) get no tortuosity
 SMOOTHING = 2.0  # Gaussian sigma (pixels) applied to centreline coordinates before the arc length
 CURVATURE_SMOOTHING = 4.0  # ... and before curvature, which the pixel staircase would otherwise dominate
@@ -28,6 +38,12 @@ PROFILE_STEP = 0.25  # pixels between samples of a perpendicular profile
 # The mean optic disc diameter of adult eyes, about 1.8 mm (Jonas et al., Invest Ophthalmol Vis Sci
 # 1988: 1.76 mm horizontally, 1.92 mm vertically): the scale of a photograph whose scale is unknown.
 DISC_DIAMETER_UM = 1800.0
+# An AVR outside this range is flagged for a person to look at: population studies with the revised
+# Knudtson formula report means near 0.7 with standard deviations under 0.1, in healthy and in
+# hypertensive and diabetic eyes (Wong et al., Ophthalmology 2004, Beaver Dam; Liew et al., Invest
+# Ophthalmol Vis Sci 2007); an artery summary as wide as the vein summary (AVR 1) is not reported.
+AVR_RANGE = (0.4, 1.0)
+MIN_ZONE_B_VESSELS = 4  # fewer widths of a class than this make CRAE or CRVE rest on too few vessels
 
 
 def channels_of(classes: np.ndarray) -> np.ndarray:
@@ -120,97 +136,6 @@ def _segment_median(values: np.ndarray, segment: np.ndarray, n: int, where: np.n
     return out
 
 
-def circle_crossings(
-    mask: np.ndarray, disc: Disc, radius: float, step: float = 0.5
-) -> list[tuple[float, float, float]]:
-    """Where ``mask`` (H, W) crosses the circle of ``radius`` around the disc centre: one
-    (x, y, length) per run of mask pixels along the circle (its middle and its length in pixels),
-    sampled every ``step`` px of arc; the parts of the circle outside the image are not searched."""
-    h, w = mask.shape
-    n = max(int(math.ceil(2 * math.pi * radius / step)), 8)
-    angle = np.arange(n) * (2 * math.pi / n)
-    xs, ys = disc.x + radius * np.cos(angle), disc.y + radius * np.sin(angle)
-    col, row = np.rint(xs).astype(int), np.rint(ys).astype(int)
-    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
-    on = np.zeros(n, bool)
-    on[inside] = mask[row[inside], col[inside]]
-    if on.all():
-        return [(disc.x, disc.y, 2 * math.pi * radius)]
-    shift = int(np.flatnonzero(~on)[0])  # start the walk off the mask so no run wraps around
-    on, xs, ys = np.roll(on, -shift), np.roll(xs, -shift), np.roll(ys, -shift)
-    edges = np.flatnonzero(np.diff(np.r_[on, False].astype(np.int8)))  # a run may end at the last sample
-    starts, ends = edges[::2] + 1, edges[1::2] + 1
-    return [
-        (float(xs[(a + b - 1) // 2]), float(ys[(a + b - 1) // 2]), float((b - a) * 2 * math.pi * radius / n))
-        for a, b in zip(starts, ends)
-    ]
-
-
-CHORD_TOLERANCE_PX = 2.0  # how far a width may exceed its chord: the half-pixel sampling of both, and a pixel
-
-
-def zone_b_vessels(
-    graph: VesselGraph, mine: np.ndarray, mask: np.ndarray, zone_width: np.ndarray, disc: Disc
-) -> tuple[np.ndarray, int]:
-    """The width of every vessel of one class crossing zone B's middle circle (2.5 R), each once, and
-    how many vessels had no width that fits their crossing.
-
-    A vessel is a run of ``mask`` across the circle (:func:`circle_crossings`), so that a vessel
-    whose centreline is cut on the circle by a branch point or an artery/vein crossing is still
-    found. Its segments (``mine``) are those with a centreline pixel within half the run's length
-    plus 3 px of the run's middle, leaving out stubs shorter than the run (the centreline's short
-    spurs inside a junction, whose "width" is measured along the vessel); runs that share a segment
-    are one vessel (a vessel leaving and re-entering the circle counts once). Its width is the
-    largest zone-B width (``zone_width``, the median over the segment's pixels in zone B) of its
-    segments that fits the crossing: a vessel cut by the circle at an angle ``a`` leaves a run
-    (chord) of width / sin(a) >= its width, so a segment wider than the vessel's longest chord (plus
-    ``CHORD_TOLERANCE_PX``) is not this vessel's width (a piece at a junction measured along a
-    vessel, or a neighbour's) and is not used. At a branch point on the circle the width is the
-    parent vessel's, at a crossing the vessel's own on either side. A vessel none of whose segments
-    fits is left out and counted."""
-    runs = circle_crossings(mask, disc, 2.5 * disc.radius)
-    if not runs:
-        return np.zeros(0), 0
-    h, w = graph.shape
-    y, x = np.divmod(graph.pixels, w)
-    candidate = mine[graph.segment] & ~np.isnan(zone_width[graph.segment])
-    vessels: list[tuple[set[int], float]] = []  # segments and longest chord; runs sharing a segment merged
-    for cx, cy, length in runs:
-        near = np.unique(graph.segment[candidate & (np.hypot(x - cx, y - cy) <= length / 2 + 3)])
-        long_enough = near[graph.length[near] >= length]
-        segments = set((long_enough if len(long_enough) else near).tolist())
-        if not segments:
-            continue
-        overlapping = [v for v in vessels if v[0] & segments]
-        merged = segments.union(*(v[0] for v in overlapping))
-        chord = max([length] + [v[1] for v in overlapping])
-        vessels = [v for v in vessels if not v[0] & segments] + [(merged, chord)]
-    widths, unfit = [], 0
-    for segments, chord in vessels:
-        fitting = [zone_width[s] for s in segments if zone_width[s] <= chord + CHORD_TOLERANCE_PX]
-        if fitting:
-            widths.append(max(fitting))
-        else:
-            unfit += 1
-    return np.array(widths), unfit
-
-
-def knudtson(widths: list[float] | np.ndarray, constant: float) -> float:
-    """Knudtson's iterative pairing of the (up to six) largest widths: sort, pair the largest with the
-    smallest, the second largest with the second smallest, ... each pair giving
-    ``constant * sqrt(a^2 + b^2)``; an odd middle width is carried to the next round as it is;
-    repeat until one value remains. NaN for no widths."""
-    w = sorted((float(v) for v in widths if not math.isnan(v)), reverse=True)[:N_LARGEST]
-    if not w:
-        return math.nan
-    while len(w) > 1:
-        w.sort()
-        n = len(w)
-        paired = [constant * math.hypot(w[i], w[n - 1 - i]) for i in range(n // 2)]
-        w = paired + ([w[n // 2]] if n % 2 else [])
-    return w[0]
-
-
 def tortuosity(graph: VesselGraph) -> tuple[np.ndarray, np.ndarray]:
     """Per segment: distance factor (arc length / chord) and the integral of squared curvature
     (1/px) along the centreline, from coordinates smoothed by Gaussians of ``SMOOTHING`` and
@@ -264,6 +189,36 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     return float(values[keep].mean()), float(np.average(values[keep], weights=weights[keep]))
 
 
+@dataclass
+class Biomarkers:
+    """What :func:`measure` finds in one map: every measure by name (docs/biomarkers.md), each vessel
+    measured in zone B, the plausibility flags, and the grader's edits that matched no vessel."""
+
+    values: dict[str, float]
+    vessels: list[ZoneBVessel] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    unmatched_edits: list[VesselEdit] = field(default_factory=list)
+
+
+def plausibility_flags(values: dict[str, float], vessels: list[ZoneBVessel], disc: Disc | None) -> list[str]:
+    """Why a person should look at this image's CRAE, CRVE and AVR before using them."""
+    flags = []
+    avr = values.get("avr", math.nan)
+    if not math.isnan(avr) and not AVR_RANGE[0] <= avr <= AVR_RANGE[1]:
+        flags.append(f"AVR {avr:.2f} outside {AVR_RANGE[0]:g}-{AVR_RANGE[1]:g}")
+    if disc is not None:
+        for name in CLASS_IDS:
+            n = int(values.get(f"{name}_zone_b_vessels", 0))
+            if n < MIN_ZONE_B_VESSELS:
+                flags.append(f"{n} {name} width(s) in zone B (fewer than {MIN_ZONE_B_VESSELS})")
+        if disc.source == "located" and disc.confidence < LOW_CONFIDENCE:
+            flags.append(f"disc confidence {disc.confidence:.2f} (below {LOW_CONFIDENCE:g})")
+    rejected = sum(1 for v in vessels if v.flag)
+    if rejected:
+        flags.append(f"{rejected} vessel(s) with a zone-B width rejected")
+    return flags
+
+
 def measure(
     classes: np.ndarray,
     disc: Disc | None,
@@ -271,11 +226,12 @@ def measure(
     pixel_um: float | None = None,
     graph: VesselGraph | None = None,
     source: str = "map",
-) -> dict[str, float]:
+    edits: Sequence[VesselEdit] = (),
+) -> Biomarkers:
     """All biomarkers of one map. ``classes``: (3, H, W) bool decoded classes (artery, vein,
     uncertain); ``disc``: the optic disc (None: no zone measures); ``fov``: (H, W) bool (default:
     the whole image); ``pixel_um``: micrometres per pixel, if known; ``graph``: the map's vessel
-    graph if already built.
+    graph if already built; ``edits``: a grader's corrections of zone-B vessels.
 
     Lengths in pixels end in ``_px``; each also comes in micrometres (``_um``) at ``pixel_um``, or,
     when it is not given and there is a disc, at the scale that makes the disc
@@ -292,6 +248,7 @@ def measure(
     dfac, curv = tortuosity(graph)
     zones = disc.zones(shape) if disc is not None else {}
     out: dict[str, float] = {}
+    found: list[ZoneBVessel] = []
     if disc is not None:
         out.update(disc_x=disc.x, disc_y=disc.y, disc_radius=disc.radius, disc_confidence=disc.confidence)
         rho = disc.distance(shape).ravel()[graph.pixels]
@@ -319,19 +276,27 @@ def measure(
             inside = zmask & fov
             out[f"{name}_density_{zone}"] = float((mask & inside).sum() / inside.sum()) if inside.any() else math.nan
         if disc is not None:
-            chosen, unfit = zone_b_vessels(graph, mine, (mask | classes[2]) & fov, zone_width, disc)
-            out[f"{name}_zone_b_vessels"] = float(len(chosen))
-            out[f"{name}_zone_b_unfit"] = float(unfit)
+            found += zone_b_vessels(graph, name, mine, (mask | classes[2]) & fov, zone_width, seg_width, disc)
+    vessels = number(found)
+    unmatched = apply_edits(vessels, edits, graph)
+    if disc is not None:
+        for name in CLASS_IDS:
+            key = "crae" if name == "artery" else "crve"
+            chosen = select(vessels, name)
+            mine_v = [v for v in vessels if v.cls == name and v.edit != "excluded"]
+            unfit = [v.number for v in mine_v if math.isnan(v.width_px)]
+            out[f"{name}_zone_b_vessels"] = float(len(mine_v) - len(unfit))
+            out[f"{name}_zone_b_unfit"] = float(len(unfit))
+            out[f"{name}_zone_b_rejected"] = float(sum(1 for v in mine_v if v.flag))
+            out[f"{key}_px"] = knudtson(chosen, KNUDTSON[name])
             if unfit:
                 warnings.warn(
-                    f"{source}: {unfit} {name}(s) crossing zone B had no width that fits the crossing (every "
-                    "segment near it is wider than the vessel's chord on the circle); left out of "
-                    f"{'CRAE' if name == 'artery' else 'CRVE'}",
+                    f"{source}: {len(unfit)} {name}(s) crossing zone B (vessel {', '.join(map(str, unfit))}) had no "
+                    "width that fits the crossing and the vessels it meets; left out of "
+                    f"{key.upper()}",
                     stacklevel=2,
                 )
-            key = "crae" if name == "artery" else "crve"
-            out[f"{key}_px"] = knudtson(chosen, KNUDTSON[name])
-            if not len(chosen) and not unfit:
+            elif not chosen:
                 warnings.warn(
                     f"{source}: no {name} crosses zone B (0.5-1 disc diameter from the disc margin); "
                     f"{key.upper()} and AVR are undefined",
@@ -348,4 +313,4 @@ def measure(
         for k in [k for k in out if k.endswith("_px")]:
             out[k[:-3] + "_um"] = out[k] * pixel_um
         out.update(pixel_um=float(pixel_um), pixel_um_estimated=float(estimated))
-    return out
+    return Biomarkers(out, vessels, plausibility_flags(out, vessels, disc), unmatched)

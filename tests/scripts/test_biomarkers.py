@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +184,102 @@ def test_disc_rows_that_match_no_map_are_named_not_ignored(maps, tmp_path):
     (message,) = [str(w.message) for w in caught if "match no image" in str(w.message)]
     assert "2 of its 4 row(s) match no image and are not used (01.png, image_99)" in message
     assert "close: '01.png' (the image is '01')" in message
+
+
+@pytest.fixture(scope="module")
+def drive_discs(tmp_path_factory):
+    """The annotated disc centres of DRIVE test as a --disc-csv (radius: 15 % of the FOV width / 2)."""
+    from tests.conftest import REAL_DATA
+
+    root = REAL_DATA / "DRIVE_AV" / "test"
+    if not root.is_dir():
+        pytest.skip(f"real datasets not found in {REAL_DATA} (set AVSEG_DATA)")
+    from scripts.data.images import find_mask, load_mask
+    from scripts.vessels.disc import fov_width
+
+    path = tmp_path_factory.mktemp("discs") / "discs.csv"
+    lines = ["id,x,y,radius"]
+    with open(Path(__file__).parents[1] / "data" / "disc_centres.csv") as f:
+        for r in csv.DictReader(line for line in f if not line.startswith("#")):
+            if (r["dataset"], r["split"]) == ("DRIVE_AV", "test"):
+                radius = 0.15 * fov_width(load_mask(find_mask(root / "mask", r["id"]))) / 2
+                lines.append(f"{r['id']},{r['x']},{r['y']},{radius}")
+    path.write_text("\n".join(lines) + "\n")
+    return root, path
+
+
+def _drive(root, discs, out, *more):
+    args = [str(root / "1st_manual"), "--masks", str(root / "mask"), "--disc-csv", str(discs), "--csv", str(out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return main(args + list(more))
+
+
+def test_every_zone_b_vessel_is_listed_fits_its_crossing_and_gives_crae(drive_discs, tmp_path):
+    from scripts.vessels.zone_b import ANGLE_TOLERANCE_DEG, CHORD_TOLERANCE_PX, CHORD_TOLERANCE_SHARE, knudtson
+
+    root, discs = drive_discs
+    out = tmp_path / "drive.csv"
+    assert _drive(root, discs, out, "--photos", str(root / "images"), "--figures", str(tmp_path / "fig")) == 0
+    rows = _rows(out)
+    vessels = list(csv.DictReader(open(tmp_path / "drive_vessels.csv", newline="")))
+    assert len(rows) == 20 and {v["id"] for v in vessels} == set(rows)
+    for key, row in rows.items():
+        mine = [v for v in vessels if v["id"] == key]
+        assert [int(v["vessel"]) for v in mine] == list(range(1, len(mine) + 1))
+        for cls, summary, constant in (("artery", "crae_px", 0.88), ("vein", "crve_px", 0.95)):
+            used = [float(v["width_px"]) for v in mine if v["class"] == cls and v["knudtson"] == "1"]
+            assert float(row[summary]) == pytest.approx(knudtson(used, constant), abs=1e-6)
+            measured = [v for v in mine if v["class"] == cls and v["width_px"] != ""]
+            assert len(measured) == float(row[f"{cls}_zone_b_vessels"]) and len(used) == min(6, len(measured))
+            # the widest measured ones are the ones used
+            assert min(used, default=math.inf) >= max(
+                (float(v["width_px"]) for v in measured if v["knudtson"] == "0"), default=0
+            )
+        assert (tmp_path / "fig" / f"{key}_zone_b.png").is_file()
+    for v in vessels:  # no width used exceeds what its crossing allows
+        if v["width_px"]:
+            angle = math.radians(min(90.0, float(v["angle_deg"] or 90) + ANGLE_TOLERANCE_DEG))
+            bound = float(v["chord_px"]) * math.sin(angle) * (1 + CHORD_TOLERANCE_SHARE) + CHORD_TOLERANCE_PX
+            assert float(v["width_px"]) <= bound + 1e-3, v
+    assert any(v["flag"] for v in vessels)  # some widths on these ground truths are rejected, and said why
+
+
+def test_corrections_change_the_tables_and_are_marked(drive_discs, tmp_path):
+    from scripts.vessels.zone_b import knudtson
+
+    root, discs = drive_discs
+    first = tmp_path / "a.csv"
+    assert _drive(root, discs, first) == 0
+    vessels = [v for v in csv.DictReader(open(tmp_path / "a_vessels.csv")) if v["id"] == "01_test"]
+    artery = max((v for v in vessels if v["class"] == "artery" and v["width_px"]), key=lambda v: float(v["width_px"]))
+    vein = next(v for v in vessels if v["class"] == "vein" and v["knudtson"] == "1")
+    folder = tmp_path / "corrections"
+    folder.mkdir()
+    (folder / "01_test.json").write_text(
+        json.dumps(
+            {
+                "id": "01_test",
+                "version": 1,
+                "edits": [
+                    {"x": float(artery["x"]), "y": float(artery["y"]), "action": "exclude"},
+                    {"x": float(vein["x"]), "y": float(vein["y"]), "action": "flip"},
+                ],
+                "grader": "tester",
+            }
+        )
+    )
+    (folder / "02_test.json").write_text(json.dumps({"id": "02_test", "version": 1, "exclude_image": True}))
+    second = tmp_path / "b.csv"
+    assert _drive(root, discs, second, "--corrections", str(folder)) == 0
+    before, after = _rows(first), _rows(second)
+    assert after["01_test"]["graded"] == "1" and after["01_test"]["corrections"] == "1 flip; 1 exclude"
+    assert after["03_test"]["graded"] == "0" and after["03_test"]["crae_px"] == before["03_test"]["crae_px"]
+    edited = [v for v in csv.DictReader(open(tmp_path / "b_vessels.csv")) if v["id"] == "01_test"]
+    arteries = [float(v["width_px"]) for v in edited if v["class"] == "artery" and v["knudtson"] == "1"]
+    assert float(after["01_test"]["crae_px"]) == pytest.approx(knudtson(arteries, 0.88), abs=1e-6)
+    assert float(vein["width_px"]) in arteries and float(artery["width_px"]) not in arteries
+    assert after["01_test"]["crae_px"] != before["01_test"]["crae_px"]
+    assert after["02_test"]["avr"] == "" and after["02_test"]["flags"].startswith("excluded by the grader")
+    (folder / "03_test.json").write_text('{"id": "03_test", "disc": {"x": -4, "y": 10, "radius": 30}}')
+    assert _drive(root, discs, tmp_path / "c.csv", "--corrections", str(folder)) == 1  # that map failed, by name

@@ -14,6 +14,7 @@ from model import build_networks
 from scripts.data.synthetic import make_sample
 from scripts.io.checkpoint import generators_state, save_atomic
 from scripts.predict import main
+from scripts.vessels.zone_b import VESSEL_FIELDS
 from tests.helpers import png_header
 
 
@@ -160,9 +161,13 @@ def test_biomarkers_in_predictions_csv(photos, checkpoint, tmp_path):
     ):
         assert k in row
     assert 0 <= float(row["vein_density_fov"]) <= 1
+    assert "flags" in row and (out / "odd_zone_b.png").is_file()  # what was measured, drawn
+    with open(out / "vessels.csv", newline="") as f:
+        assert csv.DictReader(f).fieldnames == list(VESSEL_FIELDS)
     out2 = tmp_path / "out2"
     assert main([str(photos / "odd.jpg"), "--checkpoint", str(checkpoint), "--out", str(out2), "--no-biomarkers"]) == 0
     assert "crae_px" not in _rows(out2)[0]
+    assert not (out2 / "vessels.csv").exists() and not (out2 / "odd_zone_b.png").exists()
 
 
 def test_a_decompression_bomb_is_one_failed_file_and_the_others_run(photos, checkpoint, tmp_path, capsys):

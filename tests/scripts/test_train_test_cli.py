@@ -118,9 +118,24 @@ def test_test_cli_writes_maps_tables_and_figures(trained, synthetic_root, tmp_pa
     averages = [r for r in summary if r["class"] == "average"]
     for r, cp in zip(averages, row["checkpoints"]):
         assert float(r["f1"]) == pytest.approx(row["per_checkpoint"][cp]["F1"] / 100, abs=1e-9)
-    figures = sorted((tmp_path / "res" / "figures").glob("*.png"))
+    figures = sorted((tmp_path / "res" / "figures").glob("*_test.png"))
     assert len(figures) == 3
     assert Image.open(figures[0]).size[0] >= 900  # titled panels and legends, whatever the raw size
+    # the zone-B figure of each prediction, and every zone-B vessel of the truth and the prediction listed
+    # (this untrained model marks nearly every pixel a vessel: no vessel of its own crosses the circle)
+    assert len(list((tmp_path / "res" / "figures").glob("*_test_zone_b.png"))) == 3
+    with open(tmp_path / "res" / "vessels.csv", newline="") as f:
+        vessels = list(csv.DictReader(f))
+    assert {r["source"] for r in vessels} <= {"truth", "predicted"} and {r["id"] for r in vessels} == {
+        "01_test",
+        "02_test",
+        "03_test",
+    }
+    bio = {(r["id"], r["measure"]): r for r in csv.DictReader(open(tmp_path / "res" / "biomarkers.csv"))}
+    for image in ("01_test", "02_test", "03_test"):  # the truth's vessels are those its CRAE counted
+        used = [r for r in vessels if r["source"] == "truth" and r["id"] == image and r["knudtson"] == "1"]
+        arteries = sum(1 for r in used if r["class"] == "artery")
+        assert arteries == min(6, float(bio[(image, "artery_zone_b_vessels")]["truth"]))
     # segments: per image and checkpoint in segments.csv, pooled per checkpoint in paper_row.json
     with open(tmp_path / "res" / "segments.csv", newline="") as f:
         seg_rows = list(csv.DictReader(f))
@@ -741,7 +756,7 @@ def test_report_page_shows_the_results_in_a_browser(trained, synthetic_root, tmp
     shutil.rmtree(tmp_path / "res")
     found = check_page(copy / "report.html", chromium)
     assert found["errors"] == []
-    assert [ok for _, ok in found["images"]] == [True] * 4  # three figures and the training curves
+    assert [ok for _, ok in found["images"]] == [True] * 7  # three figures, three zone-B figures, the curves
     assert [src for src, _ in found["images"]][:3] == [f"figures/0{i}_test.png" for i in (1, 2, 3)]
     row = json.loads((copy / "paper_row.json").read_text())
     for col, v in row["percent"].items():
@@ -751,6 +766,7 @@ def test_report_page_shows_the_results_in_a_browser(trained, synthetic_root, tmp
         "per_image.csv",
         "segments.csv",
         "biomarkers.csv",
+        "vessels.csv",
         "rrwnet.csv",
         "rrwnet_per_image.csv",
     }

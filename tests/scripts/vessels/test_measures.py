@@ -12,13 +12,12 @@ from scripts.vessels.disc import Disc, locate_disc
 from scripts.vessels.graph import build_graph
 from scripts.vessels.measures import (
     channels_of,
-    circle_crossings,
     fractal_dimension,
-    knudtson,
     measure,
     pixel_widths,
     tortuosity,
 )
+from scripts.vessels.zone_b import circle_crossings, knudtson
 
 ARTERY, VEIN = 0, 1  # rows of the decoded classes (artery, vein, uncertain)
 
@@ -42,7 +41,7 @@ def test_calibre_of_straight_vessels_within_half_a_pixel(width, angle):
     assert graph.scored().sum() == 1  # (blunt oblique ends may leave a pixel or two between branch pixels)
     widths = pixel_widths(graph, classes.any(axis=0))
     assert abs(np.nanmedian(widths) - width) <= 0.5
-    assert abs(measure(classes, None)["artery_calibre_px"] - width) <= 0.5
+    assert abs(measure(classes, None).values["artery_calibre_px"] - width) <= 0.5
 
 
 def test_knudtson_pairing_by_hand():
@@ -70,12 +69,12 @@ def radial_map(artery_widths, vein_widths, size=400, radius=30):
 def test_crae_crve_and_avr_equal_the_formula_on_the_known_widths():
     arteries, veins = [9, 8, 7, 6, 5, 4], [12, 11, 10, 9, 8, 7]
     classes, disc = radial_map(arteries, veins)
-    m = measure(classes, disc)
+    m = measure(classes, disc).values
     assert m["artery_zone_b_vessels"] == 6 and m["vein_zone_b_vessels"] == 6
     crae, crve = knudtson(arteries, 0.88), knudtson(veins, 0.95)
     assert m["crae_px"] == pytest.approx(crae, abs=0.5) and m["crve_px"] == pytest.approx(crve, abs=0.5)
     assert m["avr"] == pytest.approx(crae / crve, abs=0.03)
-    um = measure(classes, disc, pixel_um=12.5)
+    um = measure(classes, disc, pixel_um=12.5).values
     assert um["crae_um"] == pytest.approx(12.5 * m["crae_px"]) and um["artery_calibre_um"] == pytest.approx(
         12.5 * m["artery_calibre_px"]
     )
@@ -95,7 +94,7 @@ def _segment(shape, start, end, width, cls=ARTERY):
 def _zone_b(classes, disc):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the class not drawn has no CRxE
-        return measure(classes, disc)
+        return measure(classes, disc).values
 
 
 DISC = Disc(100, 100, 20)  # zone B: 40-60 px from (100, 100); its middle circle at 50 px
@@ -141,26 +140,108 @@ def test_a_vessel_crossing_the_circle_twice_counts_once():
     assert m["artery_zone_b_vessels"] == 1 and m["crae_px"] == pytest.approx(5, abs=1)
 
 
-def test_a_width_wider_than_its_crossing_is_not_used_and_is_counted():
+def _vessels_with_width(classes, width, disc=DISC, neighbours=None):
+    """The zone-B vessels of ``classes``' arteries when every artery segment's zone-B width is ``width``
+    (or ``width(graph, mine)``), and the widths of the vessels each meets ``neighbours(graph, mine)``."""
     from scripts.vessels.graph import ARTERY as ARTERY_ID
-    from scripts.vessels.measures import zone_b_vessels
+    from scripts.vessels.zone_b import zone_b_vessels
 
-    classes = _segment((200, 200), (125, 100), (190, 100), 6)  # crosses the 50-px circle square on: chord 6
     graph = build_graph(channels_of(classes))
     mine = graph.truth == ARTERY_ID
-    [segment] = np.flatnonzero(mine)
+    zone_width = width(graph, mine) if callable(width) else np.where(mine, float(width), np.nan)
+    seg_width = np.full(graph.n_segments, np.nan) if neighbours is None else neighbours(graph, mine)
+    return zone_b_vessels(graph, "artery", mine, classes[ARTERY], zone_width, seg_width, disc)
 
-    def chosen(width):
-        zone_width = np.full(graph.n_segments, np.nan)
-        zone_width[segment] = width
-        return zone_b_vessels(graph, mine, classes[ARTERY], zone_width, DISC)
 
-    widths, unfit = chosen(6.0)
-    assert widths.tolist() == [6.0] and unfit == 0
-    widths, unfit = chosen(7.9)  # within the chord plus the tolerance of 2 px
-    assert widths.tolist() == [7.9] and unfit == 0
-    widths, unfit = chosen(8.5)  # wider than any vessel that leaves a 6-px run on the circle
-    assert widths.tolist() == [] and unfit == 1
+def test_a_width_wider_than_its_crossing_is_not_used_and_is_flagged():
+    classes = _segment((200, 200), (125, 100), (190, 100), 6)  # crosses the 50-px circle square on: chord 6
+    [v] = _vessels_with_width(classes, 6.0)
+    assert v.width_px == 6.0 and v.flag == "" and v.angle_deg == pytest.approx(90, abs=1)
+    assert v.chord_px == pytest.approx(6, abs=1) and (v.x, v.y) == (
+        pytest.approx(150, abs=1),
+        pytest.approx(100, abs=1),
+    )
+    [v] = _vessels_with_width(classes, 8.4)  # within the chord plus the tolerances (10 %, and 2 px)
+    assert v.width_px == 8.4 and v.flag == ""
+    [v] = _vessels_with_width(classes, 9.5)  # wider than any vessel that leaves a 6.5-px run on the circle
+    assert math.isnan(v.width_px) and "its crossing allows" in v.flag
+
+
+def test_an_oblique_vessel_is_bounded_by_its_chord_times_the_sine_of_its_angle():
+    # 4 px wide, cut by the circle at 30 degrees: a run of 4 / sin 30 = 8 px along the circle
+    theta, a = math.radians(-20), math.radians(30)
+    p = (100 + 50 * math.cos(theta), 100 + 50 * math.sin(theta))
+    d = (
+        -math.sin(theta) * math.cos(a) + math.cos(theta) * math.sin(a),
+        math.cos(theta) * math.cos(a) + math.sin(theta) * math.sin(a),
+    )
+    classes = _segment((200, 200), (p[0] - 40 * d[0], p[1] - 40 * d[1]), (p[0] + 40 * d[0], p[1] + 40 * d[1]), 4)
+    [v] = _vessels_with_width(classes, 4.0)
+    assert v.width_px == 4.0 and 20 <= v.angle_deg <= 45 and v.chord_px >= 6.5
+    # 8.6 px fits the chord (>= 6.5 px, + 10 % + 2) but not chord x sin(angle + 10) x 1.1 + 2
+    [v] = _vessels_with_width(classes, 8.6)
+    assert math.isnan(v.width_px) and "its crossing allows" in v.flag
+
+
+def test_a_short_piece_twice_as_wide_as_the_vessels_it_meets_is_not_used():
+    shape = (200, 200)
+
+    def parent_8_children_3(graph, mine):  # the shortest segment is the parent
+        parent = np.flatnonzero(mine)[np.argmin(graph.length[mine])]
+        return np.where(mine, 3.0, np.nan) + np.where(np.arange(graph.n_segments) == parent, 5.0, 0.0)
+
+    def children_2px(graph, mine):
+        return np.where(mine, 2.0, np.nan)  # every segment it meets 2 px wide: 8 > 2 x 2 + 2
+
+    def children_4px(graph, mine):
+        return np.where(mine, 4.0, np.nan)  # 8 <= 2 x 4 + 2
+
+    classes = _segment(shape, (135, 100), (150, 100), 8)  # a short (< 3 widths) parent ends on the circle ...
+    for end in ((190, 75), (190, 125)):  # ... where two narrower children leave it
+        classes |= _segment(shape, (150, 100), end, 4)
+    [v] = _vessels_with_width(classes, parent_8_children_3, neighbours=children_2px)
+    assert v.width_px == 3.0 and "width 8.0 px > 2 x 2.0 px of the vessels it meets" in v.flag
+    [v] = _vessels_with_width(classes, parent_8_children_3, neighbours=children_4px)
+    assert v.width_px == 8.0 and v.flag == ""
+    # a long segment (its width measured across it) is not checked against side branches
+    classes = _segment(shape, (110, 100), (150, 100), 8)
+    for end in ((190, 75), (190, 125)):
+        classes |= _segment(shape, (150, 100), end, 4)
+    [v] = _vessels_with_width(classes, parent_8_children_3, neighbours=children_2px)
+    assert v.width_px == 8.0 and v.flag == ""
+
+
+def test_grader_edits_flip_and_exclude_vessels_and_a_stray_edit_is_returned():
+    from scripts.vessels.zone_b import VesselEdit
+
+    arteries, veins = [9, 8, 7, 6, 5], [12, 11, 10, 9, 8]
+    classes, disc = radial_map(arteries, veins)
+    plain = measure(classes, disc)
+    assert [v.number for v in plain.vessels] == list(range(1, 11)) and all(v.used for v in plain.vessels)
+    widest_artery = max((v for v in plain.vessels if v.cls == "artery"), key=lambda v: v.width_px)
+    narrowest_vein = min((v for v in plain.vessels if v.cls == "vein"), key=lambda v: v.width_px)
+    edits = [
+        VesselEdit(widest_artery.x + 2, widest_artery.y, "exclude"),
+        VesselEdit(narrowest_vein.x, narrowest_vein.y - 1, "flip"),
+        VesselEdit(5, 5, "flip"),  # no vessel there
+    ]
+    edited = measure(classes, disc, edits=edits)
+    a = sorted(v.width_px for v in edited.vessels if v.cls == "artery" and v.edit != "excluded")
+    assert a == pytest.approx(sorted([8, 7, 6, 5, 8]), abs=0.6)  # the 9 left out, the 8-px vein counted as an artery
+    assert edited.values["crae_px"] == pytest.approx(knudtson(a, 0.88))
+    assert edited.values["artery_zone_b_vessels"] == 5 and edited.values["vein_zone_b_vessels"] == 4
+    assert edited.unmatched_edits == [edits[2]]
+    by_number = {v.number: v for v in edited.vessels}
+    assert by_number[widest_artery.number].edit == "excluded" and not by_number[widest_artery.number].used
+    assert by_number[narrowest_vein.number].edit == "flipped" and by_number[narrowest_vein.number].edits == [1]
+
+
+def test_plausibility_flags_name_what_to_look_at():
+    classes, disc = radial_map([9, 8, 7], [6, 5, 4, 3])  # arteries wider than veins: AVR > 1, 3 arteries
+    flags = measure(classes, disc).flags
+    assert any(f.startswith("AVR ") and "outside 0.4-1" in f for f in flags)
+    assert "3 artery width(s) in zone B (fewer than 4)" in flags
+    assert not any(f.startswith("4 vein") for f in flags)
 
 
 def test_measure_reports_a_vessel_whose_widths_do_not_fit_its_crossing(monkeypatch):
@@ -168,15 +249,15 @@ def test_measure_reports_a_vessel_whose_widths_do_not_fit_its_crossing(monkeypat
 
     classes = _segment((200, 200), (125, 100), (190, 100), 6)
     monkeypatch.setattr(measures, "pixel_widths", lambda graph, vessel: np.full(len(graph.pixels), 20.0))
-    with pytest.warns(UserWarning, match="1 artery\\(s\\) crossing zone B had no width that fits the crossing"):
-        m = measure(classes, DISC)
+    with pytest.warns(UserWarning, match="1 artery\\(s\\) crossing zone B \\(vessel 1\\) had no width that fits"):
+        m = measure(classes, DISC).values
     assert m["artery_zone_b_unfit"] == 1 and m["artery_zone_b_vessels"] == 0 and math.isnan(m["crae_px"])
 
 
 def test_no_vessel_in_zone_b_is_defined_with_a_warning():
     classes = band((200, 200), (100, 20), 0, 4, 150)  # far from the disc
     with pytest.warns(UserWarning, match="no artery crosses zone B"):
-        m = measure(classes, Disc(100, 150, 10))
+        m = measure(classes, Disc(100, 150, 10)).values
     assert math.isnan(m["crae_px"]) and math.isnan(m["avr"]) and m["artery_zone_b_vessels"] == 0
     assert m["artery_calibre_px"] == pytest.approx(4, abs=0.5)
 
@@ -184,7 +265,7 @@ def test_no_vessel_in_zone_b_is_defined_with_a_warning():
 def test_empty_map_is_defined():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = measure(np.zeros((3, 64, 64), bool), Disc(32, 32, 5))
+        m = measure(np.zeros((3, 64, 64), bool), Disc(32, 32, 5)).values
     assert m["artery_segments"] == 0 and math.isnan(m["artery_calibre_px"]) and m["vessel_density_fov"] == 0.0
 
 
@@ -249,7 +330,7 @@ def test_fractal_dimension_of_a_line_and_of_a_filled_region():
 def test_density_per_zone():
     classes = np.zeros((3, 100, 100), bool)
     classes[ARTERY, :, :10] = True
-    m = measure(classes, Disc(50, 50, 5))
+    m = measure(classes, Disc(50, 50, 5)).values
     assert m["artery_density_fov"] == pytest.approx(0.1) and m["vein_density_fov"] == 0.0
     assert m["artery_density_zone_b"] == 0.0  # zone B (10-15 px from the centre) holds none of it
 
