@@ -116,6 +116,54 @@ class Browser:
         while not any(e["method"] == "Page.loadEventFired" for e in self.events):
             self._read_message(deadline)
 
+    def open_url(self, url: str, timeout: float = 60) -> None:
+        """Load ``url`` (a page of a local server) and wait for its load event."""
+        self.events.clear()
+        self.send("Page.navigate", {"url": url}, session=True)
+        deadline = time.monotonic() + timeout
+        while not any(e["method"] == "Page.loadEventFired" for e in self.events):
+            self._read_message(deadline)
+
+    def wait_for(self, expression: str, timeout: float = 60):
+        """Poll ``expression`` until it is truthy; returns its value (TimeoutError with the last value)."""
+        deadline, value = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(0.05)
+        raise TimeoutError(f"{expression} stayed {value!r} for {timeout} s; script errors: {self.errors}")
+
+    def mouse(self, kind: str, x: float, y: float) -> None:
+        """A real mouse event at page coordinates (``kind``: mousePressed, mouseMoved, mouseReleased)."""
+        params = {"type": kind, "x": x, "y": y, "button": "left", "buttons": 0 if kind == "mouseReleased" else 1}
+        if kind != "mouseMoved":
+            params["clickCount"] = 1
+        self.send("Input.dispatchMouseEvent", params, session=True)
+
+    def click(self, x: float, y: float) -> None:
+        self.mouse("mousePressed", x, y)
+        self.mouse("mouseReleased", x, y)
+
+    def drag(self, start: tuple[float, float], end: tuple[float, float], steps: int = 5) -> None:
+        self.mouse("mouseMoved", *start)
+        self.mouse("mousePressed", *start)
+        for k in range(1, steps + 1):
+            self.mouse(
+                "mouseMoved", start[0] + (end[0] - start[0]) * k / steps, start[1] + (end[1] - start[1]) * k / steps
+            )
+        self.mouse("mouseReleased", *end)
+
+    def key(self, key: str) -> None:
+        """Press and release one key: a character ("f") or a named key ("ArrowLeft")."""
+        down = {"type": "keyDown", "key": key}
+        if len(key) == 1:
+            down.update(
+                text=key, code=f"Key{key.upper()}" if key.isalpha() else "", windowsVirtualKeyCode=ord(key.upper())
+            )
+        self.send("Input.dispatchKeyEvent", down, session=True)
+        self.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": key}, session=True)
+
     def evaluate(self, expression: str):
         result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=True)
         if "exceptionDetails" in result:

@@ -29,6 +29,7 @@ from scripts.figures.zone_b import zone_b_figure
 from scripts.grading.corrections import Corrections, graded_disc, read_corrections
 from scripts.io.tables import write_csv, write_rows
 from scripts.vessels.disc import Disc, locate_disc, read_disc_csv, warn_unmatched_rows
+from scripts.vessels.graph import VesselGraph
 from scripts.vessels.measures import Biomarkers, measure
 from scripts.vessels.zone_b import VESSEL_FIELDS, vessel_rows
 
@@ -75,14 +76,16 @@ class MapCase:
     disc: Disc | None
 
 
-def load_case(path: Path, options: MapOptions, discs: dict[str, Disc]) -> MapCase:
-    """The map ``path`` with its photograph, FOV mask and optic disc, found by its image id."""
+def load_case(path: Path, options: MapOptions, discs: dict[str, Disc], photo_file: Path | None = None) -> MapCase:
+    """The map ``path`` with its photograph (``photo_file``, else found in ``options.photos`` by its
+    image id), FOV mask and optic disc (``options``' disc, else a row of ``discs``, else located)."""
     for suffix, what in NOT_MAPS.items():
         if path.stem.endswith(suffix):
             raise Skipped(f"{path}: {what}, not a map")
     classes, kind = read_map(path, options.kind)
     key = image_id(path)
-    photo_file = _find(options.photos, "--photos", key, path, lambda f, k: find_file(f, k, IMAGE_EXTENSIONS))
+    if photo_file is None:
+        photo_file = _find(options.photos, "--photos", key, path, lambda f, k: find_file(f, k, IMAGE_EXTENSIONS))
     photo = load_photo(photo_file) if photo_file else None
     if photo is not None and photo.shape[:2] != classes.shape[1:]:
         raise DataError(
@@ -104,13 +107,13 @@ def load_case(path: Path, options: MapOptions, discs: dict[str, Disc]) -> MapCas
         raise DataError(f"{mask_file}: mask size {fov.shape[::-1]} differs from the map {path}")
     if options.disc:
         disc = Disc(*options.disc)
-    elif options.disc_csv:
-        if key not in discs:
-            raise DataError(
-                f"{path}: no row for image id '{key}' in --disc-csv {options.disc_csv}; add one (or "
-                "leave --disc-csv out to locate the discs in --photos)"
-            )
+    elif key in discs:
         disc = discs[key]
+    elif options.disc_csv:
+        raise DataError(
+            f"{path}: no row for image id '{key}' in --disc-csv {options.disc_csv}; add one (or "
+            "leave --disc-csv out to locate the discs in --photos)"
+        )
     elif photo is not None:
         disc = locate_disc(photo, fov, str(photo_file), vessels=np.asarray(classes.any(axis=0)))
     else:
@@ -127,7 +130,9 @@ def load_case(path: Path, options: MapOptions, discs: dict[str, Disc]) -> MapCas
 ZONE_B_SUMMARIES = ("crae_px", "crve_px", "avr", "crae_um", "crve_um")
 
 
-def measure_case(case: MapCase, pixel_um: float | None, corrections: Corrections | None = None) -> Measured:
+def measure_case(
+    case: MapCase, pixel_um: float | None, corrections: Corrections | None = None, graph: VesselGraph | None = None
+) -> Measured:
     """The biomarkers of ``case`` with a grader's ``corrections`` applied: its CSV row (id, file,
     kind, disc source, every measure, the plausibility flags, what the grader changed) and its
     per-vessel rows."""
@@ -135,7 +140,7 @@ def measure_case(case: MapCase, pixel_um: float | None, corrections: Corrections
         Disc(*corrections.disc).check_fits(case.classes.shape[1:], f"{case.path}: the grader's disc")
     disc = graded_disc(corrections, case.disc)
     edits = corrections.edits if corrections is not None else ()
-    found = measure(case.classes, disc, case.fov, pixel_um, source=str(case.path), edits=edits)
+    found = measure(case.classes, disc, case.fov, pixel_um, graph=graph, source=str(case.path), edits=edits)
     values = dict(found.values)
     flags = list(found.flags)
     if found.unmatched_edits:

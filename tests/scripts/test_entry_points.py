@@ -17,6 +17,7 @@ ENTRY_POINTS = (
     "evaluate",
     "predict",
     "biomarkers",
+    "grade",
     "quality",
     "export",
     "synthetic",
