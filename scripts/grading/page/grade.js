@@ -129,7 +129,7 @@ function drawOverlay() {
   handle.id = "disc-handle";
   handle.addEventListener("pointerdown", (e) => startDrag(e, "resize"));
   svg.append(handle);
-  const marker = Math.max(5, d.radius / 6);
+  const marker = Math.max(3, d.radius / 10);
   for (const v of data.vessels) {
     const g = document.createElementNS(SVG, "g");
     const usable = v.width_px !== null && v.edit !== "excluded";
@@ -144,7 +144,7 @@ function drawOverlay() {
     const angle = (v.position_deg * Math.PI) / 180;
     t.setAttribute("x", d.x + 3.2 * d.radius * Math.cos(angle));
     t.setAttribute("y", d.y + 3.2 * d.radius * Math.sin(angle));
-    t.setAttribute("font-size", marker * 1.6);
+    t.setAttribute("font-size", marker * 2.4);
     t.setAttribute("text-anchor", "middle");
     t.textContent = `${v.vessel}: ${v.width_px === null ? "-" : v.width_px.toFixed(1)}`;
     g.append(c, t);

@@ -234,6 +234,10 @@ def test_grader_edits_flip_and_exclude_vessels_and_a_stray_edit_is_returned():
     by_number = {v.number: v for v in edited.vessels}
     assert by_number[widest_artery.number].edit == "excluded" and not by_number[widest_artery.number].used
     assert by_number[narrowest_vein.number].edit == "flipped" and by_number[narrowest_vein.number].edits == [1]
+    # the edits follow their vessels when the disc moves a little (the crossings move with it)
+    moved = measure(classes, Disc(disc.x + 3, disc.y - 2, disc.radius + 1), edits=edits)
+    assert sorted(v.edit for v in moved.vessels if v.edit) == ["excluded", "flipped"]
+    assert moved.values["artery_zone_b_vessels"] == 5 and moved.unmatched_edits == [edits[2]]
 
 
 def test_plausibility_flags_name_what_to_look_at():
