@@ -276,7 +276,9 @@ def measure(
             inside = zmask & fov
             out[f"{name}_density_{zone}"] = float((mask & inside).sum() / inside.sum()) if inside.any() else math.nan
         if disc is not None:
-            found += zone_b_vessels(graph, name, mine, (mask | classes[2]) & fov, zone_width, seg_width, disc)
+            found += zone_b_vessels(
+                graph, name, mine, (mask | classes[2]) & fov, zone_width, seg_width, disc, vessel & fov
+            )
     vessels = number(found)
     unmatched = apply_edits(vessels, edits, graph)
     if disc is not None:

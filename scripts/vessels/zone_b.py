@@ -138,6 +138,7 @@ def zone_b_vessels(
     zone_width: np.ndarray,
     seg_width: np.ndarray,
     disc: Disc,
+    vessel: np.ndarray | None = None,
 ) -> list[ZoneBVessel]:
     """Every vessel of class ``cls`` crossing zone B's middle circle, each once, with its width.
 
@@ -163,10 +164,13 @@ def zone_b_vessels(
 
     A width that fails is named in ``flag``; a vessel none of whose widths passes keeps a NaN width
     (left out). At a branch point on the circle the width is the parent vessel's, at a crossing the
-    vessel's own on either side."""
+    vessel's own on either side. The chord of the bound is the run of ``vessel`` (every class, default
+    ``mask``) holding the vessel's run: an artery lying across a vein on the circle cuts the vein's own
+    run short, not the vein."""
     runs = circle_crossings(mask, disc, 2.5 * disc.radius)
     if not runs:
         return []
+    whole = runs if vessel is None else circle_crossings(vessel, disc, 2.5 * disc.radius)
     y, x = np.divmod(graph.pixels, graph.shape[1])
     candidate = mine[graph.segment] & ~np.isnan(zone_width[graph.segment])
     groups: list[tuple[set[int], tuple[float, float, float]]] = []  # segments, longest run
@@ -178,7 +182,11 @@ def zone_b_vessels(
             continue
         overlapping = [g for g in groups if g[0] & segments]
         merged = segments.union(*(g[0] for g in overlapping))
-        run = max([(cx, cy, length)] + [g[1] for g in overlapping], key=lambda r: r[2])
+        held = max(
+            (w for w in whole if math.hypot(w[0] - cx, w[1] - cy) <= w[2] / 2 + 1), key=lambda w: w[2], default=None
+        )
+        chord = max(length, held[2] if held else length)
+        run = max([(cx, cy, chord)] + [g[1] for g in overlapping], key=lambda r: r[2])
         groups = [g for g in groups if not g[0] & segments] + [(merged, run)]
     ends = _segment_ends(graph)
     return [

@@ -131,6 +131,21 @@ def test_a_vessel_cut_by_a_crossing_on_the_circle_is_measured():
     assert m["vein_zone_b_vessels"] == 1 and m["crve_px"] == pytest.approx(8, abs=1)
 
 
+def test_a_vein_whose_run_an_artery_cuts_on_the_circle_keeps_its_width():
+    shape = (200, 200)
+    vein = _segment(shape, (125, 100), (190, 100), 8)[ARTERY]  # 8 px, square across the circle at (150, 100)
+    artery = _segment(shape, (120, 70), (180, 130), 3)[ARTERY]  # lies across it there, on top
+    classes = np.stack([artery, vein & ~artery, np.zeros(shape, bool)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = measure(classes, DISC)
+    # the vein's own runs on the circle are two pieces of about 2 px; the vessel run holding them is 8 px,
+    # and its width (shortened near the crossing, about 4.5 px) is within that run's bound
+    [vein] = [v for v in found.vessels if v.cls == "vein"]
+    assert vein.chord_px == pytest.approx(8, abs=1) and vein.flag == "" and 3 < vein.width_px <= 8
+    assert found.values["vein_zone_b_vessels"] == 1
+
+
 def test_a_vessel_crossing_the_circle_twice_counts_once():
     shape = (200, 200)
     classes = np.zeros((3, *shape), bool)
