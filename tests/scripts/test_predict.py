@@ -255,11 +255,12 @@ def test_predictions_page_shows_every_photograph_in_a_browser(photos, checkpoint
     found = check_page(out / "report.html", chromium)
     assert found["errors"] == []
     names = [r["id"] for r in _rows(out)]
-    expected = sorted(f"{n}_{kind}.png" for n in names for kind in ("overlay", "av"))
-    assert sorted(src for src, _ in found["images"]) == expected
+    expected = sorted(f"{n}_{kind}.png" for n in names for kind in ("overlay", "av", "zone_b"))
+    assert sorted(src for src, _ in found["images"]) == expected  # the zone-B figure of every photograph measured
     assert all(ok for _, ok in found["images"])
-    [shown] = found["tables"]
+    shown, vessels = found["tables"]
     assert shown["file"] == "predictions.csv" and len(shown["rows"]) == len(names) == 4
+    assert vessels["file"] == "vessels.csv" and vessels["header"][:3] == ["id", "vessel", "class"]
     assert "broken.png" in found["text"] and "Failed inputs" in found["text"]
 
 

@@ -49,7 +49,8 @@ def test_reproduce_runs_end_to_end(synthetic_root, tmp_path):
         timing["steps"] == 9 and timing["step_mode"] == "batched" and timing["total_wall_s"] >= timing["train_wall_s"]
     )
     assert 0 <= timing["data_wait_share"] < 1 and timing["ms_per_step"] > 0
-    assert len(list((out / "figures").glob("*.png"))) == 3
+    assert len(list((out / "figures").glob("*_test.png"))) == 3  # and each prediction's zone-B figure
+    assert len(list((out / "figures").glob("*_test_zone_b.png"))) == 3
     assert "Paper table row" in (out / "test.log").read_text()
 
 

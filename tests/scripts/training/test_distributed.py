@@ -339,12 +339,15 @@ def test_test_script_under_torchrun_writes_what_one_process_writes(synthetic_roo
     for cmd in (one, two):
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert run.returncode == 0, run.stderr[-3000:]
-    for name in ("per_image.csv", "summary.csv", "segments.csv", "biomarkers.csv", "paper_row.json"):
+    for name in ("per_image.csv", "summary.csv", "segments.csv", "biomarkers.csv", "vessels.csv", "paper_row.json"):
         assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text(), name
     assert sorted(p.name for p in (tmp_path / "two" / "figures").iterdir()) == [
         "01_test.png",
+        "01_test_zone_b.png",
         "02_test.png",
+        "02_test_zone_b.png",
         "03_test.png",
+        "03_test_zone_b.png",
     ]
     for sub in ("small_pre", "raw_pre"):
         assert sorted(p.name for p in (tmp_path / "maps_two" / sub).iterdir()) == sorted(
