@@ -208,8 +208,9 @@ def drive_discs(tmp_path_factory):
     return root, path
 
 
-def _drive(root, discs, out, *more):
-    args = [str(root / "1st_manual"), "--masks", str(root / "mask"), "--disc-csv", str(discs), "--csv", str(out)]
+def _drive(root, discs, out, *more, maps=None):
+    maps = maps or [str(root / "1st_manual")]
+    args = [*maps, "--masks", str(root / "mask"), "--disc-csv", str(discs), "--csv", str(out)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return main(args + list(more))
@@ -250,7 +251,8 @@ def test_corrections_change_the_tables_and_are_marked(drive_discs, tmp_path):
 
     root, discs = drive_discs
     first = tmp_path / "a.csv"
-    assert _drive(root, discs, first) == 0
+    three = [str(root / "1st_manual" / f"0{i}_test.png") for i in (1, 2, 3)]
+    assert _drive(root, discs, first, maps=three) == 0
     vessels = [v for v in csv.DictReader(open(tmp_path / "a_vessels.csv")) if v["id"] == "01_test"]
     artery = max((v for v in vessels if v["class"] == "artery" and v["width_px"]), key=lambda v: float(v["width_px"]))
     vein = next(v for v in vessels if v["class"] == "vein" and v["knudtson"] == "1")
@@ -271,7 +273,7 @@ def test_corrections_change_the_tables_and_are_marked(drive_discs, tmp_path):
     )
     (folder / "02_test.json").write_text(json.dumps({"id": "02_test", "version": 1, "exclude_image": True}))
     second = tmp_path / "b.csv"
-    assert _drive(root, discs, second, "--corrections", str(folder)) == 0
+    assert _drive(root, discs, second, "--corrections", str(folder), maps=three) == 0
     before, after = _rows(first), _rows(second)
     assert after["01_test"]["graded"] == "1" and after["01_test"]["corrections"] == "1 flip; 1 exclude"
     assert after["03_test"]["graded"] == "0" and after["03_test"]["crae_px"] == before["03_test"]["crae_px"]
@@ -282,4 +284,6 @@ def test_corrections_change_the_tables_and_are_marked(drive_discs, tmp_path):
     assert after["01_test"]["crae_px"] != before["01_test"]["crae_px"]
     assert after["02_test"]["avr"] == "" and after["02_test"]["flags"].startswith("excluded by the grader")
     (folder / "03_test.json").write_text('{"id": "03_test", "disc": {"x": -4, "y": 10, "radius": 30}}')
-    assert _drive(root, discs, tmp_path / "c.csv", "--corrections", str(folder)) == 1  # that map failed, by name
+    assert (
+        _drive(root, discs, tmp_path / "c.csv", "--corrections", str(folder), maps=three) == 1
+    )  # that map failed, by name
