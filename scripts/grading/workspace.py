@@ -33,7 +33,7 @@ from scripts.grading.corrections import (
     read_corrections,
     write_corrections,
 )
-from scripts.grading.maps import MapCase, MapOptions, load_case, measure_case
+from scripts.grading.maps import MapCase, MapOptions, Measured, load_case, measure_case
 from scripts.vessels.disc import Disc
 from scripts.vessels.graph import VesselGraph, build_graph
 from scripts.vessels.measures import channels_of
@@ -158,15 +158,21 @@ class Workspace:
     def corrections_of(self, key: str, shape: tuple[int, int]) -> Corrections | None:
         return read_corrections(self.corrections, key, shape)
 
-    def state(self, key: str, corrections: Corrections | None = None) -> dict:
-        """What the page shows of photograph ``key``: size, discs, corrections, CRAE/CRVE/AVR, flags, vessels."""
+    def measure(self, key: str, corrections: Corrections | None) -> Measured:
         case, graph = self.case(key)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what the warnings say is in the flags and the vessel table
+            return measure_case(case, self.options.pixel_um, corrections, graph=graph)
+
+    def state(self, key: str, corrections: Corrections | None = None, measured: Measured | None = None) -> dict:
+        """What the page shows of photograph ``key``: size, discs, corrections, CRAE/CRVE/AVR, flags,
+        vessels (``measured``: the measurement with ``corrections``, when already made)."""
+        case, _ = self.case(key)
         shape = case.classes.shape[1:]
         if corrections is None:
             corrections = self.corrections_of(key, shape)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # what the warnings say is in the flags and the vessel table
-            measured = measure_case(case, self.options.pixel_um, corrections, graph=graph)
+        if measured is None:
+            measured = self.measure(key, corrections)
         values = measured.row
         return {
             "id": key,
@@ -189,8 +195,9 @@ class Workspace:
 
     def save(self, key: str, data: object) -> dict:
         """Check ``data`` (the page's corrections, with the version it started from), save it as the
-        next version and return the new state. InvalidCorrection: a value is wrong; VersionConflict:
-        another page saved first."""
+        next version and return the new state. InvalidCorrection: a value is wrong, or a new edit names
+        no vessel (its point is on no vessel crossing zone B); VersionConflict: another page saved first.
+        An edit saved before that no longer matches a vessel (the disc moved) is kept, and flagged."""
         case, _ = self.case(key)
         shape = case.classes.shape[1:]
         proposed = parse(data, key, shape)
@@ -208,8 +215,17 @@ class Workspace:
                     f"{key} was saved by another page (version {on_disk}; this page had version "
                     f"{proposed.version}): reload to see that version, then make your change again"
                 )
+            measured = self.measure(key, proposed)
+            before = set(current.edits) if current is not None else set()
+            unknown = [e for e in measured.found.unmatched_edits if e not in before]
+            if unknown:
+                e = unknown[0]
+                raise InvalidCorrection(
+                    f"no vessel crosses zone B at ({e.x:g}, {e.y:g}): {e.action} names a vessel by a point on its "
+                    "crossing; pick one of the numbered vessels"
+                )
             saved = write_corrections(self.corrections, proposed)
-        return self.state(key, saved)
+        return self.state(key, saved, measured)
 
     def picture(self, key: str, which: str) -> bytes:
         """The photograph (``photo``) or the A/V map (``map``, transparent where there is no vessel) as a

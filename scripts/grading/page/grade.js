@@ -225,13 +225,11 @@ function save(change) {
       if (state.current === id) show(data);
       markGraded(id);
       setStatus(`saved version ${data.corrections.version}`);
-    } else if (status === 409) {
-      setStatus(data.error, true);
+    } else {
+      // refused (another page saved first, or a value was wrong): show what is saved, and why
       const fresh = await request("GET", `/api/photos/${encodeURIComponent(id)}`);
       if (fresh.ok && state.current === id) show(fresh.data);
-    } else {
       setStatus(data.error || `error ${status}`, true);
-      if (state.current === id) show(state.data);
     }
   });
   return state.saving;

@@ -3,6 +3,7 @@ and what is saved are what the Python measurement says."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import threading
@@ -109,3 +110,21 @@ def test_move_the_disc_flip_a_vessel_and_reload(server, chromium, tmp_path):
         assert "flipped" in browser.evaluate(f"document.querySelector('{row}').textContent")
         assert browser.evaluate("document.getElementById('status').textContent").startswith("version 2")
         assert browser.errors == []
+
+    # the same server over its socket: changes from another origin or for another host are refused
+    saved = (workspace.corrections / "01_test.json").read_bytes()
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    body = json.dumps({"version": 2, "exclude_image": True})
+    for headers, status in (
+        ({"Origin": "http://evil.example", "Content-Type": "application/json"}, 403),
+        ({"Origin": url.rstrip("/"), "Content-Type": "application/json", "Host": "evil.example"}, 400),
+        ({"Origin": url.rstrip("/"), "Content-Type": "text/plain"}, 415),
+    ):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("PUT", "/api/photos/01_test/corrections", body=body, headers=headers)
+        assert connection.getresponse().status == status, headers
+        connection.close()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/page/..%2F..%2Fgrading%2Fworkspace.py")
+    assert connection.getresponse().status == 404
+    assert (workspace.corrections / "01_test.json").read_bytes() == saved  # nothing written

@@ -92,6 +92,7 @@ def test_a_save_is_measured_kept_and_versioned(client):
         ({"version": 0, "exclude_image": "yes"}, "exclude_image must be true or false"),
         ({"version": 0, "id": "02_test"}, "is not this photograph's"),
         ([1, 2], "must be a JSON object"),
+        ({"version": 0, "edits": [{"x": 5, "y": 5, "action": "flip"}]}, "no vessel crosses zone B at (5, 5)"),
     ],
 )
 def test_bad_numbers_are_refused_and_nothing_is_written(client, body, message):
