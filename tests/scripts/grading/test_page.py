@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import threading
 import warnings
 
 import pytest
 
 from scripts.grading.corrections import read_corrections
-from scripts.grading.maps import MapOptions, load_case, measure_case
+from scripts.grading.maps import load_case, measure_case
 from scripts.grading.server import serve
 from scripts.grading.workspace import Workspace
 from tests.browser import Browser
@@ -22,14 +21,8 @@ SHOWN = "[document.getElementById('avr').textContent, document.getElementById('c
 
 
 @pytest.fixture()
-def server(real_data, tmp_path):
-    root = real_data / "DRIVE_AV" / "test"
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    for key in ("01_test", "02_test"):
-        shutil.copy(root / "1st_manual" / f"{key}.png", maps / f"{key}.png")
-    (maps / "03_test.png").write_bytes(b"not a picture")
-    workspace = Workspace(maps, MapOptions(photos=root / "images", masks=root / "mask"))
+def server(folder):
+    workspace = Workspace(*folder)
     httpd = serve(workspace, 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

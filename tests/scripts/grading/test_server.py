@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 
 import pytest
 
-from scripts.grading.maps import MapOptions, load_case, measure_case
+from scripts.grading.maps import load_case, measure_case
 from scripts.grading.server import create_app
 from scripts.grading.workspace import Workspace
 
 BASE = "http://127.0.0.1:8765"
 OWN = {"Origin": BASE}
-
-
-@pytest.fixture()
-def folder(real_data, tmp_path):
-    """Two DRIVE test ground truths as the maps to grade, one broken map, one link out of the folder."""
-    root = real_data / "DRIVE_AV" / "test"
-    maps = tmp_path / "maps"
-    maps.mkdir()
-    for key in ("01_test", "02_test"):
-        shutil.copy(root / "1st_manual" / f"{key}.png", maps / f"{key}.png")
-    (maps / "03_test.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    outside = tmp_path / "secret.png"
-    shutil.copy(root / "1st_manual" / "04_test.png", outside)
-    (maps / "04_test.png").symlink_to(outside)
-    return maps, MapOptions(photos=root / "images", masks=root / "mask")
 
 
 @pytest.fixture()
