@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a file (python scripts/NAME.py, torchrun
 
 from scripts.cli.entry import run_command
 from scripts.cli.types import pixel_um
-from scripts.grading.maps import MapOptions, measure_maps, vessels_csv
+from scripts.grading.maps import MapOptions, measure_maps, vessels_csv, write_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         "excluded, images excluded; the rows say what was corrected",
     )
     p.add_argument("--figures", type=Path, metavar="DIR", help="write each map's zone-B figure here (<id>_zone_b.png)")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write <name>_report.html beside the CSV: the table, the zone-B figures (in --figures, "
+        "default <name>_figures/) and the vessel table",
+    )
     return p
 
 
@@ -74,14 +80,16 @@ def main(argv: list[str] | None = None) -> int:
         args.pixel_um,
         args.kind,
         args.corrections,
-        args.figures,
+        args.figures if args.figures or not args.report else args.csv.with_name(f"{args.csv.stem}_figures"),
     )
-    return run_command(lambda: measure(args.inputs, options, args.csv))
+    return run_command(lambda: measure(args.inputs, options, args.csv, args.report))
 
 
-def measure(inputs: list[str], options: MapOptions, csv: Path) -> int:
+def measure(inputs: list[str], options: MapOptions, csv: Path, report: bool) -> int:
     rows, failures = measure_maps(inputs, options, csv)
     print(f"{len(rows)} map(s) measured: {csv}, its vessels: {vessels_csv(csv)}")
+    if report:
+        print(f"report: {write_report(csv, rows, options)}")
     return 1 if failures else 0
 
 

@@ -215,6 +215,23 @@ def zone_b_section(folder: Path, pictures: list[str], table_file: str) -> str:
     )
 
 
+def biomarkers_page(table: Path, vessels: Path, pictures: list[str], info: dict) -> str:
+    """The page of a ``biomarkers.py`` run, beside its CSV ``table``: every map's row (with the
+    grader's corrections marked in its ``graded`` and ``corrections`` columns), and the zone-B figures
+    (``pictures``, relative to the table's folder) with the per-vessel table ``vessels``."""
+    folder = table.parent
+    sections = [
+        (
+            "Biomarkers",
+            "<p>One row per map; <code>flags</code> says what to check, <code>graded</code> and "
+            "<code>corrections</code> what a grader changed.</p>" + csv_table(table),
+        ),
+        ("Zone-B vessels", zone_b_section(folder, pictures, vessels.name)),
+        ("Run", _pairs(info)),
+    ]
+    return page("Biomarkers", f"{table}: every table is also a file beside this page.", sections)
+
+
 PAGE_PHOTOGRAPHS = 500  # a cohort's page shows the first ones; the tables beside it hold them all
 
 

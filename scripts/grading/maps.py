@@ -5,6 +5,7 @@ their CSV files (``scripts/biomarkers.py``, the grading page)."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from scripts.data.images import (
     load_photo,
 )
 from scripts.data.map_files import NOT_MAPS, Skipped, image_id, read_map
+from scripts.figures.pages import biomarkers_page
 from scripts.figures.zone_b import zone_b_figure
 from scripts.grading.corrections import Corrections, graded_disc, read_corrections
+from scripts.io.atomic import write_atomic
 from scripts.io.tables import write_csv, write_rows
 from scripts.vessels.disc import Disc, locate_disc, read_disc_csv, warn_unmatched_rows
 from scripts.vessels.graph import VesselGraph
@@ -224,6 +227,22 @@ def measure_maps(inputs: list[str], options: MapOptions, csv_path: Path) -> tupl
     write_csv(csv_path, [{k: _cell(r.get(k, "")) for k in columns} for r in rows])
     write_rows(vessels_csv(csv_path), list(VESSEL_FIELDS), ({k: _cell(v) for k, v in r.items()} for r in vessels))
     return rows, failures
+
+
+def write_report(csv_path: Path, rows: list[dict], options: MapOptions) -> Path:
+    """``<name>_report.html`` beside the CSV: the table, each map's zone-B figure (from
+    ``options.figures``) and the per-vessel table; returns its path."""
+    page_path = csv_path.with_name(f"{csv_path.stem}_report.html")
+    figures = options.figures
+    pictures = [os.path.relpath(figures / f"{r['id']}_zone_b.png", csv_path.parent) for r in rows] if figures else []
+    info = {
+        "maps": len(rows),
+        "photographs": str(options.photos or ""),
+        "corrections": str(options.corrections or "none"),
+        "graded": sum(1 for r in rows if r.get("graded")),
+    }
+    write_atomic(page_path, biomarkers_page(csv_path, vessels_csv(csv_path), pictures, info))
+    return page_path
 
 
 def vessels_csv(csv_path: Path) -> Path:

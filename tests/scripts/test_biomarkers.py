@@ -287,3 +287,26 @@ def test_corrections_change_the_tables_and_are_marked(drive_discs, tmp_path):
     assert (
         _drive(root, discs, tmp_path / "c.csv", "--corrections", str(folder), maps=three) == 1
     )  # that map failed, by name
+
+
+def test_the_report_shows_the_corrected_tables_and_figures(drive_discs, tmp_path, chromium):
+    from tests.browser import check_page
+
+    root, discs = drive_discs
+    folder = tmp_path / "corrections"
+    folder.mkdir()
+    (folder / "02_test.json").write_text(json.dumps({"id": "02_test", "version": 1, "exclude_image": True}))
+    three = [str(root / "1st_manual" / f"0{i}_test.png") for i in (1, 2, 3)]
+    out = tmp_path / "graded.csv"
+    assert _drive(root, discs, out, "--corrections", str(folder), "--report", maps=three) == 0
+    found = check_page(tmp_path / "graded_report.html", chromium)
+    assert found["errors"] == []
+    assert [src for src, ok in found["images"] if ok] == [f"graded_figures/0{i}_test_zone_b.png" for i in (1, 2, 3)]
+    tables = {t["file"]: t for t in found["tables"]}
+    assert set(tables) == {"graded.csv", "graded_vessels.csv"}
+    with open(out, newline="") as f:
+        rows = list(csv.reader(f))
+    shown = tables["graded.csv"]
+    assert shown["header"] == rows[0] and len(shown["rows"]) == 3
+    graded = rows[0].index("corrections")
+    assert [r[graded][0] for r in shown["rows"]] == ["", "image excluded", ""]  # the correction, marked
