@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import threading
 import warnings
@@ -273,7 +272,3 @@ def _disc(disc: Disc | None) -> dict | None:
     if disc is None:
         return None
     return {"x": disc.x, "y": disc.y, "radius": disc.radius, "source": disc.source, "confidence": disc.confidence}
-
-
-def dumps(data: object) -> str:
-    return json.dumps(data, allow_nan=False)
